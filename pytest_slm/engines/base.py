@@ -1,0 +1,97 @@
+"""The engine protocol and the values that cross it. Pytest-free, import-light."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from pytest_slm.checkpoints.resolve import Checkpoint, slug
+from pytest_slm.precisions import Precision
+from pytest_slm.record import Metric
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One cell of the model × precision matrix: the value ``slm_engine`` is parametrized with."""
+
+    model: str
+    precision: Precision
+
+    @property
+    def id(self) -> str:
+        """Readable test id, e.g. ``smollm2-135m-bf16``."""
+        return f"{slug(self.model)}-{self.precision.name}"
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """Greedy decoding of a fixed number of tokens (EOS ignored), so runs are comparable."""
+
+    max_new_tokens: int
+    ignore_eos: bool = True
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class StreamTrace:
+    """One streamed request, timed on the client's monotonic clock (``time.perf_counter``).
+
+    ``token_times_s`` has one entry per output token: the moment the client received it
+    (tokens delivered together share a time). ``engine`` holds the engine's own view of the
+    same request (``ttft_s``, ``tpot_s``), for cross-checking.
+    """
+
+    submit_s: float
+    token_times_s: tuple[float, ...]
+    prompt_tokens: int
+    engine: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def output_tokens(self) -> int:
+        return len(self.token_times_s)
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    """What one offline batch produced (timing is done by the caller)."""
+
+    requests: int
+    prompt_tokens: int
+    output_tokens: int
+    texts: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A loaded model at one precision, ready to generate.
+
+    Implementations: :class:`pytest_slm.engines.vllm_engine.VLLMEngine`; a deterministic
+    fake for the plugin's own tests lives in ``tests/``.
+    """
+
+    kind: str
+    spec: EngineSpec
+    checkpoint: Checkpoint
+
+    def generate(self, prompts: Sequence[str], sampling: SamplingSpec) -> BatchOutput:
+        """Offline batch generation of all ``prompts`` at once; returns when all are done."""
+        ...
+
+    def stream(self, prompts: Sequence[str], sampling: SamplingSpec) -> list[StreamTrace]:
+        """Submit all ``prompts`` at once and stream them, timing every output token."""
+        ...
+
+    def memory_metrics(self) -> list[Metric]:
+        """Memory figures: peak RSS on CPU; weights, KV cache and peak allocated on CUDA."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the report: device, dtype, kernels, versions."""
+        ...
+
+    def close(self) -> None:
+        """Free the engine's memory and processes; the next engine starts after this."""
+        ...
+
+

@@ -1,0 +1,74 @@
+"""Runs inside vLLM's worker processes (loaded through ``worker_extension_cls``).
+
+Exposes the facts only the worker knows (memory held by weights and KV cache, peak
+allocation, which kernels the linear layers use) as plain dicts over ``collective_rpc``,
+without enabling vLLM's insecure pickling of callables.
+"""
+
+from __future__ import annotations
+
+import resource
+from typing import Any
+
+
+def _nbytes(obj: Any) -> int:
+    if obj is None:
+        return 0
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(o) for o in obj)
+    if isinstance(obj, dict):
+        return sum(_nbytes(o) for o in obj.values())
+    numel = getattr(obj, "numel", None)
+    size = getattr(obj, "element_size", None)
+    return int(numel() * size()) if callable(numel) and callable(size) else 0
+
+
+class SlmWorkerExtension:
+    """Mixed into vLLM's worker class; methods are called by name via ``collective_rpc``."""
+
+    model_runner: Any
+
+    def slm_memory(self) -> dict[str, Any]:
+        """Weights, KV cache and peak allocated bytes as this worker sees them."""
+        import torch
+
+        runner = self.model_runner
+        out: dict[str, Any] = {
+            "kv_cache_bytes": _nbytes(getattr(runner, "kv_caches", None)),
+            "worker_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        }
+        weights = getattr(runner, "model_memory_usage", None)
+        model = getattr(runner, "model", None)
+        if model is not None and hasattr(model, "parameters"):
+            params = sum(_nbytes(p) for p in model.parameters())
+            buffers = sum(_nbytes(b) for b in model.buffers())
+            out["weights_bytes"] = params + buffers
+        if weights:
+            out["weights_loaded_bytes"] = int(weights)
+        if torch.cuda.is_available():
+            out["cuda_peak_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
+            out["cuda_peak_reserved_bytes"] = int(torch.cuda.max_memory_reserved())
+        return out
+
+    def slm_kernels(self) -> dict[str, Any]:
+        """Which quantization method / scheme / kernel each kind of linear layer uses."""
+        model = getattr(self.model_runner, "model", None)
+        kinds: dict[str, int] = {}
+        if model is not None:
+            for module in model.modules():
+                qm = getattr(module, "quant_method", None)
+                if qm is None or not hasattr(module, "weight") and not hasattr(module, "scheme"):
+                    continue
+                parts = [type(qm).__name__]
+                scheme = getattr(module, "scheme", None)
+                if scheme is not None:
+                    parts.append(type(scheme).__name__)
+                    kernel = getattr(scheme, "kernel", None)
+                    if kernel is not None:
+                        parts.append(type(kernel).__name__)
+                kernel = getattr(qm, "kernel", None)
+                if kernel is not None and scheme is None:
+                    parts.append(type(kernel).__name__)
+                key = "/".join(parts)
+                kinds[key] = kinds.get(key, 0) + 1
+        return {"linear_kernels": kinds}

@@ -1,0 +1,108 @@
+"""The fixtures pytest-slm provides. Registered through the ``pytest11`` entry point.
+
+Data flow: ``slm_settings`` (options, resolved once) -> ``slm_engine`` (one loaded engine
+per model × precision, parametrized by the plugin) -> ``slm_runs`` (measured workloads,
+memoized per engine) -> ``slm`` (the per-test recorder; the plugin checks thresholds and
+reports what it recorded).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pytest_slm import stash
+from pytest_slm.engines.base import Engine, EngineSpec
+from pytest_slm.measure.context import BenchContext, RunCache
+from pytest_slm.settings import Settings, SettingsError
+
+
+@pytest.fixture(scope="session")
+def slm_settings(pytestconfig: pytest.Config) -> Settings:
+    """The session's pytest-slm settings (models, precisions, run sizes, paths), resolved
+    once from marker > command line > environment > ini > profile default."""
+    return pytestconfig.stash[stash.SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterator[Engine]:
+    """A loaded engine for one model × precision (vLLM unless ``--slm-engine`` says otherwise).
+
+    Parametrized by pytest-slm over ``--models`` × ``--precision`` with ids such as
+    ``smollm2-135m-bf16``. Loaded once per session per cell and closed before the next
+    cell's engine starts; tests using the same cell run together.
+    """
+    spec = getattr(request, "param", None)
+    if not isinstance(spec, EngineSpec):
+        raise pytest.UsageError("slm_engine is parametrized by pytest-slm; do not parametrize it yourself")
+    from pytest_slm.checkpoints.resolve import resolve
+    from pytest_slm.engines.registry import load_engine_class
+
+    engine_cls = load_engine_class(slm_settings.engine)
+    checkpoint = resolve(spec.model, slm_settings.cache_dir)
+    if spec.precision.quantized:
+        from pytest_slm.checkpoints.quantize import quantized_checkpoint
+
+        checkpoint = quantized_checkpoint(checkpoint, spec.precision, slm_settings)
+    t0 = time.perf_counter()
+    engine: Engine = engine_cls(spec, checkpoint, slm_settings)
+    load_time_s = time.perf_counter() - t0
+    facts: dict[str, Any] = {
+        "id": spec.id, "model": spec.model, "precision": spec.precision.name,
+        "checkpoint": str(checkpoint.path), "checkpoint_sha256": checkpoint.sha256,
+        "checkpoint_bytes": checkpoint.size_bytes(), "load_time_s": load_time_s,
+    }
+    try:
+        facts.update(engine.describe())
+    except Exception as exc:  # a fact we could not read never stops the measurements
+        facts["describe_error"] = repr(exc)
+    request.config.stash.setdefault(stash.ENGINE_FACTS, {})[spec.id] = facts
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+@pytest.fixture(scope="session")
+def slm_runs(slm_engine: Engine) -> RunCache:
+    """Measured workloads on the current engine, memoized: the TTFT, TPOT, ITL and E2E
+    tests of one workload share one streaming run."""
+    return RunCache(slm_engine)
+
+
+@pytest.fixture
+def slm_engine_facts(request: pytest.FixtureRequest, slm_engine: Engine) -> dict[str, Any]:
+    """Facts about the current engine: load time (s), checkpoint path, size and hash, device,
+    dtype, and the kernels vLLM picked for linear layers."""
+    return request.config.stash[stash.ENGINE_FACTS][slm_engine.spec.id]
+
+
+@pytest.fixture
+def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> BenchContext:
+    """The per-test recorder: ``slm.record(name, value, unit=..., higher_is_better=...)``.
+
+    Every recorded metric goes to results.json / results.md with its unit and direction,
+    and is checked against ``slm_threshold`` markers and the thresholds file after the test
+    body; a breach fails this test only. ``slm.settings`` has this test's run sizes (after
+    ``@pytest.mark.slm(...)`` overrides) and ``slm.workload("single" | "batch")`` the
+    request shape built from them.
+    """
+    settings = slm_settings
+    marker = request.node.get_closest_marker("slm")
+    if marker is not None:
+        try:
+            settings = settings.override(marker.kwargs, f"@pytest.mark.slm on {request.node.nodeid}")
+        except SettingsError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    callspec = getattr(request.node, "callspec", None)
+    spec = callspec.params.get("slm_engine") if callspec is not None else None
+    context: dict[str, Any] = {}
+    if isinstance(spec, EngineSpec):
+        context = {"model": spec.id[: -len(spec.precision.name) - 1], "precision": spec.precision.name,
+                   "engine_id": spec.id}
+    ctx = BenchContext(context=context, settings=settings, spec=spec if isinstance(spec, EngineSpec) else None)
+    request.node.stash[stash.CONTEXT] = ctx
+    return ctx

@@ -1,0 +1,53 @@
+"""What the ``slm`` fixture hands a test: its settings, its engine cell, and the recorder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pytest_slm.engines.base import Engine, EngineSpec
+from pytest_slm.measure.workloads import OfflineRun, StreamingRun, Workload, run_offline, run_streaming
+from pytest_slm.record import Recorder
+from pytest_slm.settings import Settings
+
+
+
+@dataclass
+class BenchContext(Recorder):
+    """The per-test handle: ``slm.record(...)``, ``slm.settings``, ``slm.workload("batch")``."""
+
+    settings: Settings = field(default_factory=Settings)
+    spec: EngineSpec | None = None
+
+    def workload(self, streams: str | int) -> Workload:
+        """The request shape for ``"single"`` (one stream), ``"batch"`` (``--batch-size``
+        concurrent streams) or an explicit concurrency, with this test's run-size settings."""
+        if streams == "single":
+            concurrency = 1
+        elif streams == "batch":
+            concurrency = self.settings.batch_size
+        elif isinstance(streams, int) and streams >= 1:
+            concurrency = streams
+        else:
+            raise ValueError(f"streams must be 'single', 'batch' or a positive int, got {streams!r}")
+        s = self.settings
+        return Workload(concurrency, s.prompt, s.max_new_tokens, s.num_warmup, s.num_runs)
+
+
+class RunCache:
+    """Measured runs of one engine, memoized by workload: the TTFT, TPOT, ITL and E2E
+    tests of one workload share a single streaming run instead of repeating it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._streaming: dict[Workload, StreamingRun] = {}
+        self._offline: dict[Workload, OfflineRun] = {}
+
+    def streaming(self, workload: Workload) -> StreamingRun:
+        if workload not in self._streaming:
+            self._streaming[workload] = run_streaming(self.engine, workload)
+        return self._streaming[workload]
+
+    def offline(self, workload: Workload) -> OfflineRun:
+        if workload not in self._offline:
+            self._offline[workload] = run_offline(self.engine, workload)
+        return self._offline[workload]

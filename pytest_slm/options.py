@@ -1,0 +1,100 @@
+"""Command-line options and their ini twins.
+
+One table, :data:`OPTIONS`, is the single source: it registers each ``--flag`` with its
+ini key, names its environment variable, and tells :mod:`pytest_slm.settings` how to
+parse it. Precedence (resolved once, in settings): marker > command line > environment >
+ini > profile default > default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+GROUP = "slm"
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One setting: where it can come from and how to read it."""
+
+    field: str  # Settings attribute
+    flag: str  # command-line flag
+    help: str
+    kind: str = "str"  # "str", "int", "float", "list", "path", "bool"
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def ini(self) -> str:
+        return "slm_" + self.field
+
+    @property
+    def env(self) -> str:
+        return "SLM_" + self.field.upper()
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("models", "--models", "models to benchmark: Hugging Face ids, local checkpoint dirs, or the "
+               "alias smollm2-135m (default: smollm2-135m)", kind="list", metavar="M"),
+    OptionSpec("precision", "--precision", "precisions to run (bf16, fp16, auto, fp8, int8, w8a16, w8a16-rtn, "
+               "int4, w4a16-awq, or all; aliases accepted) (default: bf16)", kind="list", metavar="P"),
+    OptionSpec("output", "--slm-output", "directory for results.json and results.md (default: slm-results)",
+               kind="path", metavar="DIR"),
+    OptionSpec("profile", "--slm-profile", "run-size profile: quick (minutes on a CPU) or full (warmup 10, "
+               "runs 500, batch 8, 256 tokens) (default: quick)", choices=("quick", "full")),
+    OptionSpec("num_warmup", "--num-warmup", "warm-up repetitions, excluded from figures", kind="int", metavar="N"),
+    OptionSpec("num_runs", "--num-runs", "measured repetitions per workload", kind="int", metavar="N"),
+    OptionSpec("batch_size", "--batch-size", "prompts per offline batch and concurrent streams", kind="int",
+               metavar="N"),
+    OptionSpec("max_new_tokens", "--max-new-tokens", "output tokens per request (fixed: EOS is ignored)",
+               kind="int", metavar="N"),
+    OptionSpec("prompt", "--prompt", "prompt text, or @FILE to read it from a file", metavar="TEXT"),
+    OptionSpec("max_model_len", "--max-model-len", "engine context length (default: engine's choice, capped "
+               "at 2048 on CPU)", kind="int", metavar="N"),
+    OptionSpec("gpu_memory_utilization", "--gpu-memory-utilization", "fraction of GPU memory vLLM may take "
+               "(default: 0.9)", kind="float", metavar="F"),
+    OptionSpec("gpu_index", "--gpu-index", "CUDA device index (as CUDA_VISIBLE_DEVICES shows it) to run and "
+               "meter on (default: 0)", kind="int", metavar="I"),
+    OptionSpec("engine", "--slm-engine", "engine backend: a registered name (vllm) or module:Class "
+               "(default: vllm)", metavar="NAME"),
+    OptionSpec("cache_dir", "--slm-cache-dir", "cache for converted and quantized checkpoints (default: "
+               "$XDG_CACHE_HOME/pytest-slm)", kind="path", metavar="DIR"),
+    OptionSpec("thresholds_file", "--slm-thresholds", "TOML file with a [thresholds] table of metric limits",
+               kind="path", metavar="FILE"),
+)
+
+
+def register(parser: pytest.Parser) -> None:
+    """Add every option to pytest's parser, each with its ini twin."""
+    group = parser.getgroup(GROUP, "pytest-slm: benchmarks of small language models")
+    for spec in OPTIONS:
+        kwargs: dict[str, Any] = {"dest": "slm_" + spec.field, "default": None, "metavar": spec.metavar}
+        if spec.kind == "list":
+            kwargs["nargs"] = "+"
+        if spec.choices:
+            kwargs["choices"] = spec.choices
+            kwargs.pop("metavar")
+        group.addoption(spec.flag, help=f"{spec.help} [env {spec.env}, ini {spec.ini}]", **kwargs)
+        ini_type: Any = "linelist" if spec.kind == "list" else "string"
+        parser.addini(spec.ini, help=spec.help, type=ini_type, default=None)
+
+
+def read_raw(config: pytest.Config, spec: OptionSpec, environ: dict[str, str]) -> tuple[Any, str] | None:
+    """The first value present for ``spec`` in CLI > env > ini order, with where it came from."""
+    cli = config.getoption("slm_" + spec.field)
+    if cli is not None:
+        return cli, spec.flag
+    if spec.env in environ and environ[spec.env] != "":
+        raw_env = environ[spec.env]
+        return (raw_env.split() if spec.kind == "list" else raw_env), f"environment variable {spec.env}"
+    ini = config.getini(spec.ini)
+    if ini not in (None, "", []):
+        if spec.kind == "list" and isinstance(ini, list):
+            ini = [tok for line in ini for tok in str(line).split()]
+        return ini, f"ini option {spec.ini}"
+    return None
+
+

@@ -1,0 +1,16 @@
+"""The model × precision matrix that ``slm_engine`` is parametrized over. Pytest-free."""
+
+from __future__ import annotations
+
+from pytest_slm.engines.base import EngineSpec
+from pytest_slm.settings import Settings
+
+
+def engine_specs(settings: Settings) -> list[EngineSpec]:
+    """Every model × precision, models outermost so one model's engines run back to back."""
+    specs = [EngineSpec(m, p) for m in settings.models for p in settings.precisions]
+    ids = [s.id for s in specs]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ValueError(f"two --models entries give the same test id(s) {dupes}; rename a checkpoint directory")
+    return specs

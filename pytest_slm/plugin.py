@@ -1,0 +1,155 @@
+"""pytest-slm's hooks. Logic lives in the pytest-free modules; this file only wires it in.
+
+Nothing heavy is imported here: vLLM, torch and NVML load inside fixtures, so
+``pytest --help`` and ``--collect-only`` stay fast and GPU-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_slm import options, stash
+from pytest_slm.engines.base import EngineSpec
+from pytest_slm.parametrize import engine_specs
+from pytest_slm.record import USER_PROPERTY_KEY
+from pytest_slm.report import environment
+from pytest_slm.report.collector import ENGINE_PROPERTY_KEY, ReportCollector
+from pytest_slm.settings import SettingsError, resolve
+from pytest_slm.thresholds import ThresholdError, ThresholdTable, check, marker_limits
+
+
+def is_xdist_worker(config: pytest.Config) -> bool:
+    """True inside a pytest-xdist worker (reports are written by the controller only)."""
+    return hasattr(config, "workerinput")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.register(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slm_threshold(**limits): limits on metrics this test records, e.g. "
+        "slm_threshold(ttft_p50_s='<=0.25', output_tokens_per_s='>=100'); a breach fails this test only.",
+    )
+    config.addinivalue_line(
+        "markers",
+        "slm(**settings): per-test run sizes (num_warmup, num_runs, batch_size, max_new_tokens, prompt); "
+        "highest precedence.",
+    )
+    environ = dict(os.environ)
+    try:
+        settings = resolve(lambda spec: options.read_raw(config, spec, environ))
+        thresholds = ThresholdTable.load(settings.thresholds_file) if settings.thresholds_file else ThresholdTable.empty()
+    except (SettingsError, ThresholdError) as exc:
+        raise pytest.UsageError(f"pytest-slm: {exc}") from None
+    if not settings.output.is_absolute():
+        settings = dataclasses.replace(settings, output=Path(config.rootpath) / settings.output)
+    config.stash[stash.SETTINGS] = settings
+    config.stash[stash.THRESHOLDS] = thresholds
+    config.stash[stash.ENGINE_FACTS] = {}
+    if not is_xdist_worker(config):
+        collector = ReportCollector(settings.output, environment.collect(Path(config.rootpath), settings.run_profile()))
+        config.stash[stash.COLLECTOR] = collector
+        config.pluginmanager.register(ReportHooks(collector), "slm-report")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    s = config.stash[stash.SETTINGS]
+    return (
+        f"slm: models={' '.join(s.models)} precisions={' '.join(p.name for p in s.precisions)} "
+        f"engine={s.engine} profile={s.profile} (warmup {s.num_warmup}, runs {s.num_runs}, batch {s.batch_size}, "
+        f"{s.max_new_tokens} tokens) output={s.output}"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "slm_engine" not in metafunc.fixturenames:
+        return
+    try:
+        specs = engine_specs(metafunc.config.stash[stash.SETTINGS])
+    except ValueError as exc:
+        raise pytest.UsageError(f"pytest-slm: {exc}") from None
+    metafunc.parametrize("slm_engine", specs, ids=[s.id for s in specs], indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # With `-n N --dist loadgroup`, all tests of one engine go to one worker: one load each.
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        spec = callspec.params.get("slm_engine") if callspec is not None else None
+        if isinstance(spec, EngineSpec):
+            item.add_marker(pytest.mark.xdist_group(spec.id))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    """After the test body: attach its records to the report, then check thresholds."""
+    ctx = item.stash.get(stash.CONTEXT, None)
+    try:
+        result = yield
+    except BaseException:
+        if ctx is not None:
+            _attach(item, ctx, {})
+        raise
+    if ctx is None:
+        return result
+    markers = {}
+    for mark in reversed(list(item.iter_markers("slm_threshold"))):  # closest marker wins
+        try:
+            markers.update(marker_limits(mark.kwargs, f"@pytest.mark.slm_threshold on {item.nodeid}"))
+        except ThresholdError as exc:
+            _attach(item, ctx, {})
+            raise pytest.UsageError(str(exc)) from None
+    limits = item.config.stash[stash.THRESHOLDS].limits_for(ctx.context.get("engine_id"), markers)
+    applied, breaches = check(ctx.metrics, limits)
+    _attach(item, ctx, {name: str(limit) for name, limit in applied.items()})
+    if breaches:
+        pytest.fail("\n".join(b.message() for b in breaches), pytrace=False)
+    return result
+
+
+def _attach(item: pytest.Item, ctx: Any, applied: dict[str, str]) -> None:
+    rows = [
+        {**ctx.context, **{k: v for k, v in m.to_dict().items() if k != "name"}, "metric": m.name,
+         "threshold": applied.get(m.name)}
+        for m in ctx.metrics
+    ]
+    item.user_properties.append((USER_PROPERTY_KEY, rows))
+    engine_id = ctx.context.get("engine_id")
+    facts = item.config.stash[stash.ENGINE_FACTS].get(engine_id) if engine_id else None
+    if facts is not None:
+        item.user_properties.append((ENGINE_PROPERTY_KEY, facts))
+
+
+class ReportHooks:
+    """Controller-only hooks around the :class:`ReportCollector` (registered like junitxml's)."""
+
+    def __init__(self, collector: ReportCollector) -> None:
+        self.collector = collector
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        reason = None
+        if report.skipped and isinstance(report.longrepr, tuple):
+            reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        self.collector.add_report(report.nodeid, report.when, report.outcome, list(report.user_properties), reason)
+
+    def pytest_sessionfinish(self) -> None:
+        if self.collector.records or self.collector.skipped:
+            self.collector.flush()
+            self.collector.publish_step_summary()
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.collector.markdown:
+            return
+        terminalreporter.write_sep("=", "pytest-slm results")
+        terminalreporter.write_line(self.collector.markdown)
+        terminalreporter.write_line(f"written: {self.collector.output / 'results.json'}, "
+                                    f"{self.collector.output / 'results.md'}")

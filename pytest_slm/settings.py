@@ -1,0 +1,167 @@
+"""One frozen :class:`Settings` object, resolved once per session from the options.
+
+Pytest-free: :func:`resolve` takes a lookup callable that returns the raw value of an
+option and where it came from (``--num-runs``, ``environment variable SLM_NUM_RUNS``,
+``ini option slm_num_runs``). Errors name the bad value and its source.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from pytest_slm.options import OPTIONS, OptionSpec
+from pytest_slm.precisions import Precision, UnknownPrecision, resolve_precisions
+
+DEFAULT_MODEL = "smollm2-135m"
+
+#: Run-size defaults per profile. "full" is the seed methodology; "quick" finishes the
+#: default suite in minutes on a 2-core CPU.
+PROFILES: dict[str, dict[str, int]] = {
+    "quick": {"num_warmup": 2, "num_runs": 10, "batch_size": 8, "max_new_tokens": 64},
+    "full": {"num_warmup": 10, "num_runs": 500, "batch_size": 8, "max_new_tokens": 256},
+}
+
+DEFAULT_PROMPT = (
+    "You are a helpful assistant. Explain, step by step and in plain words, how a refrigerator keeps "
+    "food cold: what the compressor, the condenser, the expansion valve and the evaporator each do, "
+    "and why the back of the appliance feels warm."
+)
+
+#: Fields a ``@pytest.mark.slm(...)`` marker may override for one test.
+MARKER_FIELDS = ("num_warmup", "num_runs", "batch_size", "max_new_tokens", "prompt")
+
+
+class SettingsError(ValueError):
+    """A bad option value; the message names the value and where it came from."""
+
+
+def _default_cache_dir(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pytest-slm"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a session needs to know about what to run and how, after precedence."""
+
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    precisions: tuple[Precision, ...] = field(default_factory=lambda: resolve_precisions(["bf16"]))
+    output: Path = Path("slm-results")
+    profile: str = "quick"
+    num_warmup: int = PROFILES["quick"]["num_warmup"]
+    num_runs: int = PROFILES["quick"]["num_runs"]
+    batch_size: int = PROFILES["quick"]["batch_size"]
+    max_new_tokens: int = PROFILES["quick"]["max_new_tokens"]
+    prompt: str = DEFAULT_PROMPT
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    gpu_index: int = 0
+    engine: str = "vllm"
+    cache_dir: Path = field(default_factory=lambda: _default_cache_dir(os.environ))
+    thresholds_file: Path | None = None
+    #: field name -> where its value came from (for error messages and the report)
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def run_profile(self) -> dict[str, Any]:
+        """The run-size knobs as the report shows them."""
+        return {
+            "profile": self.profile,
+            "num_warmup": self.num_warmup,
+            "num_runs": self.num_runs,
+            "batch_size": self.batch_size,
+            "max_new_tokens": self.max_new_tokens,
+            "prompt_chars": len(self.prompt),
+            "customized": sorted(k for k in PROFILES[self.profile] if k in self.sources),
+        }
+
+    def override(self, values: Mapping[str, Any], source: str) -> Settings:
+        """Settings with a marker's run-size overrides applied (highest precedence)."""
+        unknown = sorted(set(values) - set(MARKER_FIELDS))
+        if unknown:
+            raise SettingsError(f"{source}: unknown setting(s) {unknown}; a marker may set {list(MARKER_FIELDS)}")
+        parsed = {k: _validate(k, v, source) for k, v in values.items()}
+        return replace(self, **parsed, sources={**self.sources, **dict.fromkeys(parsed, source)})
+
+
+def _to_int(name: str, raw: Any, source: str, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{source}: {name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{source}: {name} must be >= {minimum}, got {value}")
+    return value
+
+
+_MINIMUMS = {"num_warmup": 0, "num_runs": 1, "batch_size": 1, "max_new_tokens": 1, "max_model_len": 16,
+             "gpu_index": 0}
+
+
+def _validate(name: str, raw: Any, source: str) -> Any:
+    if name in _MINIMUMS:
+        return _to_int(name, raw, source, _MINIMUMS[name])
+    if name == "gpu_memory_utilization":
+        try:
+            f = float(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{source}: gpu_memory_utilization must be a number, got {raw!r}") from None
+        if not 0.0 < f <= 1.0:
+            raise SettingsError(f"{source}: gpu_memory_utilization must be in (0, 1], got {f}")
+        return f
+    if name == "prompt":
+        text = str(raw)
+        if text.startswith("@"):
+            path = Path(text[1:])
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SettingsError(f"{source}: cannot read prompt file {path}: {exc.strerror}") from None
+        if not text.strip():
+            raise SettingsError(f"{source}: the prompt is empty")
+        return text
+    return raw
+
+
+def _parse(spec: OptionSpec, raw: Any, source: str) -> Any:
+    if spec.field == "precision":
+        try:
+            return resolve_precisions(raw)
+        except UnknownPrecision as exc:
+            raise SettingsError(f"{source}: {exc}") from None
+    if spec.field == "models":
+        models = tuple(dict.fromkeys(str(m) for m in raw))
+        if not models:
+            raise SettingsError(f"{source}: no model given")
+        return models
+    if spec.choices and raw not in spec.choices:
+        raise SettingsError(f"{source}: {spec.field} must be one of {', '.join(spec.choices)}, got {raw!r}")
+    if spec.kind == "path":
+        return Path(os.path.expanduser(str(raw)))
+    return _validate(spec.field, raw, source)
+
+
+Lookup = Callable[[OptionSpec], "tuple[Any, str] | None"]
+
+
+def resolve(lookup: Lookup) -> Settings:
+    """Build the session's settings from ``lookup`` (CLI > env > ini, done by the caller)."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for spec in OPTIONS:
+        found = lookup(spec)
+        if found is None:
+            continue
+        raw, source = found
+        key = "precisions" if spec.field == "precision" else spec.field
+        values[key] = _parse(spec, raw, source)
+        sources[key] = source
+    profile = values.get("profile", "quick")
+    for knob, default in PROFILES[profile].items():
+        values.setdefault(knob, default)
+    known = {f.name for f in fields(Settings)}
+    assert set(values) <= known, set(values) - known
+    return Settings(**values, sources=sources)

