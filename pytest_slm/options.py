@@ -51,7 +51,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
                metavar="N"),
     OptionSpec("max_new_tokens", "--max-new-tokens", "output tokens per request (fixed: EOS is ignored)",
                kind="int", metavar="N"),
-    OptionSpec("prompt", "--prompt", "prompt text, or @FILE to read it from a file", metavar="TEXT"),
+    OptionSpec("prompt", "--prompt", "prompt text, or file:PATH to read it from a file", metavar="TEXT"),
     OptionSpec("max_model_len", "--max-model-len", "engine context length (default: engine's choice, capped "
                "at 2048 on CPU)", kind="int", metavar="N"),
     OptionSpec("gpu_memory_utilization", "--gpu-memory-utilization", "fraction of GPU memory vLLM may take "

@@ -114,8 +114,9 @@ def _validate(name: str, raw: Any, source: str) -> Any:
         return f
     if name == "prompt":
         text = str(raw)
-        if text.startswith("@"):
-            path = Path(text[1:])
+        # not "@file": pytest's argument parser already expands @file into arguments
+        if text.startswith("file:"):
+            path = Path(text.removeprefix("file:"))
             try:
                 text = path.read_text(encoding="utf-8")
             except OSError as exc:

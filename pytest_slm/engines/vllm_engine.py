@@ -163,8 +163,10 @@ class VLLMEngine:
         worker = self.llm.collective_rpc("slm_memory")[0]
         info = {"device": "cuda" if self.on_cuda else "cpu"}
         out = []
-        if "weights_bytes" in worker:
-            out.append(Metric("weights_bytes", worker["weights_bytes"], "B", False, info=info))
+        if self.on_cuda and "weights_loaded_bytes" in worker:
+            # On CPU the oneDNN backend repacks weights outside nn.Parameters, so neither
+            # vLLM's figure nor a parameter count is trustworthy there; checkpoint size is.
+            out.append(Metric("weights_bytes", worker["weights_loaded_bytes"], "B", False, info=info))
         out.append(Metric("kv_cache_bytes", worker["kv_cache_bytes"], "B", False, info=info))
         if self.on_cuda:
             out.append(Metric("cuda_peak_allocated_bytes", worker["cuda_peak_allocated_bytes"], "B", False,

@@ -38,11 +38,6 @@ class SlmWorkerExtension:
             "worker_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         }
         weights = getattr(runner, "model_memory_usage", None)
-        model = getattr(runner, "model", None)
-        if model is not None and hasattr(model, "parameters"):
-            params = sum(_nbytes(p) for p in model.parameters())
-            buffers = sum(_nbytes(b) for b in model.buffers())
-            out["weights_bytes"] = params + buffers
         if weights:
             out["weights_loaded_bytes"] = int(weights)
         if torch.cuda.is_available():

@@ -43,7 +43,7 @@ def markdown(environment: Mapping[str, Any], records: Sequence[Mapping[str, Any]
     for r in records:
         groups.setdefault((str(r.get("model")), str(r.get("precision"))), []).append(r)
     for (model, precision), rows in groups.items():
-        lines.append(f"## {model} · {precision}")
+        lines.append(f"## {model} · {precision}" if model != "None" else "## Without an engine")
         lines.append("")
         table = [
             [

@@ -1,0 +1,72 @@
+"""Shared fixtures for pytest-slm's own tests: a fake checkpoint and a pytester wrapper
+that runs inner sessions on the deterministic fake engine."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FAKE_ENGINE = "tests.fake_engine:FakeEngine"
+
+
+@pytest.fixture
+def fake_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory that passes as a Hugging Face checkpoint (config + weights file)."""
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-model"
+    path.mkdir()
+    (path / "config.json").write_text('{"model_type": "llama"}')
+    (path / "model.safetensors").write_bytes(b"\0" * 1024)
+    return path
+
+
+class SlmPytester:
+    """Runs inner pytest sessions with pytest-slm on the fake engine."""
+
+    def __init__(self, pytester: pytest.Pytester, checkpoint: Path, log: Path) -> None:
+        self.pytester = pytester
+        self.checkpoint = checkpoint
+        self.log = log
+        self.output = pytester.path / "out"
+
+    def base_args(self) -> list[str]:
+        return [
+            "-p", "no:cacheprovider", "--slm-engine", FAKE_ENGINE, "--models", str(self.checkpoint),
+            "--slm-output", str(self.output), "--slm-cache-dir", str(self.pytester.path / "cache"),
+            "--num-runs", "3", "--num-warmup", "1", "--max-new-tokens", "8",
+        ]
+
+    def run(self, *args: str, subprocess: bool = False) -> pytest.RunResult:
+        full = [*self.base_args(), *args]
+        if subprocess:
+            return self.pytester.runpytest_subprocess(*full)
+        return self.pytester.runpytest(*full)
+
+    def results(self) -> dict:  # type: ignore[type-arg]
+        import json
+
+        return json.loads((self.output / "results.json").read_text())
+
+    def engine_log(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+@pytest.fixture
+def slm_pytester(pytester: pytest.Pytester, fake_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> SlmPytester:
+    log = pytester.path / "engine.log"
+    monkeypatch.setenv("SLM_FAKE_LOG", str(log))
+    # Subprocess runs must import tests.fake_engine too.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), *sys.path]))
+    for var in [v for v in os.environ if v.startswith("SLM_") and v not in ("SLM_FAKE_LOG",)]:
+        monkeypatch.delenv(var)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    pytester.makeini("[pytest]\nfilterwarnings = error\naddopts = --strict-markers\n")
+    return SlmPytester(pytester, fake_checkpoint, log)
+
+
+def lines_with(result: pytest.RunResult, needle: str) -> Sequence[str]:
+    return [line for line in result.outlines + result.errlines if needle in line]
