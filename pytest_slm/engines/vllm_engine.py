@@ -102,7 +102,8 @@ class VLLMEngine:
         self._requests = 0
 
     # -- generation -----------------------------------------------------------------------
-    def _params(self, sampling: SamplingSpec, streaming: bool) -> Any:
+    def sampling_params(self, sampling: SamplingSpec, streaming: bool = False) -> Any:
+        """vLLM ``SamplingParams`` for ``sampling`` (DELTA outputs when streaming)."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -116,7 +117,7 @@ class VLLMEngine:
 
     def generate(self, prompts: Sequence[str], sampling: SamplingSpec) -> BatchOutput:
         """Offline batch through ``LLM.generate`` (no progress bar)."""
-        outs = self.llm.generate(list(prompts), self._params(sampling, streaming=False), use_tqdm=False)
+        outs = self.llm.generate(list(prompts), self.sampling_params(sampling, streaming=False), use_tqdm=False)
         return BatchOutput(
             requests=len(outs),
             prompt_tokens=sum(len(o.prompt_token_ids or ()) for o in outs),
@@ -129,7 +130,7 @@ class VLLMEngine:
         engine = self.llm.llm_engine
         if engine.has_unfinished_requests():
             raise RuntimeError("engine has unfinished requests from an earlier call; refusing to mix them")
-        params = self._params(sampling, streaming=True)
+        params = self.sampling_params(sampling, streaming=True)
         order: list[str] = []
         submit: dict[str, float] = {}
         times: dict[str, list[float]] = {}
