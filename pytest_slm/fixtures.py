@@ -9,7 +9,7 @@ reports what it recorded).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -42,11 +42,21 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
     from pytest_slm.engines.registry import load_engine_class
 
     engine_cls = load_engine_class(slm_settings.engine)
+    gate = getattr(engine_cls, "unsupported_reason", None)
+    reason = gate(spec.precision) if gate is not None else None
+    if reason:
+        pytest.skip(reason)
     checkpoint = resolve(spec.model, slm_settings.cache_dir)
+    checkpoint_meta: dict[str, Any] = {}
     if spec.precision.quantized:
-        from pytest_slm.checkpoints.quantize import quantized_checkpoint
+        from pytest_slm.checkpoints.quantize import quantized_checkpoint, read_meta
 
-        checkpoint = quantized_checkpoint(checkpoint, spec.precision, slm_settings)
+        source_bytes = checkpoint.size_bytes()
+        t0 = time.perf_counter()
+        checkpoint = quantized_checkpoint(checkpoint, spec.precision, slm_settings,
+                                          progress=_live_printer(request.config), python=slm_settings.quantize_python)
+        checkpoint_meta = {**read_meta(checkpoint.path), "source_bytes": source_bytes,
+                           "cache_lookup_s": time.perf_counter() - t0}
     t0 = time.perf_counter()
     engine: Engine = engine_cls(spec, checkpoint, slm_settings)
     load_time_s = time.perf_counter() - t0
@@ -54,6 +64,7 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
         "id": spec.id, "model": spec.model, "precision": spec.precision.name,
         "checkpoint": str(checkpoint.path), "checkpoint_sha256": checkpoint.sha256,
         "checkpoint_bytes": checkpoint.size_bytes(), "load_time_s": load_time_s,
+        "quantization": checkpoint_meta or None,
     }
     try:
         facts.update(engine.describe())
@@ -64,6 +75,23 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
         yield engine
     finally:
         engine.close()
+
+
+def _live_printer(config: pytest.Config) -> Callable[[str], None]:
+    """Print quantization progress past pytest's output capture (it takes minutes on big models)."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+
+    def say(line: str) -> None:
+        if reporter is None:
+            return
+        if capman is not None:
+            with capman.global_and_fixture_disabled():
+                reporter.write_line(line)
+        else:
+            reporter.write_line(line)
+
+    return say
 
 
 @pytest.fixture(scope="session")

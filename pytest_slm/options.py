@@ -62,6 +62,19 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "(default: vllm)", metavar="NAME"),
     OptionSpec("cache_dir", "--slm-cache-dir", "cache for converted and quantized checkpoints (default: "
                "$XDG_CACHE_HOME/pytest-slm)", kind="path", metavar="DIR"),
+    OptionSpec("quantized_models_dir", "--quantized-models-dir", "cache of quantized checkpoints (default: "
+               "<slm cache dir>/quantized)", kind="path", metavar="DIR"),
+    OptionSpec("calibration_dataset", "--calibration-dataset", "calibration data for quantization: a local "
+               "JSONL/text file or directory, or a Hugging Face dataset id (default: a set pytest-slm generates)",
+               metavar="DATA"),
+    OptionSpec("calibration_split", "--calibration-split", "split of a Hugging Face calibration dataset "
+               "(default: train)", metavar="SPLIT"),
+    OptionSpec("num_calibration_samples", "--num-calibration-samples", "calibration samples (default: 512)",
+               kind="int", metavar="N"),
+    OptionSpec("max_sequence_length", "--max-sequence-length", "calibration sequence length in tokens "
+               "(default: 2048)", kind="int", metavar="N"),
+    OptionSpec("quantize_python", "--quantize-python", "Python interpreter that runs llmcompressor (a separate "
+               "quantization venv; default: this one)", metavar="PATH"),
     OptionSpec("thresholds_file", "--slm-thresholds", "TOML file with a [thresholds] table of metric limits",
                kind="path", metavar="FILE"),
 )

@@ -63,8 +63,18 @@ class Settings:
     engine: str = "vllm"
     cache_dir: Path = field(default_factory=lambda: _default_cache_dir(os.environ))
     thresholds_file: Path | None = None
+    quantized_models_dir: Path | None = None  # None: <cache_dir>/quantized
+    calibration_dataset: str | None = None  # None: the generated calibration set
+    calibration_split: str = "train"
+    num_calibration_samples: int = 512
+    max_sequence_length: int = 2048
+    quantize_python: str | None = None  # None: this interpreter
     #: field name -> where its value came from (for error messages and the report)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def quantized_dir(self) -> Path:
+        return self.quantized_models_dir or self.cache_dir / "quantized"
 
     def run_profile(self) -> dict[str, Any]:
         """The run-size knobs as the report shows them."""
@@ -98,7 +108,7 @@ def _to_int(name: str, raw: Any, source: str, minimum: int) -> int:
 
 
 _MINIMUMS = {"num_warmup": 0, "num_runs": 1, "batch_size": 1, "max_new_tokens": 1, "max_model_len": 16,
-             "gpu_index": 0}
+             "gpu_index": 0, "num_calibration_samples": 1, "max_sequence_length": 16}
 
 
 def _validate(name: str, raw: Any, source: str) -> Any:

@@ -14,6 +14,8 @@ from typing import Any
 
 from pytest_slm.checkpoints.resolve import Checkpoint
 from pytest_slm.engines.base import BatchOutput, EngineSpec, SamplingSpec, StreamTrace
+from pytest_slm.engines.gating import unsupported_reason
+from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
 
@@ -67,3 +69,11 @@ class FakeEngine:
     def close(self) -> None:
         self.closed = True
         self._log("close")
+
+
+class GatedFakeEngine(FakeEngine):
+    """A fake that claims to sit on a compute-capability 8.0 GPU (FP8 not supported)."""
+
+    @staticmethod
+    def unsupported_reason(precision: Precision) -> str | None:
+        return unsupported_reason(precision, (8, 0), "fake A100")

@@ -20,6 +20,8 @@ from typing import Any
 
 from pytest_slm.checkpoints.resolve import Checkpoint
 from pytest_slm.engines.base import BatchOutput, EngineSpec, SamplingSpec, StreamTrace
+from pytest_slm.engines.gating import CPU_FALLBACK_NOTES, unsupported_reason
+from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
 
@@ -68,6 +70,15 @@ class VLLMEngine:
     """A loaded vLLM engine (see module docstring). Construct, use, then :meth:`close`."""
 
     kind = "vllm"
+
+    @staticmethod
+    def unsupported_reason(precision: Precision) -> str | None:
+        """Why this machine cannot run ``precision`` in vLLM (checked before quantizing), or None."""
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return unsupported_reason(precision, torch.cuda.get_device_capability(0), torch.cuda.get_device_name(0))
 
     def __init__(self, spec: EngineSpec, checkpoint: Checkpoint, settings: Settings) -> None:
         self.spec = spec
@@ -196,6 +207,8 @@ class VLLMEngine:
             "max_model_len": cfg.max_model_len,
             "engine_args": {k: v for k, v in self.engine_args.items() if k != "worker_extension_cls"},
         }
+        if not self.on_cuda and self.spec.precision.name in CPU_FALLBACK_NOTES:
+            desc["fallback"] = CPU_FALLBACK_NOTES[self.spec.precision.name]
         try:
             desc.update(self.llm.collective_rpc("slm_kernels")[0])
         except Exception as exc:  # facts only; never lose a measurement over them

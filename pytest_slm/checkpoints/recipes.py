@@ -1,0 +1,74 @@
+"""llmcompressor recipes per precision, as plain data. Pytest-free and import-light.
+
+A recipe is a list of ``{"modifier": <class name>, **kwargs}`` dicts: the quantization
+subprocess turns them into llmcompressor modifiers, and the same dicts go into the cache key,
+so a change of recipe is a new checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pytest_slm.precisions import Precision
+
+#: Group sizes tried, largest first; 128 is the W4A16/W8A16 presets' default.
+GROUP_SIZES = (128, 64, 32, 16, 8)
+IGNORE = ["lm_head"]
+
+
+def linear_widths(checkpoint: Path) -> set[int]:
+    """Input widths of the transformer's linear layers, from config.json."""
+    cfg = json.loads((checkpoint / "config.json").read_text())
+    cfg = cfg.get("text_config", cfg)
+    hidden = int(cfg["hidden_size"])
+    heads = int(cfg.get("num_attention_heads", 1))
+    head_dim = int(cfg.get("head_dim") or hidden // heads)
+    widths = {hidden, heads * head_dim}
+    if cfg.get("intermediate_size"):
+        widths.add(int(cfg["intermediate_size"]))
+    return widths
+
+
+def choose_group_size(widths: set[int]) -> int:
+    """The scheme default (128) where every width allows it, else the largest that divides them all."""
+    for g in GROUP_SIZES:
+        if all(w % g == 0 for w in widths):
+            return g
+    raise ValueError(f"no group size in {GROUP_SIZES} divides the linear layer widths {sorted(widths)}")
+
+
+def _weights(bits: int, group_size: int, symmetric: bool = True) -> dict[str, Any]:
+    return {"num_bits": bits, "type": "int", "symmetric": symmetric, "strategy": "group",
+            "group_size": group_size, "dynamic": False}
+
+
+def recipe(precision: Precision, checkpoint: Path) -> tuple[list[dict[str, Any]], int | None]:
+    """The recipe for ``precision`` on ``checkpoint`` and the group size it uses (None: per channel)."""
+    if not precision.quantized:
+        raise ValueError(f"precision {precision.name} needs no quantization")
+    base = {"targets": ["Linear"], "ignore": IGNORE}
+    if precision.name == "fp8":
+        return [{"modifier": "QuantizationModifier", **base, "scheme": "FP8_DYNAMIC"}], None
+    if precision.name == "int8":
+        return [
+            {"modifier": "SmoothQuantModifier", "smoothing_strength": 0.8},
+            {"modifier": "GPTQModifier", **base, "scheme": "W8A8"},
+        ], None
+    group = choose_group_size(linear_widths(checkpoint))
+    bits = precision.weight_bits
+    groups = {"group_0": {"targets": ["Linear"], "weights": _weights(bits, group, symmetric=precision.method != "awq")}}
+    quant = {"ignore": IGNORE, "config_groups": groups}
+    if precision.method == "gptq":
+        return [{"modifier": "GPTQModifier", **quant}], group
+    if precision.method == "rtn":
+        return [{"modifier": "QuantizationModifier", **quant}], group
+    if precision.method == "awq":
+        return [{"modifier": "AWQModifier", "duo_scaling": "both"}, {"modifier": "QuantizationModifier", **quant}], group
+    raise ValueError(f"no recipe for precision {precision.name} (method {precision.method})")
+
+
+def needs_calibration(steps: list[dict[str, Any]]) -> bool:
+    """Round-to-nearest and FP8 dynamic are data-free; GPTQ, SmoothQuant and AWQ are not."""
+    return any(s["modifier"] in ("GPTQModifier", "SmoothQuantModifier", "AWQModifier") for s in steps)

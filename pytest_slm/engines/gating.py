@@ -1,0 +1,36 @@
+"""Which precisions the hardware can run, decided before anything is quantized. Pytest-free.
+
+On CUDA the limits are vLLM's kernels' minimum compute capabilities; on CPU every scheme
+loads (FP8 through a slow fallback path, which the report marks).
+"""
+
+from __future__ import annotations
+
+from pytest_slm.precisions import Precision
+
+#: precision name -> minimum CUDA compute capability for a native kernel in vLLM
+MIN_CAPABILITY: dict[str, tuple[int, int]] = {
+    "fp8": (8, 9),  # FP8 W8A8 tensor-core GEMMs: Ada and Hopper
+    "int8": (7, 5),  # INT8 W8A8 scaled-mm (CUTLASS): Turing and newer
+    "w8a16": (8, 0), "w8a16-rtn": (8, 0), "int4": (8, 0), "w4a16-awq": (8, 0),  # Marlin-family kernels
+    "bf16": (8, 0),  # bfloat16 arithmetic
+}
+
+#: precision name -> why its CPU path is not representative (shown in the report, not skipped)
+CPU_FALLBACK_NOTES: dict[str, str] = {
+    "fp8": "vLLM's CPU backend has no FP8 GEMM; FP8 runs through a slow torch fallback (dequantize per call)",
+}
+
+
+def unsupported_reason(precision: Precision, cuda_capability: tuple[int, int] | None,
+                       device_name: str = "this GPU") -> str | None:
+    """Why ``precision`` cannot run here, or None. ``cuda_capability`` None means CPU."""
+    if cuda_capability is None:
+        return None
+    need = MIN_CAPABILITY.get(precision.name)
+    if need is not None and cuda_capability < need:
+        return (
+            f"{precision.name} ({precision.description}) needs CUDA compute capability >= {need[0]}.{need[1]}; "
+            f"{device_name} has {cuda_capability[0]}.{cuda_capability[1]}"
+        )
+    return None
