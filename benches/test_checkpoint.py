@@ -10,7 +10,7 @@ from pytest_slm.checkpoints.inspect import dtype_histogram, parameter_count, qua
 def test_checkpoint_compression(slm_engine_facts, slm):
     """Size, compression ratio and bits per parameter against the unquantized source; the quantization
     config (scheme, group size, ignored layers), the dtype histogram, and vLLM's linear kernels."""
-    quant = slm_engine_facts.get("quantization")
+    quant = slm_engine_facts.get("quantized_checkpoint")
     path = Path(slm_engine_facts["checkpoint"])
     size = slm_engine_facts["checkpoint_bytes"]
     source = Path(quant["source"]) if quant else path

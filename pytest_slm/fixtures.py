@@ -64,7 +64,7 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
         "id": spec.id, "model": spec.model, "precision": spec.precision.name,
         "checkpoint": str(checkpoint.path), "checkpoint_sha256": checkpoint.sha256,
         "checkpoint_bytes": checkpoint.size_bytes(), "load_time_s": load_time_s,
-        "quantization": checkpoint_meta or None,
+        "quantized_checkpoint": checkpoint_meta or None,
     }
     try:
         facts.update(engine.describe())

@@ -170,6 +170,42 @@ class VLLMEngine:
             StreamTrace(submit[r], tuple(times[r]), prompt_tokens.get(r, 0), engine_view.get(r, {})) for r in order
         ]
 
+    # -- scoring, for accuracy (lm-eval) ----------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        """The Hugging Face tokenizer vLLM uses for this checkpoint."""
+        return self.llm.get_tokenizer()
+
+    @property
+    def max_model_len(self) -> int:
+        return int(self.llm.llm_engine.model_config.max_model_len)
+
+    def score(self, token_prompts: Sequence[Sequence[int]]) -> list[list[tuple[float, int]]]:
+        """For each prompt, (log p(token_i | tokens_<i), argmax token id) for i = 1..n-1."""
+        from vllm import SamplingParams, TokensPrompt
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in token_prompts], params,
+                                 use_tqdm=False)
+        result = []
+        for prompt, out in zip(token_prompts, outs, strict=True):
+            rows = []
+            for tok, dist in zip(prompt[1:], (out.prompt_logprobs or [])[1:], strict=True):
+                top = min(dist.items(), key=lambda kv: kv[1].rank if kv[1].rank is not None else 1 << 30)[0]
+                rows.append((float(dist[tok].logprob), int(top)))
+            result.append(rows)
+        return result
+
+    def complete(self, token_prompts: Sequence[Sequence[int]], *, max_tokens: int, stop: Sequence[str],
+                 temperature: float = 0.0) -> list[str]:
+        """Generate up to ``max_tokens`` after each token prompt, stopping at any of ``stop``."""
+        from vllm import SamplingParams, TokensPrompt
+
+        params = SamplingParams(max_tokens=max_tokens, stop=list(stop) or None, temperature=temperature)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in token_prompts], params,
+                                 use_tqdm=False)
+        return [o.outputs[0].text for o in outs]
+
     # -- facts --------------------------------------------------------------------------
     def memory_metrics(self) -> list[Metric]:
         worker = self.llm.collective_rpc("slm_memory")[0]
