@@ -48,7 +48,7 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
         pytest.skip(reason)
     checkpoint = resolve(spec.model, slm_settings.cache_dir)
     checkpoint_meta: dict[str, Any] = {}
-    if spec.precision.quantized:
+    if spec.precision.quantized and getattr(engine_cls, "needs_quantized_checkpoint", True):
         from pytest_slm.checkpoints.quantize import quantized_checkpoint, read_meta
 
         source_bytes = checkpoint.size_bytes()
@@ -99,6 +99,29 @@ def slm_runs(slm_engine: Engine) -> RunCache:
     """Measured workloads on the current engine, memoized: the TTFT, TPOT, ITL and E2E
     tests of one workload share one streaming run."""
     return RunCache(slm_engine)
+
+
+@pytest.fixture(scope="session")
+def slm_task_manager(slm_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """lm-eval's ``TaskManager`` with the local tasks (gsm8k_local, slm_mc, slm_ppl) and
+    ``--slm-task-path`` on its include path."""
+    from pytest_slm.accuracy.evaluate import task_manager
+    from pytest_slm.accuracy.tasks import write_local_tasks
+
+    local = write_local_tasks(tmp_path_factory.mktemp("slm-tasks"), slm_settings.local_data,
+                              slm_settings.perplexity_corpus)
+    return task_manager([local, *([slm_settings.task_path] if slm_settings.task_path else [])])
+
+
+@pytest.fixture(scope="session")
+def slm_accuracy(request: pytest.FixtureRequest, slm_engine: Engine, slm_task_manager: Any,
+                 slm_settings: Settings) -> Any:
+    """Accuracy on the current engine through lm-eval (same engine as the latency tests):
+    ``slm_accuracy.run(task)`` evaluates once per engine and returns metrics with stderr."""
+    from pytest_slm.accuracy.runner import AccuracyRunner
+
+    references = request.config.stash.setdefault(stash.ACCURACY_REFERENCES, {})
+    return AccuracyRunner(slm_engine, slm_task_manager, slm_settings, references)
 
 
 @pytest.fixture

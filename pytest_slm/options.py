@@ -75,6 +75,24 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "(default: 2048)", kind="int", metavar="N"),
     OptionSpec("quantize_python", "--quantize-python", "Python interpreter that runs llmcompressor (a separate "
                "quantization venv; default: this one)", metavar="PATH"),
+    OptionSpec("accuracy_tasks", "--accuracy-tasks", "lm-eval task or group names, or the local tasks "
+               "gsm8k_local, slm_mc (default: mmlu gsm8k hellaswag)", kind="list", metavar="TASK"),
+    OptionSpec("num_fewshot", "--num-fewshot", "few-shot examples per accuracy item (default: 5)", kind="int",
+               metavar="N"),
+    OptionSpec("accuracy_limit", "--accuracy-limit", "items per task: a count, or a fraction below 1 (default: "
+               "all)", metavar="N"),
+    OptionSpec("accuracy_batch_size", "--accuracy-batch-size", "requests per engine call during evaluation "
+               "(default: 64)", kind="int", metavar="N"),
+    OptionSpec("task_path", "--slm-task-path", "extra lm-eval task YAMLs (like lm-eval's --include_path)",
+               kind="path", metavar="DIR"),
+    OptionSpec("local_data", "--slm-local-data", "directory with local dataset copies (gsm8k/ enables the "
+               "gsm8k_local task)", kind="path", metavar="DIR"),
+    OptionSpec("perplexity_corpus", "--perplexity-corpus", "text corpus for perplexity: .txt (blank-line "
+               "separated documents) or .jsonl (default: a corpus pytest-slm ships)", kind="path", metavar="FILE"),
+    OptionSpec("retention_floor", "--retention-floor", "minimum accuracy retention of a quantized precision vs "
+               "bf16: a number, or TASK=number entries (default: 0.95)", kind="list", metavar="F"),
+    OptionSpec("log_samples", "--log-samples", "write lm-eval's per-item prompts and answers next to the report",
+               kind="bool"),
     OptionSpec("thresholds_file", "--slm-thresholds", "TOML file with a [thresholds] table of metric limits",
                kind="path", metavar="FILE"),
 )
@@ -87,18 +105,21 @@ def register(parser: pytest.Parser) -> None:
         kwargs: dict[str, Any] = {"dest": "slm_" + spec.field, "default": None, "metavar": spec.metavar}
         if spec.kind == "list":
             kwargs["nargs"] = "+"
+        if spec.kind == "bool":
+            kwargs["action"] = "store_true"
+            kwargs.pop("metavar")
         if spec.choices:
             kwargs["choices"] = spec.choices
             kwargs.pop("metavar")
         group.addoption(spec.flag, help=f"{spec.help} [env {spec.env}, ini {spec.ini}]", **kwargs)
-        ini_type: Any = "linelist" if spec.kind == "list" else "string"
+        ini_type: Any = {"list": "linelist", "bool": "bool"}.get(spec.kind, "string")
         parser.addini(spec.ini, help=spec.help, type=ini_type, default=None)
 
 
 def read_raw(config: pytest.Config, spec: OptionSpec, environ: dict[str, str]) -> tuple[Any, str] | None:
     """The first value present for ``spec`` in CLI > env > ini order, with where it came from."""
     cli = config.getoption("slm_" + spec.field)
-    if cli is not None:
+    if cli is not None and not (spec.kind == "bool" and cli is False):
         return cli, spec.flag
     if spec.env in environ and environ[spec.env] != "":
         raw_env = environ[spec.env]

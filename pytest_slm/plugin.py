@@ -19,7 +19,7 @@ from pytest_slm.engines.base import EngineSpec
 from pytest_slm.parametrize import engine_specs
 from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import environment
-from pytest_slm.report.collector import ENGINE_PROPERTY_KEY, ReportCollector
+from pytest_slm.report.collector import ATTACHMENT_PROPERTY_KEY, ENGINE_PROPERTY_KEY, ReportCollector
 from pytest_slm.settings import SettingsError, resolve
 from pytest_slm.thresholds import ThresholdError, ThresholdTable, check, marker_limits
 
@@ -71,13 +71,18 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "slm_engine" not in metafunc.fixturenames:
-        return
-    try:
-        specs = engine_specs(metafunc.config.stash[stash.SETTINGS])
-    except ValueError as exc:
-        raise pytest.UsageError(f"pytest-slm: {exc}") from None
-    metafunc.parametrize("slm_engine", specs, ids=[s.id for s in specs], indirect=True, scope="session")
+    settings = metafunc.config.stash[stash.SETTINGS]
+    if "slm_engine" in metafunc.fixturenames:
+        try:
+            specs = engine_specs(settings)
+        except ValueError as exc:
+            raise pytest.UsageError(f"pytest-slm: {exc}") from None
+        metafunc.parametrize("slm_engine", specs, ids=[s.id for s in specs], indirect=True, scope="session")
+    if "slm_task" in metafunc.fixturenames:
+        metafunc.parametrize("slm_task", settings.accuracy_tasks, ids=list(settings.accuracy_tasks))
+    if "slm_retention_task" in metafunc.fixturenames:
+        tasks = [*settings.accuracy_tasks, "slm_ppl"]
+        metafunc.parametrize("slm_retention_task", tasks, ids=tasks)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
@@ -124,6 +129,8 @@ def _attach(item: pytest.Item, ctx: Any, applied: dict[str, str]) -> None:
         for m in ctx.metrics
     ]
     item.user_properties.append((USER_PROPERTY_KEY, rows))
+    for relpath, data in ctx.attachments.items():
+        item.user_properties.append((ATTACHMENT_PROPERTY_KEY, {"path": relpath, "rows": data}))
     engine_id = ctx.context.get("engine_id")
     facts = item.config.stash[stash.ENGINE_FACTS].get(engine_id) if engine_id else None
     if facts is not None:

@@ -69,12 +69,25 @@ class Settings:
     num_calibration_samples: int = 512
     max_sequence_length: int = 2048
     quantize_python: str | None = None  # None: this interpreter
+    accuracy_tasks: tuple[str, ...] = ("mmlu", "gsm8k", "hellaswag")
+    num_fewshot: int = 5
+    accuracy_limit: int | float | None = None
+    accuracy_batch_size: int = 64
+    task_path: Path | None = None
+    local_data: Path | None = None
+    perplexity_corpus: Path | None = None
+    retention_floor: Mapping[str, float] = field(default_factory=lambda: {"*": 0.95})
+    log_samples: bool = False
     #: field name -> where its value came from (for error messages and the report)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def quantized_dir(self) -> Path:
         return self.quantized_models_dir or self.cache_dir / "quantized"
+
+    def floor_for(self, task: str) -> float:
+        """The retention floor for ``task`` (a per-task entry, else the default)."""
+        return self.retention_floor.get(task, self.retention_floor.get("*", 0.95))
 
     def run_profile(self) -> dict[str, Any]:
         """The run-size knobs as the report shows them."""
@@ -108,7 +121,15 @@ def _to_int(name: str, raw: Any, source: str, minimum: int) -> int:
 
 
 _MINIMUMS = {"num_warmup": 0, "num_runs": 1, "batch_size": 1, "max_new_tokens": 1, "max_model_len": 16,
-             "gpu_index": 0, "num_calibration_samples": 1, "max_sequence_length": 16}
+             "gpu_index": 0, "num_calibration_samples": 1, "max_sequence_length": 16, "num_fewshot": 0,
+             "accuracy_batch_size": 1}
+
+
+def _to_float(name: str, raw: Any, source: str) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{source}: {name} must be a number, got {raw!r}") from None
 
 
 def _validate(name: str, raw: Any, source: str) -> Any:
@@ -148,6 +169,24 @@ def _parse(spec: OptionSpec, raw: Any, source: str) -> Any:
         if not models:
             raise SettingsError(f"{source}: no model given")
         return models
+    if spec.field == "accuracy_tasks":
+        return tuple(dict.fromkeys(str(t) for t in raw))
+    if spec.field == "accuracy_limit":
+        limit = _to_float("accuracy_limit", raw, source)
+        if limit <= 0:
+            raise SettingsError(f"{source}: accuracy_limit must be > 0, got {raw!r}")
+        return int(limit) if limit >= 1 and limit == int(limit) else limit
+    if spec.field == "retention_floor":
+        floors: dict[str, float] = {}
+        for entry in raw:
+            task, _, value = str(entry).rpartition("=")
+            floor = _to_float("retention_floor", value, source)
+            if not 0 < floor <= 1.5:
+                raise SettingsError(f"{source}: retention floor {floor} is outside (0, 1.5]")
+            floors[task or "*"] = floor
+        return {"*": 0.95, **floors}
+    if spec.kind == "bool":
+        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
     if spec.choices and raw not in spec.choices:
         raise SettingsError(f"{source}: {spec.field} must be one of {', '.join(spec.choices)}, got {raw!r}")
     if spec.kind == "path":

@@ -18,3 +18,5 @@ COLLECTOR = pytest.StashKey[ReportCollector]()
 CONTEXT = pytest.StashKey[BenchContext]()
 #: engine id -> facts (load time, describe()) for engines loaded in this process
 ENGINE_FACTS = pytest.StashKey[dict[str, dict[str, Any]]]()
+#: (model, task) -> the bf16 accuracy result, for retention of quantized precisions
+ACCURACY_REFERENCES = pytest.StashKey[dict[tuple[str, str], Any]]()

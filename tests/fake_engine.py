@@ -22,8 +22,24 @@ from pytest_slm.settings import Settings
 LOG_ENV = "SLM_FAKE_LOG"  # a file the fake appends "load <id>" / "close <id>" lines to
 
 
+class CharTokenizer:
+    """One token per character (id = code point + 1); id 0 is end-of-text."""
+
+    eos_token_id = 0
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(c) + 1 for c in text]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(chr(i - 1) if i > 0 else "<eot>" for i in ids)
+
+
 class FakeEngine:
     kind = "fake"
+    #: the fake serves every precision from the source checkpoint (no llmcompressor run)
+    needs_quantized_checkpoint = False
+    tokenizer = CharTokenizer()
+    max_model_len = 4096
 
     def __init__(self, spec: EngineSpec, checkpoint: Checkpoint, settings: Settings) -> None:
         self.spec = spec
@@ -59,6 +75,26 @@ class FakeEngine:
             )
             for p in prompts
         ]
+
+    def score(self, token_prompts: Sequence[Sequence[int]]) -> list[list[tuple[float, int]]]:
+        """Deterministic log-likelihoods: repeating the previous character is the model's guess;
+        a quantized precision is a little worse at telling letters apart."""
+        noise = 0.35 if self.spec.precision.quantized else 0.0
+        return [
+            [(-0.1 if t == p else -1.0 - ((t * 7 + p) % 11) / 10 - noise * (t % 3), p) for p, t in zip(ps, ps[1:])]
+            for ps in token_prompts
+        ]
+
+    def complete(self, token_prompts: Sequence[Sequence[int]], *, max_tokens: int, stop: Sequence[str],
+                 temperature: float = 0.0) -> list[str]:
+        answer = os.environ.get("SLM_FAKE_ANSWER", " 2 + 2 = 4.\n#### 4\n\nQuestion: next")
+        out = []
+        for _ in token_prompts:
+            text = answer[:max_tokens]
+            for s in stop:
+                text = text.split(s)[0]
+            out.append(text)
+        return out
 
     def memory_metrics(self) -> list[Metric]:
         return [Metric("peak_rss_bytes", 1_000_000, "B", False, info={"device": "fake"})]

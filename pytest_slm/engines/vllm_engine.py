@@ -15,7 +15,6 @@ import platform
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pytest_slm.checkpoints.resolve import Checkpoint

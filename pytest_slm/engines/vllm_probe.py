@@ -52,7 +52,7 @@ class SlmWorkerExtension:
         if model is not None:
             for module in model.modules():
                 qm = getattr(module, "quant_method", None)
-                if qm is None or not hasattr(module, "weight") and not hasattr(module, "scheme"):
+                if qm is None or (not hasattr(module, "weight") and not hasattr(module, "scheme")):
                     continue
                 parts = [type(qm).__name__]
                 scheme = getattr(module, "scheme", None)

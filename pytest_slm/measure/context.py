@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytest_slm.engines.base import Engine, EngineSpec
 from pytest_slm.measure.workloads import OfflineRun, StreamingRun, Workload, run_offline, run_streaming
 from pytest_slm.record import Recorder
 from pytest_slm.settings import Settings
-
 
 
 @dataclass
@@ -17,6 +17,13 @@ class BenchContext(Recorder):
 
     settings: Settings = field(default_factory=Settings)
     spec: EngineSpec | None = None
+    attachments: dict[str, list[Any]] = field(default_factory=dict)
+
+    def attach(self, relpath: str, rows: list[Any]) -> None:
+        """Rows to write as JSONL at ``<--slm-output>/<relpath>`` (by the controller, atomically)."""
+        if relpath.startswith("/") or ".." in relpath.split("/"):
+            raise ValueError(f"attachment path {relpath!r} must stay inside the output directory")
+        self.attachments[relpath] = rows
 
     def workload(self, streams: str | int) -> Workload:
         """The request shape for ``"single"`` (one stream), ``"batch"`` (``--batch-size``

@@ -8,15 +8,18 @@ crash later in the session loses nothing already measured.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pytest_slm import atomic
 from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import writers
 
 ENGINE_PROPERTY_KEY = "slm_engine"
+ATTACHMENT_PROPERTY_KEY = "slm_attachment"
 
 
 def strip_xdist_group(nodeid: str) -> str:
@@ -46,6 +49,9 @@ class ReportCollector:
                 if value.get("id") not in engines:
                     engines[str(value.get("id"))] = dict(value)
                     changed = True
+            elif key == ATTACHMENT_PROPERTY_KEY and when == "call":
+                text = "".join(json.dumps(row, default=str) + "\n" for row in value["rows"])
+                atomic.write_text(self.output / value["path"], text)
             elif key == USER_PROPERTY_KEY and when == "call":
                 for rec in value:
                     self.records.append({**rec, "test": nodeid, "outcome": outcome})

@@ -1,0 +1,62 @@
+"""Accuracy as tests: lm-eval tasks, perplexity, and retention of quantized precisions vs bf16.
+
+All of it runs on the engine the latency tests already loaded (no second engine). Tasks come
+from ``--accuracy-tasks``; a task whose dataset cannot be loaded here is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_slm.accuracy.evaluate import TaskUnavailable
+
+
+def _run(slm_accuracy, task):
+    try:
+        return slm_accuracy.run(task)
+    except TaskUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def _pm(stderr):
+    return f" (±{stderr:.3g} stderr)" if stderr is not None else " (no stderr)"
+
+
+def test_accuracy(slm_accuracy, slm_task, slm):
+    """Every lm-eval metric of the task with its stderr, n items, few-shot count and limit;
+    per-item scores are kept as the metric's samples."""
+    result = _run(slm_accuracy, slm_task)
+    slm.extend(result.metrics)
+    if slm.settings.log_samples:
+        slm.attach(f"samples/{slm.spec.id}/{slm_task}.jsonl", result.raw.get("samples", {}).get(slm_task, []))
+
+
+def test_perplexity(slm_accuracy, slm):
+    """Word, byte and token perplexity and bits per byte over ``--perplexity-corpus``."""
+    slm.extend(_run(slm_accuracy, "slm_ppl").metrics)
+
+
+def test_retention(slm_accuracy, slm_retention_task, slm):
+    """Quantized ÷ bf16 of the same model on the same items, direction-aware (for perplexity,
+    bf16 ÷ quantized), asserted against ``--retention-floor`` (default 0.95)."""
+    precision = slm.spec.precision
+    if not precision.quantized:
+        pytest.skip(f"retention compares a quantized precision with bf16; this cell is {precision.name}")
+    reference = slm_accuracy.reference(slm_retention_task)
+    if reference is None:
+        pytest.skip(f"no bf16 result for {slm_accuracy.model} on {slm_retention_task} in this session; "
+                    f"run with --precision bf16 {precision.name}")
+    current = _run(slm_accuracy, slm_retention_task)
+    floor = slm.settings.floor_for(slm_retention_task)
+    low = []
+    for m in current.metrics:
+        ref = next((r for r in reference.metrics if r.name == m.name), None)
+        if ref is None or ref.value == 0 or m.value == 0:
+            continue
+        retention = m.value / ref.value if m.higher_is_better else ref.value / m.value
+        slm.record(f"{m.name}.retention", retention, unit="1", higher_is_better=True, reference=ref.value,
+                   reference_stderr=ref.stderr, current=m.value, current_stderr=m.stderr, floor=floor)
+        if retention < floor:
+            low.append(f"{m.name}: {precision.name} {m.value:.4g}{_pm(m.stderr)} vs bf16 {ref.value:.4g}"
+                       f"{_pm(ref.stderr)} -> retention {retention:.3f} < floor {floor}")
+    assert not low, "retention below the floor:\n" + "\n".join(low)

@@ -1,0 +1,69 @@
+"""Accuracy runs on one engine, memoized per task, plus the session's bf16 references."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from pytest_slm.accuracy.evaluate import TaskResult, evaluate
+from pytest_slm.engines.base import Engine
+from pytest_slm.record import Metric
+from pytest_slm.settings import Settings
+
+REFERENCE_PRECISION = "bf16"
+PERPLEXITY_TASK = "slm_ppl"
+
+
+class AccuracyRunner:
+    """Evaluates tasks on one engine through :class:`EngineLM`; each task runs once per engine.
+
+    Results of the ``bf16`` cell are kept in ``references`` (shared by the session) so a
+    quantized cell of the same model can compute its retention.
+    """
+
+    def __init__(self, engine: Engine, manager: Any, settings: Settings,
+                 references: MutableMapping[tuple[str, str], TaskResult]) -> None:
+        from pytest_slm.accuracy.lm import EngineLM
+
+        self.engine = engine
+        self.manager = manager
+        self.settings = settings
+        self.references = references
+        self.lm = EngineLM(engine, batch_size=settings.accuracy_batch_size)
+        self._done: dict[str, TaskResult | BaseException] = {}
+
+    @property
+    def model(self) -> str:
+        return self.engine.spec.id[: -len(self.engine.spec.precision.name) - 1]
+
+    def run(self, task: str) -> TaskResult:
+        """The task's result on this engine (evaluated on first use; a failure is remembered)."""
+        if task not in self._done:
+            try:
+                self._done[task] = self._evaluate(task)
+            except Exception as exc:
+                self._done[task] = exc
+        done = self._done[task]
+        if isinstance(done, BaseException):
+            raise done
+        return done
+
+    def _evaluate(self, task: str) -> TaskResult:
+        rolling = task == PERPLEXITY_TASK
+        if rolling:
+            self.lm.rolling_tokens, self.lm.rolling_logprob = 0, 0.0
+        result = evaluate(self.lm, task, manager=self.manager,
+                          num_fewshot=0 if rolling else self.settings.num_fewshot,
+                          limit=self.settings.accuracy_limit)
+        if rolling and self.lm.rolling_tokens:
+            import math
+
+            ppl = math.exp(-self.lm.rolling_logprob / self.lm.rolling_tokens)
+            result.metrics.append(Metric(f"{task}.token_perplexity", ppl, "1", higher_is_better=False,
+                                         n=self.lm.rolling_tokens, info={"tokens": self.lm.rolling_tokens}))
+        if self.engine.spec.precision.name == REFERENCE_PRECISION:
+            self.references[(self.model, task)] = result
+        return result
+
+    def reference(self, task: str) -> TaskResult | None:
+        return self.references.get((self.model, task))
