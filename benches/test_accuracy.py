@@ -44,8 +44,10 @@ def test_retention(slm_accuracy, slm_retention_task, slm):
         pytest.skip(f"retention compares a quantized precision with bf16; this cell is {precision.name}")
     reference = slm_accuracy.reference(slm_retention_task)
     if reference is None:
-        pytest.skip(f"no bf16 result for {slm_accuracy.model} on {slm_retention_task} in this session; "
-                    f"run with --precision bf16 {precision.name}")
+        pytest.skip(
+            f"no bf16 result for {slm_accuracy.model} on {slm_retention_task} in this session; "
+            f"run with --precision bf16 {precision.name}"
+        )
     current = _run(slm_accuracy, slm_retention_task)
     floor = slm.settings.floor_for(slm_retention_task)
     low = []
@@ -54,9 +56,20 @@ def test_retention(slm_accuracy, slm_retention_task, slm):
         if ref is None or ref.value == 0 or m.value == 0:
             continue
         retention = m.value / ref.value if m.higher_is_better else ref.value / m.value
-        slm.record(f"{m.name}.retention", retention, unit="1", higher_is_better=True, reference=ref.value,
-                   reference_stderr=ref.stderr, current=m.value, current_stderr=m.stderr, floor=floor)
+        slm.record(
+            f"{m.name}.retention",
+            retention,
+            unit="1",
+            higher_is_better=True,
+            reference=ref.value,
+            reference_stderr=ref.stderr,
+            current=m.value,
+            current_stderr=m.stderr,
+            floor=floor,
+        )
         if retention < floor:
-            low.append(f"{m.name}: {precision.name} {m.value:.4g}{_pm(m.stderr)} vs bf16 {ref.value:.4g}"
-                       f"{_pm(ref.stderr)} -> retention {retention:.3f} < floor {floor}")
+            low.append(
+                f"{m.name}: {precision.name} {m.value:.4g}{_pm(m.stderr)} vs bf16 {ref.value:.4g}"
+                f"{_pm(ref.stderr)} -> retention {retention:.3f} < floor {floor}"
+            )
     assert not low, "retention below the floor:\n" + "\n".join(low)

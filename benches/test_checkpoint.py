@@ -23,12 +23,20 @@ def test_checkpoint_compression(slm_engine_facts, slm):
         "linear_kernels": slm_engine_facts.get("linear_kernels"),
         "fallback": slm_engine_facts.get("fallback"),
     }
-    slm.record("compression_ratio", source_bytes / size, unit="1", higher_is_better=True,
-               source_bytes=source_bytes, **info)
-    slm.record("bits_per_parameter", 8 * weight_bytes / params, unit="bit/param", higher_is_better=False,
-               parameters=params)
+    slm.record(
+        "compression_ratio", source_bytes / size, unit="1", higher_is_better=True, source_bytes=source_bytes, **info
+    )
+    slm.record(
+        "bits_per_parameter", 8 * weight_bytes / params, unit="bit/param", higher_is_better=False, parameters=params
+    )
     if quant:
-        slm.record("quantize_s", quant["quantize_s"], unit="s", higher_is_better=False,
-                   group_size=quant.get("group_size"), samples_used=quant.get("samples_used"),
-                   calibration=quant.get("calibration"))
+        slm.record(
+            "quantize_s",
+            quant["quantize_s"],
+            unit="s",
+            higher_is_better=False,
+            group_size=quant.get("group_size"),
+            samples_used=quant.get("samples_used"),
+            calibration=quant.get("calibration"),
+        )
         slm.record("quantized_cache_lookup_s", quant["cache_lookup_s"], unit="s", higher_is_better=False)

@@ -10,8 +10,13 @@ def test_engine_load_time(slm_engine_facts, slm):
 
 def test_checkpoint_size(slm_engine_facts, slm):
     """Bytes on disk of the checkpoint the engine serves."""
-    slm.record("checkpoint_bytes", slm_engine_facts["checkpoint_bytes"], unit="B", higher_is_better=False,
-               checkpoint_sha256=slm_engine_facts["checkpoint_sha256"])
+    slm.record(
+        "checkpoint_bytes",
+        slm_engine_facts["checkpoint_bytes"],
+        unit="B",
+        higher_is_better=False,
+        checkpoint_sha256=slm_engine_facts["checkpoint_sha256"],
+    )
 
 
 def test_memory(slm_engine, slm_runs, slm):

@@ -52,8 +52,14 @@ def test_engine_timing_crosscheck(slm_runs, slm, streams):
         client, engine = pair
         stat = key.removesuffix("_s")
         slm.record(f"engine_{stat}_p50_s", engine, unit="s", higher_is_better=False, clock="engine")
-        slm.record(f"{stat}_client_over_engine", client / engine, unit="1", higher_is_better=False,
-                   client_p50_s=client, engine_p50_s=engine)
+        slm.record(
+            f"{stat}_client_over_engine",
+            client / engine,
+            unit="1",
+            higher_is_better=False,
+            client_p50_s=client,
+            engine_p50_s=engine,
+        )
         if abs(client - engine) > max(CROSSCHECK_ABS_S, CROSSCHECK_REL * engine):
             problems.append(f"{stat}: client p50 {client:.4f} s vs engine p50 {engine:.4f} s")
     assert not problems, "client and engine timings disagree beyond tolerance: " + "; ".join(problems)

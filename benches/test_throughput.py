@@ -44,6 +44,13 @@ def test_harness_overhead(slm_engine, slm):
         a, b = first(), second()
         plugin.append(a if first is plugin_s else b)
         raw.append(b if first is plugin_s else a)
-    slm.record("harness_throughput_ratio", sum(raw) / sum(plugin), unit="1", higher_is_better=True,
-               n=len(raw), samples=[r / p for r, p in zip(raw, plugin, strict=True)],
-               plugin_s=sum(plugin), raw_s=sum(raw))
+    slm.record(
+        "harness_throughput_ratio",
+        sum(raw) / sum(plugin),
+        unit="1",
+        higher_is_better=True,
+        n=len(raw),
+        samples=[r / p for r, p in zip(raw, plugin, strict=True)],
+        plugin_s=sum(plugin),
+        raw_s=sum(raw),
+    )

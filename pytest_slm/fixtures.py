@@ -53,17 +53,29 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
 
         source_bytes = checkpoint.size_bytes()
         t0 = time.perf_counter()
-        checkpoint = quantized_checkpoint(checkpoint, spec.precision, slm_settings,
-                                          progress=_live_printer(request.config), python=slm_settings.quantize_python)
-        checkpoint_meta = {**read_meta(checkpoint.path), "source_bytes": source_bytes,
-                           "cache_lookup_s": time.perf_counter() - t0}
+        checkpoint = quantized_checkpoint(
+            checkpoint,
+            spec.precision,
+            slm_settings,
+            progress=_live_printer(request.config),
+            python=slm_settings.quantize_python,
+        )
+        checkpoint_meta = {
+            **read_meta(checkpoint.path),
+            "source_bytes": source_bytes,
+            "cache_lookup_s": time.perf_counter() - t0,
+        }
     t0 = time.perf_counter()
     engine: Engine = engine_cls(spec, checkpoint, slm_settings)
     load_time_s = time.perf_counter() - t0
     facts: dict[str, Any] = {
-        "id": spec.id, "model": spec.model, "precision": spec.precision.name,
-        "checkpoint": str(checkpoint.path), "checkpoint_sha256": checkpoint.sha256,
-        "checkpoint_bytes": checkpoint.size_bytes(), "load_time_s": load_time_s,
+        "id": spec.id,
+        "model": spec.model,
+        "precision": spec.precision.name,
+        "checkpoint": str(checkpoint.path),
+        "checkpoint_sha256": checkpoint.sha256,
+        "checkpoint_bytes": checkpoint.size_bytes(),
+        "load_time_s": load_time_s,
         "quantized_checkpoint": checkpoint_meta or None,
     }
     try:
@@ -108,14 +120,16 @@ def slm_task_manager(slm_settings: Settings, tmp_path_factory: pytest.TempPathFa
     from pytest_slm.accuracy.evaluate import task_manager
     from pytest_slm.accuracy.tasks import write_local_tasks
 
-    local = write_local_tasks(tmp_path_factory.mktemp("slm-tasks"), slm_settings.local_data,
-                              slm_settings.perplexity_corpus)
+    local = write_local_tasks(
+        tmp_path_factory.mktemp("slm-tasks"), slm_settings.local_data, slm_settings.perplexity_corpus
+    )
     return task_manager([local, *([slm_settings.task_path] if slm_settings.task_path else [])])
 
 
 @pytest.fixture(scope="session")
-def slm_accuracy(request: pytest.FixtureRequest, slm_engine: Engine, slm_task_manager: Any,
-                 slm_settings: Settings) -> Any:
+def slm_accuracy(
+    request: pytest.FixtureRequest, slm_engine: Engine, slm_task_manager: Any, slm_settings: Settings
+) -> Any:
     """Accuracy on the current engine through lm-eval (same engine as the latency tests):
     ``slm_accuracy.run(task)`` evaluates once per engine and returns metrics with stderr."""
     from pytest_slm.accuracy.runner import AccuracyRunner
@@ -152,8 +166,11 @@ def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> BenchContext:
     spec = callspec.params.get("slm_engine") if callspec is not None else None
     context: dict[str, Any] = {}
     if isinstance(spec, EngineSpec):
-        context = {"model": spec.id[: -len(spec.precision.name) - 1], "precision": spec.precision.name,
-                   "engine_id": spec.id}
+        context = {
+            "model": spec.id[: -len(spec.precision.name) - 1],
+            "precision": spec.precision.name,
+            "engine_id": spec.id,
+        }
     ctx = BenchContext(context=context, settings=settings, spec=spec if isinstance(spec, EngineSpec) else None)
     request.node.stash[stash.CONTEXT] = ctx
     return ctx

@@ -37,64 +37,185 @@ class OptionSpec:
 
 
 OPTIONS: tuple[OptionSpec, ...] = (
-    OptionSpec("models", "--models", "models to benchmark: Hugging Face ids, local checkpoint dirs, or the "
-               "alias smollm2-135m (default: smollm2-135m)", kind="list", metavar="M"),
-    OptionSpec("precision", "--precision", "precisions to run (bf16, fp16, auto, fp8, int8, w8a16, w8a16-rtn, "
-               "int4, w4a16-awq, or all; aliases accepted) (default: bf16)", kind="list", metavar="P"),
-    OptionSpec("output", "--slm-output", "directory for results.json and results.md (default: slm-results)",
-               kind="path", metavar="DIR"),
-    OptionSpec("profile", "--slm-profile", "run-size profile: quick (minutes on a CPU) or full (warmup 10, "
-               "runs 500, batch 8, 256 tokens) (default: quick)", choices=("quick", "full")),
+    OptionSpec(
+        "models",
+        "--models",
+        "models to benchmark: Hugging Face ids, local checkpoint dirs, or the "
+        "alias smollm2-135m (default: smollm2-135m)",
+        kind="list",
+        metavar="M",
+    ),
+    OptionSpec(
+        "precision",
+        "--precision",
+        "precisions to run (bf16, fp16, auto, fp8, int8, w8a16, w8a16-rtn, "
+        "int4, w4a16-awq, or all; aliases accepted) (default: bf16)",
+        kind="list",
+        metavar="P",
+    ),
+    OptionSpec(
+        "output",
+        "--slm-output",
+        "directory for results.json and results.md (default: slm-results)",
+        kind="path",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        "profile",
+        "--slm-profile",
+        "run-size profile: quick (minutes on a CPU) or full (warmup 10, "
+        "runs 500, batch 8, 256 tokens) (default: quick)",
+        choices=("quick", "full"),
+    ),
     OptionSpec("num_warmup", "--num-warmup", "warm-up repetitions, excluded from figures", kind="int", metavar="N"),
     OptionSpec("num_runs", "--num-runs", "measured repetitions per workload", kind="int", metavar="N"),
-    OptionSpec("batch_size", "--batch-size", "prompts per offline batch and concurrent streams", kind="int",
-               metavar="N"),
-    OptionSpec("max_new_tokens", "--max-new-tokens", "output tokens per request (fixed: EOS is ignored)",
-               kind="int", metavar="N"),
+    OptionSpec(
+        "batch_size", "--batch-size", "prompts per offline batch and concurrent streams", kind="int", metavar="N"
+    ),
+    OptionSpec(
+        "max_new_tokens",
+        "--max-new-tokens",
+        "output tokens per request (fixed: EOS is ignored)",
+        kind="int",
+        metavar="N",
+    ),
     OptionSpec("prompt", "--prompt", "prompt text, or file:PATH to read it from a file", metavar="TEXT"),
-    OptionSpec("max_model_len", "--max-model-len", "engine context length (default: engine's choice, capped "
-               "at 2048 on CPU)", kind="int", metavar="N"),
-    OptionSpec("gpu_memory_utilization", "--gpu-memory-utilization", "fraction of GPU memory vLLM may take "
-               "(default: 0.9)", kind="float", metavar="F"),
-    OptionSpec("gpu_index", "--gpu-index", "CUDA device index (as CUDA_VISIBLE_DEVICES shows it) to run and "
-               "meter on (default: 0)", kind="int", metavar="I"),
-    OptionSpec("engine", "--slm-engine", "engine backend: a registered name (vllm) or module:Class "
-               "(default: vllm)", metavar="NAME"),
-    OptionSpec("cache_dir", "--slm-cache-dir", "cache for converted and quantized checkpoints (default: "
-               "$XDG_CACHE_HOME/pytest-slm)", kind="path", metavar="DIR"),
-    OptionSpec("quantized_models_dir", "--quantized-models-dir", "cache of quantized checkpoints (default: "
-               "<slm cache dir>/quantized)", kind="path", metavar="DIR"),
-    OptionSpec("calibration_dataset", "--calibration-dataset", "calibration data for quantization: a local "
-               "JSONL/text file or directory, or a Hugging Face dataset id (default: a set pytest-slm generates)",
-               metavar="DATA"),
-    OptionSpec("calibration_split", "--calibration-split", "split of a Hugging Face calibration dataset "
-               "(default: train)", metavar="SPLIT"),
-    OptionSpec("num_calibration_samples", "--num-calibration-samples", "calibration samples (default: 512)",
-               kind="int", metavar="N"),
-    OptionSpec("max_sequence_length", "--max-sequence-length", "calibration sequence length in tokens "
-               "(default: 2048)", kind="int", metavar="N"),
-    OptionSpec("quantize_python", "--quantize-python", "Python interpreter that runs llmcompressor (a separate "
-               "quantization venv; default: this one)", metavar="PATH"),
-    OptionSpec("accuracy_tasks", "--accuracy-tasks", "lm-eval task or group names, or the local tasks "
-               "gsm8k_local, slm_mc (default: mmlu gsm8k hellaswag)", kind="list", metavar="TASK"),
-    OptionSpec("num_fewshot", "--num-fewshot", "few-shot examples per accuracy item (default: 5)", kind="int",
-               metavar="N"),
-    OptionSpec("accuracy_limit", "--accuracy-limit", "items per task: a count, or a fraction below 1 (default: "
-               "all)", metavar="N"),
-    OptionSpec("accuracy_batch_size", "--accuracy-batch-size", "requests per engine call during evaluation "
-               "(default: 64)", kind="int", metavar="N"),
-    OptionSpec("task_path", "--slm-task-path", "extra lm-eval task YAMLs (like lm-eval's --include_path)",
-               kind="path", metavar="DIR"),
-    OptionSpec("local_data", "--slm-local-data", "directory with local dataset copies (gsm8k/ enables the "
-               "gsm8k_local task)", kind="path", metavar="DIR"),
-    OptionSpec("perplexity_corpus", "--perplexity-corpus", "text corpus for perplexity: .txt (blank-line "
-               "separated documents) or .jsonl (default: a corpus pytest-slm ships)", kind="path", metavar="FILE"),
-    OptionSpec("retention_floor", "--retention-floor", "minimum accuracy retention of a quantized precision vs "
-               "bf16: a number, or TASK=number entries (default: 0.95)", kind="list", metavar="F"),
-    OptionSpec("log_samples", "--log-samples", "write lm-eval's per-item prompts and answers next to the report",
-               kind="bool"),
-    OptionSpec("thresholds_file", "--slm-thresholds", "TOML file with a [thresholds] table of metric limits",
-               kind="path", metavar="FILE"),
+    OptionSpec(
+        "max_model_len",
+        "--max-model-len",
+        "engine context length (default: engine's choice, capped at 2048 on CPU)",
+        kind="int",
+        metavar="N",
+    ),
+    OptionSpec(
+        "gpu_memory_utilization",
+        "--gpu-memory-utilization",
+        "fraction of GPU memory vLLM may take (default: 0.9)",
+        kind="float",
+        metavar="F",
+    ),
+    OptionSpec(
+        "gpu_index",
+        "--gpu-index",
+        "CUDA device index (as CUDA_VISIBLE_DEVICES shows it) to run and meter on (default: 0)",
+        kind="int",
+        metavar="I",
+    ),
+    OptionSpec(
+        "engine",
+        "--slm-engine",
+        "engine backend: a registered name (vllm) or module:Class (default: vllm)",
+        metavar="NAME",
+    ),
+    OptionSpec(
+        "cache_dir",
+        "--slm-cache-dir",
+        "cache for converted and quantized checkpoints (default: $XDG_CACHE_HOME/pytest-slm)",
+        kind="path",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        "quantized_models_dir",
+        "--quantized-models-dir",
+        "cache of quantized checkpoints (default: <slm cache dir>/quantized)",
+        kind="path",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        "calibration_dataset",
+        "--calibration-dataset",
+        "calibration data for quantization: a local "
+        "JSONL/text file or directory, or a Hugging Face dataset id (default: a set pytest-slm generates)",
+        metavar="DATA",
+    ),
+    OptionSpec(
+        "calibration_split",
+        "--calibration-split",
+        "split of a Hugging Face calibration dataset (default: train)",
+        metavar="SPLIT",
+    ),
+    OptionSpec(
+        "num_calibration_samples",
+        "--num-calibration-samples",
+        "calibration samples (default: 512)",
+        kind="int",
+        metavar="N",
+    ),
+    OptionSpec(
+        "max_sequence_length",
+        "--max-sequence-length",
+        "calibration sequence length in tokens (default: 2048)",
+        kind="int",
+        metavar="N",
+    ),
+    OptionSpec(
+        "quantize_python",
+        "--quantize-python",
+        "Python interpreter that runs llmcompressor (a separate quantization venv; default: this one)",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        "accuracy_tasks",
+        "--accuracy-tasks",
+        "lm-eval task or group names, or the local tasks gsm8k_local, slm_mc (default: mmlu gsm8k hellaswag)",
+        kind="list",
+        metavar="TASK",
+    ),
+    OptionSpec(
+        "num_fewshot", "--num-fewshot", "few-shot examples per accuracy item (default: 5)", kind="int", metavar="N"
+    ),
+    OptionSpec(
+        "accuracy_limit",
+        "--accuracy-limit",
+        "items per task: a count, or a fraction below 1 (default: all)",
+        metavar="N",
+    ),
+    OptionSpec(
+        "accuracy_batch_size",
+        "--accuracy-batch-size",
+        "requests per engine call during evaluation (default: 64)",
+        kind="int",
+        metavar="N",
+    ),
+    OptionSpec(
+        "task_path",
+        "--slm-task-path",
+        "extra lm-eval task YAMLs (like lm-eval's --include_path)",
+        kind="path",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        "local_data",
+        "--slm-local-data",
+        "directory with local dataset copies (gsm8k/ enables the gsm8k_local task)",
+        kind="path",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        "perplexity_corpus",
+        "--perplexity-corpus",
+        "text corpus for perplexity: .txt (blank-line "
+        "separated documents) or .jsonl (default: a corpus pytest-slm ships)",
+        kind="path",
+        metavar="FILE",
+    ),
+    OptionSpec(
+        "retention_floor",
+        "--retention-floor",
+        "minimum accuracy retention of a quantized precision vs bf16: a number, or TASK=number entries (default: 0.95)",
+        kind="list",
+        metavar="F",
+    ),
+    OptionSpec(
+        "log_samples", "--log-samples", "write lm-eval's per-item prompts and answers next to the report", kind="bool"
+    ),
+    OptionSpec(
+        "thresholds_file",
+        "--slm-thresholds",
+        "TOML file with a [thresholds] table of metric limits",
+        kind="path",
+        metavar="FILE",
+    ),
 )
 
 
@@ -130,5 +251,3 @@ def read_raw(config: pytest.Config, spec: OptionSpec, environ: dict[str, str]) -
             ini = [tok for line in ini for tok in str(line).split()]
         return ini, f"ini option {spec.ini}"
     return None
-
-

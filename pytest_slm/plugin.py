@@ -20,7 +20,7 @@ from pytest_slm.parametrize import engine_specs
 from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import environment
 from pytest_slm.report.collector import ATTACHMENT_PROPERTY_KEY, ENGINE_PROPERTY_KEY, ReportCollector
-from pytest_slm.settings import SettingsError, resolve
+from pytest_slm.settings import Settings, SettingsError, resolve
 from pytest_slm.thresholds import ThresholdError, ThresholdTable, check, marker_limits
 
 
@@ -47,11 +47,12 @@ def pytest_configure(config: pytest.Config) -> None:
     environ = dict(os.environ)
     try:
         settings = resolve(lambda spec: options.read_raw(config, spec, environ))
-        thresholds = ThresholdTable.load(settings.thresholds_file) if settings.thresholds_file else ThresholdTable.empty()
+        thresholds = (
+            ThresholdTable.load(settings.thresholds_file) if settings.thresholds_file else ThresholdTable.empty()
+        )
     except (SettingsError, ThresholdError) as exc:
         raise pytest.UsageError(f"pytest-slm: {exc}") from None
-    if not settings.output.is_absolute():
-        settings = dataclasses.replace(settings, output=Path(config.rootpath) / settings.output)
+    settings = _anchor_paths(settings, config)
     config.stash[stash.SETTINGS] = settings
     config.stash[stash.THRESHOLDS] = thresholds
     config.stash[stash.ENGINE_FACTS] = {}
@@ -59,6 +60,19 @@ def pytest_configure(config: pytest.Config) -> None:
         collector = ReportCollector(settings.output, environment.collect(Path(config.rootpath), settings.run_profile()))
         config.stash[stash.COLLECTOR] = collector
         config.pluginmanager.register(ReportHooks(collector), "slm-report")
+
+
+def _anchor_paths(settings: Settings, config: pytest.Config) -> Settings:
+    """Relative paths from the ini file are relative to it; the output dir to the rootdir."""
+    base = config.inipath.parent if config.inipath else config.rootpath
+    fixed: dict[str, Any] = {}
+    for spec in options.OPTIONS:
+        value = getattr(settings, spec.field, None)
+        if spec.kind == "path" and isinstance(value, Path) and not value.is_absolute():
+            from_ini = settings.sources.get(spec.field, "").startswith("ini option")
+            if from_ini or spec.field == "output":
+                fixed[spec.field] = (base if from_ini else Path(config.rootpath)) / value
+    return dataclasses.replace(settings, **fixed) if fixed else settings
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -124,8 +138,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 
 def _attach(item: pytest.Item, ctx: Any, applied: dict[str, str]) -> None:
     rows = [
-        {**ctx.context, **{k: v for k, v in m.to_dict().items() if k != "name"}, "metric": m.name,
-         "threshold": applied.get(m.name)}
+        {
+            **ctx.context,
+            **{k: v for k, v in m.to_dict().items() if k != "name"},
+            "metric": m.name,
+            "threshold": applied.get(m.name),
+        }
         for m in ctx.metrics
     ]
     item.user_properties.append((USER_PROPERTY_KEY, rows))
@@ -159,5 +177,6 @@ class ReportHooks:
             return
         terminalreporter.write_sep("=", "pytest-slm results")
         terminalreporter.write_line(self.collector.markdown)
-        terminalreporter.write_line(f"written: {self.collector.output / 'results.json'}, "
-                                    f"{self.collector.output / 'results.md'}")
+        terminalreporter.write_line(
+            f"written: {self.collector.output / 'results.json'}, {self.collector.output / 'results.md'}"
+        )

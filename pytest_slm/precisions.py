@@ -42,27 +42,59 @@ PRECISIONS: tuple[Precision, ...] = (
     Precision("bf16", "bfloat16, no quantization", dtype="bfloat16", aliases=("bfloat16",)),
     Precision("fp16", "float16, no quantization", dtype="float16", aliases=("float16", "half")),
     Precision(
-        "fp8", "FP8 W8A8, dynamic per-token activations, no calibration", dtype="auto",
-        scheme="FP8_DYNAMIC", method="dynamic", weight_bits=8, activation_bits=8, aliases=("fp8-w8a8",),
+        "fp8",
+        "FP8 W8A8, dynamic per-token activations, no calibration",
+        dtype="auto",
+        scheme="FP8_DYNAMIC",
+        method="dynamic",
+        weight_bits=8,
+        activation_bits=8,
+        aliases=("fp8-w8a8",),
     ),
     Precision(
-        "int8", "INT8 W8A8, SmoothQuant + GPTQ", dtype="auto", scheme="W8A8", method="smoothquant+gptq",
-        weight_bits=8, activation_bits=8, aliases=("int8-w8a8", "w8a8"),
+        "int8",
+        "INT8 W8A8, SmoothQuant + GPTQ",
+        dtype="auto",
+        scheme="W8A8",
+        method="smoothquant+gptq",
+        weight_bits=8,
+        activation_bits=8,
+        aliases=("int8-w8a8", "w8a8"),
     ),
     Precision(
-        "w8a16", "INT8 weights, 16-bit activations, GPTQ", dtype="auto", scheme="W8A16", method="gptq",
-        weight_bits=8, aliases=("int8-w8a16",),
+        "w8a16",
+        "INT8 weights, 16-bit activations, GPTQ",
+        dtype="auto",
+        scheme="W8A16",
+        method="gptq",
+        weight_bits=8,
+        aliases=("int8-w8a16",),
     ),
     Precision(
-        "w8a16-rtn", "INT8 weights, 16-bit activations, round-to-nearest", dtype="auto", scheme="W8A16",
-        method="rtn", weight_bits=8, aliases=("int8-w8a16-rtn",),
+        "w8a16-rtn",
+        "INT8 weights, 16-bit activations, round-to-nearest",
+        dtype="auto",
+        scheme="W8A16",
+        method="rtn",
+        weight_bits=8,
+        aliases=("int8-w8a16-rtn",),
     ),
     Precision(
-        "int4", "INT4 W4A16, GPTQ", dtype="auto", scheme="W4A16", method="gptq", weight_bits=4,
+        "int4",
+        "INT4 W4A16, GPTQ",
+        dtype="auto",
+        scheme="W4A16",
+        method="gptq",
+        weight_bits=4,
         aliases=("int4-w4a16", "w4a16"),
     ),
     Precision(
-        "w4a16-awq", "INT4 W4A16, AWQ", dtype="auto", scheme="W4A16", method="awq", weight_bits=4,
+        "w4a16-awq",
+        "INT4 W4A16, AWQ",
+        dtype="auto",
+        scheme="W4A16",
+        method="awq",
+        weight_bits=4,
         aliases=("int4-w4a16-awq",),
     ),
 )
@@ -93,9 +125,7 @@ def resolve_precisions(names: Iterable[str]) -> tuple[Precision, ...]:
     """Expand ``all``, resolve aliases, drop duplicates, keep the user's order."""
     out: list[Precision] = []
     for raw in names:
-        expanded = [p for p in PRECISIONS if p.name != "auto"] if raw.strip().lower() == "all" else [
-            get_precision(raw)
-        ]
+        expanded = [p for p in PRECISIONS if p.name != "auto"] if raw.strip().lower() == "all" else [get_precision(raw)]
         for p in expanded:
             if p not in out:
                 out.append(p)

@@ -120,9 +120,18 @@ def _to_int(name: str, raw: Any, source: str, minimum: int) -> int:
     return value
 
 
-_MINIMUMS = {"num_warmup": 0, "num_runs": 1, "batch_size": 1, "max_new_tokens": 1, "max_model_len": 16,
-             "gpu_index": 0, "num_calibration_samples": 1, "max_sequence_length": 16, "num_fewshot": 0,
-             "accuracy_batch_size": 1}
+_MINIMUMS = {
+    "num_warmup": 0,
+    "num_runs": 1,
+    "batch_size": 1,
+    "max_new_tokens": 1,
+    "max_model_len": 16,
+    "gpu_index": 0,
+    "num_calibration_samples": 1,
+    "max_sequence_length": 16,
+    "num_fewshot": 0,
+    "accuracy_batch_size": 1,
+}
 
 
 def _to_float(name: str, raw: Any, source: str) -> float:

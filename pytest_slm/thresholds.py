@@ -28,7 +28,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+    ">": operator.gt,
 }
 _RE = re.compile(r"^\s*(<=|>=|<|>)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
 
@@ -99,9 +102,7 @@ class ThresholdTable:
         per_engine: dict[str, dict[str, Limit]] = {}
         for key, value in table.items():
             if isinstance(value, dict):
-                per_engine[key] = {
-                    m: Limit.parse(v, f"{path} [thresholds.{key}] {m}") for m, v in value.items()
-                }
+                per_engine[key] = {m: Limit.parse(v, f"{path} [thresholds.{key}] {m}") for m, v in value.items()}
             else:
                 common[key] = Limit.parse(value, f"{path} [thresholds] {key}")
         return cls(common, per_engine)

@@ -35,9 +35,22 @@ class SlmPytester:
 
     def base_args(self) -> list[str]:
         return [
-            "-p", "no:cacheprovider", "--slm-engine", FAKE_ENGINE, "--models", str(self.checkpoint),
-            "--slm-output", str(self.output), "--slm-cache-dir", str(self.pytester.path / "cache"),
-            "--num-runs", "3", "--num-warmup", "1", "--max-new-tokens", "8",
+            "-p",
+            "no:cacheprovider",
+            "--slm-engine",
+            FAKE_ENGINE,
+            "--models",
+            str(self.checkpoint),
+            "--slm-output",
+            str(self.output),
+            "--slm-cache-dir",
+            str(self.pytester.path / "cache"),
+            "--num-runs",
+            "3",
+            "--num-warmup",
+            "1",
+            "--max-new-tokens",
+            "8",
         ]
 
     def run(self, *args: str, subprocess: bool = False) -> pytest.RunResult:

@@ -7,6 +7,7 @@ exact and tests need not sleep.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Sequence
@@ -80,13 +81,15 @@ class FakeEngine:
         """Deterministic log-likelihoods: repeating the previous character is the model's guess;
         a quantized precision is a little worse at telling letters apart."""
         noise = 0.35 if self.spec.precision.quantized else 0.0
-        return [
-            [(-0.1 if t == p else -1.0 - ((t * 7 + p) % 11) / 10 - noise * (t % 3), p) for p, t in zip(ps, ps[1:])]
-            for ps in token_prompts
-        ]
 
-    def complete(self, token_prompts: Sequence[Sequence[int]], *, max_tokens: int, stop: Sequence[str],
-                 temperature: float = 0.0) -> list[str]:
+        def logprob(prev: int, tok: int) -> float:
+            return -0.1 if tok == prev else -1.0 - ((tok * 7 + prev) % 11) / 10 - noise * (tok % 3)
+
+        return [[(logprob(p, t), p) for p, t in itertools.pairwise(ps)] for ps in token_prompts]
+
+    def complete(
+        self, token_prompts: Sequence[Sequence[int]], *, max_tokens: int, stop: Sequence[str], temperature: float = 0.0
+    ) -> list[str]:
         answer = os.environ.get("SLM_FAKE_ANSWER", " 2 + 2 = 4.\n#### 4\n\nQuestion: next")
         out = []
         for _ in token_prompts:

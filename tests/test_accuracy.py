@@ -20,15 +20,17 @@ def arith_task(tmp_path: Path) -> Path:
     """A tiny generate_until task with lm-eval's gsm8k answer format, under --slm-task-path."""
     d = tmp_path / "tasks"
     d.mkdir()
-    rows = [{"question": f"What is {a} + {b}?", "answer": f"{a} + {b} = {a + b}\n#### {a + b}"}
-            for a, b in [(2, 2), (1, 3), (3, 4), (2, 5), (0, 4)]]
+    rows = [
+        {"question": f"What is {a} + {b}?", "answer": f"{a} + {b} = {a + b}\n#### {a + b}"}
+        for a, b in [(2, 2), (1, 3), (3, 4), (2, 5), (0, 4)]
+    ]
     (d / "arith.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (d / "arith.yaml").write_text(f"""
 task: arith
 dataset_path: json
 dataset_kwargs:
   data_files:
-    test: {d / 'arith.jsonl'}
+    test: {d / "arith.jsonl"}
 output_type: generate_until
 test_split: test
 fewshot_split: test
@@ -56,8 +58,20 @@ metadata:
 
 def test_generation_and_multiple_choice_tasks(slm_pytester, arith_task: Path) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
-    result = slm_pytester.run("-k", "accuracy or perplexity", "--accuracy-tasks", "arith", "slm_mc", "--slm-task-path", str(arith_task),
-                              "--num-fewshot", "1", "--accuracy-limit", "5", subprocess=True)
+    result = slm_pytester.run(
+        "-k",
+        "accuracy or perplexity",
+        "--accuracy-tasks",
+        "arith",
+        "slm_mc",
+        "--slm-task-path",
+        str(arith_task),
+        "--num-fewshot",
+        "1",
+        "--accuracy-limit",
+        "5",
+        subprocess=True,
+    )
     result.assert_outcomes(passed=3)
     recs = {r["metric"]: r for r in slm_pytester.results()["records"]}
     em = recs["arith.exact_match.strict_match"]
@@ -73,14 +87,16 @@ def test_generation_and_multiple_choice_tasks(slm_pytester, arith_task: Path) ->
     assert recs["slm_ppl.token_perplexity"]["n"] > 1000
 
 
-def test_unavailable_dataset_is_skipped_with_task_name(slm_pytester, monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path: Path) -> None:
+def test_unavailable_dataset_is_skipped_with_task_name(
+    slm_pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     slm_pytester.pytester.makepyfile(BENCH)
-    result = slm_pytester.run("--accuracy-tasks", "arc_easy", "--accuracy-limit", "2", "-k", "test_accuracy",
-                              subprocess=True)
+    result = slm_pytester.run(
+        "--accuracy-tasks", "arc_easy", "--accuracy-limit", "2", "-k", "test_accuracy", subprocess=True
+    )
     result.assert_outcomes(skipped=1)
     (skip,) = slm_pytester.results()["skipped"]
     assert "task 'arc_easy'" in skip["reason"] and "cannot be loaded" in skip["reason"]
@@ -95,8 +111,21 @@ def test_unknown_task_fails_with_a_clear_message(slm_pytester) -> None:
 
 def test_retention_of_a_quantized_precision_against_bf16(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
-    result = slm_pytester.run("--accuracy-tasks", "slm_mc", "--accuracy-limit", "20", "--num-fewshot", "0",
-                              "--precision", "bf16", "int4", "--retention-floor", "0.5", "slm_ppl=0.99", subprocess=True)
+    result = slm_pytester.run(
+        "--accuracy-tasks",
+        "slm_mc",
+        "--accuracy-limit",
+        "20",
+        "--num-fewshot",
+        "0",
+        "--precision",
+        "bf16",
+        "int4",
+        "--retention-floor",
+        "0.5",
+        "slm_ppl=0.99",
+        subprocess=True,
+    )
     result.assert_outcomes(passed=5, failed=1, skipped=2)
     recs = slm_pytester.results()["records"]
     ret = {r["metric"]: r for r in recs if r["precision"] == "int4" and r["metric"].endswith(".retention")}
@@ -113,7 +142,16 @@ def test_retention_of_a_quantized_precision_against_bf16(slm_pytester) -> None:
 
 def test_retention_without_bf16_in_session_skips(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
-    result = slm_pytester.run("--accuracy-tasks", "slm_mc", "--accuracy-limit", "4", "--precision", "int4",
-                              "-k", "not test_accuracy and not test_perplexity", subprocess=True)
+    result = slm_pytester.run(
+        "--accuracy-tasks",
+        "slm_mc",
+        "--accuracy-limit",
+        "4",
+        "--precision",
+        "int4",
+        "-k",
+        "not test_accuracy and not test_perplexity",
+        subprocess=True,
+    )
     result.assert_outcomes(skipped=2)
     assert "run with --precision bf16 int4" in slm_pytester.results()["skipped"][0]["reason"]

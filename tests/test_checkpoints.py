@@ -29,11 +29,13 @@ def fake_convert(calls: list[Any], fail: bool = False):  # type: ignore[no-untyp
         if fail:
             return subprocess.CompletedProcess(cmd, 1, "", "RuntimeError: out of memory")
         return subprocess.CompletedProcess(cmd, 0, "", "")
+
     return run
 
 
-def test_embedded_alias_converts_once_then_reuses(fake_gguf: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embedded_alias_converts_once_then_reuses(
+    fake_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[Any] = []
     monkeypatch.setattr(res.subprocess, "run", fake_convert(calls))
     first = res.resolve("smollm2-135m", tmp_path / "cache")
@@ -44,8 +46,9 @@ def test_embedded_alias_converts_once_then_reuses(fake_gguf: Path, tmp_path: Pat
     assert "gguf_convert" in " ".join(calls[0])
 
 
-def test_failed_conversion_leaves_no_half_checkpoint(fake_gguf: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_conversion_leaves_no_half_checkpoint(
+    fake_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(res.subprocess, "run", fake_convert([], fail=True))
     with pytest.raises(res.ModelResolutionError, match="out of memory"):
         res.resolve("smollm2-135m", tmp_path / "cache")
@@ -94,7 +97,9 @@ def test_local_checkpoint_hash_is_memoized_and_tracks_changes(fake_checkpoint: P
     assert res.resolve(str(fake_checkpoint), tmp_path).sha256 != a.sha256
 
 
-@pytest.mark.parametrize(("arg", "slug"), [("HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m-instruct"),
-                                            ("smollm2-135m", "smollm2-135m")])
+@pytest.mark.parametrize(
+    ("arg", "slug"),
+    [("HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m-instruct"), ("smollm2-135m", "smollm2-135m")],
+)
 def test_slug(arg: str, slug: str) -> None:
     assert res.slug(arg) == slug

@@ -21,10 +21,15 @@ def test_no_engine(slm):
 def test_ids_are_model_and_precision(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(TWO_TESTS)
     result = slm_pytester.run("--collect-only", "-q", "--precision", "bf16", "FP16")
-    result.stdout.fnmatch_lines_random([
-        "*test_a[[]tiny-model-bf16[]]", "*test_a[[]tiny-model-fp16[]]",
-        "*test_b[[]tiny-model-bf16[]]", "*test_b[[]tiny-model-fp16[]]", "*test_no_engine",
-    ])
+    result.stdout.fnmatch_lines_random(
+        [
+            "*test_a[[]tiny-model-bf16[]]",
+            "*test_a[[]tiny-model-fp16[]]",
+            "*test_b[[]tiny-model-bf16[]]",
+            "*test_b[[]tiny-model-fp16[]]",
+            "*test_no_engine",
+        ]
+    )
     assert slm_pytester.engine_log() == [], "collection must not load engines"
 
 
@@ -65,17 +70,20 @@ def test_directory_without_checkpoint_is_a_clear_error(slm_pytester, tmp_path: P
     result.stdout.fnmatch_lines(["*is not a Hugging Face checkpoint directory (needs config.json and*"])
 
 
-def test_uncached_hub_id_offline_says_how_to_pass_a_path(slm_pytester, monkeypatch: pytest.MonkeyPatch,
-                                                          tmp_path: Path) -> None:
+def test_uncached_hub_id_offline_says_how_to_pass_a_path(
+    slm_pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     slm_pytester.pytester.makepyfile(TWO_TESTS)
     result = slm_pytester.run("--models", "SomeOrg/not-cached-model", subprocess=True)
     result.assert_outcomes(passed=1, errors=2)
-    result.stdout.fnmatch_lines([
-        "*model 'SomeOrg/not-cached-model' is not in the local Hugging Face cache and the hub is unreachable*"
-        "--models /path/to/checkpoint*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*model 'SomeOrg/not-cached-model' is not in the local Hugging Face cache and the hub is unreachable*"
+            "--models /path/to/checkpoint*",
+        ]
+    )
 
 
 def test_unknown_engine_lists_registered_names(slm_pytester) -> None:

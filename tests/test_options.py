@@ -103,8 +103,10 @@ def test_prompt_from_missing_file_is_a_usage_error(slm_pytester) -> None:
     result.stderr.fnmatch_lines(["*--prompt: cannot read prompt file nope.txt*"])
 
 
-@pytest.mark.parametrize(("typed", "name"), [("FP16", "fp16"), ("INT4-W4A16", "int4"), ("w8a8", "int8"),
-                                               ("Int8-W8A16-RTN", "w8a16-rtn"), ("fp8-w8a8", "fp8")])
+@pytest.mark.parametrize(
+    ("typed", "name"),
+    [("FP16", "fp16"), ("INT4-W4A16", "int4"), ("w8a8", "int8"), ("Int8-W8A16-RTN", "w8a16-rtn"), ("fp8-w8a8", "fp8")],
+)
 def test_aliases_are_case_insensitive(typed: str, name: str) -> None:
     assert get_precision(typed).name == name
 

@@ -55,7 +55,13 @@ def test_awq_is_asymmetric_gptq_int4_symmetric(smol_like: Checkpoint) -> None:
     assert awq[0]["modifier"] == "AWQModifier"
     assert awq[1]["config_groups"]["group_0"]["weights"]["symmetric"] is False
     assert gptq[0]["config_groups"]["group_0"]["weights"] == {
-        "num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 64, "dynamic": False}
+        "num_bits": 4,
+        "type": "int",
+        "symmetric": True,
+        "strategy": "group",
+        "group_size": 64,
+        "dynamic": False,
+    }
 
 
 def test_unquantized_precision_has_no_recipe(smol_like: Checkpoint) -> None:
@@ -92,8 +98,9 @@ def test_hub_calibration_id_and_bad_value() -> None:
         resolve_calibration("./missing.jsonl", "train", 1)
 
 
-def test_cache_key_covers_source_recipe_calibration_and_versions(smol_like: Checkpoint, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_key_covers_source_recipe_calibration_and_versions(
+    smol_like: Checkpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     s = settings(tmp_path)
     int4 = get_precision("int4")
     base, _ = q.cache_key(smol_like, int4, s)
@@ -125,19 +132,29 @@ def test_cache_hit_quantizes_nothing(smol_like: Checkpoint, tmp_path: Path, monk
     assert got.path == cached and got.name == "smol"
 
 
-def test_failed_quantization_raises_with_llmcompressor_output(smol_like: Checkpoint, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_quantization_raises_with_llmcompressor_output(
+    smol_like: Checkpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(q, "_run_worker", lambda *a: (None, ["Traceback ...", "ValueError: unsupported arch"]))
-    with pytest.raises(q.QuantizationError, match="(?s)int4 failed.*ValueError: unsupported arch"):
+    with pytest.raises(q.QuantizationError, match=r"(?s)int4 failed.*ValueError: unsupported arch"):
         q.quantized_checkpoint(smol_like, get_precision("int4"), settings(tmp_path))
     left = [p for p in (tmp_path / "cache" / "quantized").iterdir() if not p.name.endswith(".lock")]
     assert left == [], "no half checkpoint may remain"
 
 
-@pytest.mark.parametrize(("name", "cap", "skips"), [
-    ("fp8", (8, 0), True), ("fp8", (8, 9), False), ("fp8", (9, 0), False), ("int8", (7, 0), True),
-    ("int4", (7, 5), True), ("int4", (8, 0), False), ("bf16", (7, 5), True), ("fp16", (7, 0), False),
-])
+@pytest.mark.parametrize(
+    ("name", "cap", "skips"),
+    [
+        ("fp8", (8, 0), True),
+        ("fp8", (8, 9), False),
+        ("fp8", (9, 0), False),
+        ("int8", (7, 0), True),
+        ("int4", (7, 5), True),
+        ("int4", (8, 0), False),
+        ("bf16", (7, 5), True),
+        ("fp16", (7, 0), False),
+    ],
+)
 def test_gating_by_compute_capability(name: str, cap: tuple[int, int], skips: bool) -> None:
     reason = unsupported_reason(get_precision(name), cap, "Tesla T4")
     assert (reason is not None) is skips

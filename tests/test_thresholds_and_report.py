@@ -30,15 +30,21 @@ def test_marker_breach_fails_that_test_only_with_value_limit_unit(slm_pytester) 
     slm_pytester.pytester.makepyfile(LATENCY_TESTS)
     result = slm_pytester.run()
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines([
-        "*tpot_p50_s = 0.02 s breaches the limit <= 0.01 s (from @pytest.mark.slm_threshold on *test_tpot*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*tpot_p50_s = 0.02 s breaches the limit <= 0.01 s (from @pytest.mark.slm_threshold on *test_tpot*",
+        ]
+    )
     records = slm_pytester.results()["records"]
     tpot = [r for r in records if r["metric"] == "tpot_p50_s"]
     assert tpot and tpot[0]["outcome"] == "failed" and tpot[0]["threshold"] == "<= 0.01"
     # the breached test's other metrics were still recorded
     assert {r["metric"] for r in records if r["test"].startswith("test_") and "tpot" in r["metric"]} == {
-        "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "tpot_mean_s"}
+        "tpot_p50_s",
+        "tpot_p90_s",
+        "tpot_p99_s",
+        "tpot_mean_s",
+    }
 
 
 def test_marker_limit_that_holds_passes(slm_pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,31 +57,38 @@ def test_thresholds_file_common_and_per_engine(slm_pytester) -> None:
     p = slm_pytester.pytester
     p.makepyfile(LATENCY_TESTS)
     p.path.joinpath("limits.toml").write_text(
-        '[thresholds]\nttft_p50_s = "<= 1.0"\n'
-        '[thresholds."tiny-model-bf16"]\noutput_tokens_per_s = ">= 500"\n'
+        '[thresholds]\nttft_p50_s = "<= 1.0"\n[thresholds."tiny-model-bf16"]\noutput_tokens_per_s = ">= 500"\n'
     )
     result = slm_pytester.run("--slm-thresholds", "limits.toml", "--precision", "bf16", "fp16")
     # bf16: tpot (marker) and other (file, per engine) fail; fp16: only tpot fails
     result.assert_outcomes(passed=3, failed=3)
-    result.stdout.fnmatch_lines([
-        "*output_tokens_per_s = 123 token/s breaches the limit >= 500 token/s (from limits.toml "
-        "[[]thresholds.tiny-model-bf16[]] output_tokens_per_s)*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*output_tokens_per_s = 123 token/s breaches the limit >= 500 token/s (from limits.toml "
+            "[[]thresholds.tiny-model-bf16[]] output_tokens_per_s)*",
+        ]
+    )
     ttft = [r for r in slm_pytester.results()["records"] if r["metric"] == "ttft_p50_s"]
     assert all(r["threshold"] == "<= 1" and r["outcome"] == "passed" for r in ttft)
 
 
 def test_bad_limit_in_file_is_a_usage_error(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(LATENCY_TESTS)
-    slm_pytester.pytester.path.joinpath("limits.toml").write_text('[thresholds]\nttft_p50_s = 0.25\n')
+    slm_pytester.pytester.path.joinpath("limits.toml").write_text("[thresholds]\nttft_p50_s = 0.25\n")
     result = slm_pytester.run("--slm-thresholds", "limits.toml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*limit 0.25 needs an operator, e.g. '<= 0.25' or '>= 0.25'*"])
 
 
-@pytest.mark.parametrize(("text", "value", "holds"), [
-    ("<=0.25", 0.25, True), ("< 0.25", 0.25, False), (">= 1e2", 100.0, True), ("> -1", -1.0, False),
-])
+@pytest.mark.parametrize(
+    ("text", "value", "holds"),
+    [
+        ("<=0.25", 0.25, True),
+        ("< 0.25", 0.25, False),
+        (">= 1e2", 100.0, True),
+        ("> -1", -1.0, False),
+    ],
+)
 def test_limit_parsing(text: str, value: float, holds: bool) -> None:
     assert Limit.parse(text, "here").holds(value) is holds
 

@@ -46,8 +46,9 @@ def task_manager(include_paths: list[Path]) -> Any:
     return TaskManager(include_path=[str(p) for p in include_paths])
 
 
-def evaluate(lm: Any, task: str, *, manager: Any, num_fewshot: int | None, limit: int | float | None,
-             bootstrap_iters: int = 1000) -> TaskResult:
+def evaluate(
+    lm: Any, task: str, *, manager: Any, num_fewshot: int | None, limit: int | float | None, bootstrap_iters: int = 1000
+) -> TaskResult:
     """Run ``task`` through ``lm_eval.simple_evaluate`` on ``lm`` and collect its metrics.
 
     Every metric carries lm-eval's stderr and ``higher_is_better``; ``samples`` hold the
@@ -55,16 +56,26 @@ def evaluate(lm: Any, task: str, *, manager: Any, num_fewshot: int | None, limit
     """
     from lm_eval import simple_evaluate
 
+    if task == "gsm8k_local" and task not in manager.all_tasks:
+        raise TaskUnavailable("task 'gsm8k_local' needs --slm-local-data DIR with gsm8k/{train,test}*.jsonl")
     if task not in manager.all_tasks:
         close = sorted(n for n in manager.all_tasks if task.split("_")[0] in n)[:8]
         raise UnknownTask(f"unknown lm-eval task {task!r}" + (f"; similar: {', '.join(close)}" if close else ""))
     try:
-        out = simple_evaluate(model=lm, tasks=[task], num_fewshot=num_fewshot, limit=limit, task_manager=manager,
-                              log_samples=True, bootstrap_iters=bootstrap_iters)
+        out = simple_evaluate(
+            model=lm,
+            tasks=[task],
+            num_fewshot=num_fewshot,
+            limit=limit,
+            task_manager=manager,
+            log_samples=True,
+            bootstrap_iters=bootstrap_iters,
+        )
     except Exception as exc:  # lm-eval surfaces dataset loading problems from `datasets`/hub clients
         if _is_data_unavailable(exc):
-            raise TaskUnavailable(f"task {task!r}: its dataset cannot be loaded here ({type(exc).__name__}: "
-                                  f"{str(exc)[:300]})") from exc
+            raise TaskUnavailable(
+                f"task {task!r}: its dataset cannot be loaded here ({type(exc).__name__}: {str(exc)[:300]})"
+            ) from exc
         raise
     if out is None:
         raise RuntimeError(f"lm-eval returned no results for {task!r}")
@@ -82,17 +93,29 @@ def evaluate(lm: Any, task: str, *, manager: Any, num_fewshot: int | None, limit
             name, filt = key.split(",", 1)
             stderr = values.get(f"{name}_stderr,{filt}")
             per_item = [
-                float(s[name]) for s in sorted(samples, key=lambda s: s["doc_id"])
+                float(s[name])
+                for s in sorted(samples, key=lambda s: s["doc_id"])
                 if s.get("filter", filt) == filt and isinstance(s.get(name), (int, float))
             ]
-            metrics.append(Metric(
-                name=metric_name(sub, name, filt), value=float(value), unit=UNITS.get(name, "1"),
-                higher_is_better=bool(hib.get(name, True)), n=n,
-                stderr=float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None,
-                samples=tuple(per_item),
-                info={"task": sub, "metric": name, "filter": filt, "num_fewshot": fewshot, "limit": limit,
-                      "lm_eval_version": out.get("lm_eval_version") or out.get("config", {}).get("lm_eval_version")},
-            ))
+            metrics.append(
+                Metric(
+                    name=metric_name(sub, name, filt),
+                    value=float(value),
+                    unit=UNITS.get(name, "1"),
+                    higher_is_better=bool(hib.get(name, True)),
+                    n=n,
+                    stderr=float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None,
+                    samples=tuple(per_item),
+                    info={
+                        "task": sub,
+                        "metric": name,
+                        "filter": filt,
+                        "num_fewshot": fewshot,
+                        "limit": limit,
+                        "lm_eval_version": out.get("lm_eval_version") or out.get("config", {}).get("lm_eval_version"),
+                    },
+                )
+            )
     return TaskResult(task, metrics, num_fewshot, limit, n_items, raw=out)
 
 
@@ -101,8 +124,19 @@ def _is_data_unavailable(exc: BaseException) -> bool:
     while seen is not None:
         name = type(seen).__name__
         text = str(seen)
-        if name in ("ConnectionError", "DatasetNotFoundError", "LocalEntryNotFoundError", "OfflineModeIsEnabled",
-                    "HfHubHTTPError", "FileNotFoundError") or "offline" in text.lower() or "couldn't reach" in text.lower():
+        if (
+            name
+            in (
+                "ConnectionError",
+                "DatasetNotFoundError",
+                "LocalEntryNotFoundError",
+                "OfflineModeIsEnabled",
+                "HfHubHTTPError",
+                "FileNotFoundError",
+            )
+            or "offline" in text.lower()
+            or "couldn't reach" in text.lower()
+        ):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

@@ -45,8 +45,11 @@ class EngineLM(TemplateLM):  # type: ignore[misc]
         return str(self.tokenizer.decode(list(tokens)))
 
     # -- log-likelihood ---------------------------------------------------------------------
-    def _loglikelihood_tokens(self, requests: list[tuple[Any, list[int], list[int]]], **kwargs: Any,
-                              ) -> list[tuple[float, bool]]:
+    def _loglikelihood_tokens(
+        self,
+        requests: list[tuple[Any, list[int], list[int]]],
+        **kwargs: Any,
+    ) -> list[tuple[float, bool]]:
         limit = self.max_length - 1
         prepared = []
         for key, context, continuation in requests:
@@ -55,11 +58,11 @@ class EngineLM(TemplateLM):  # type: ignore[misc]
             prepared.append((key, tokens, ctxlen))
         results: list[tuple[float, bool]] = []
         for start in range(0, len(prepared), self.batch_size):
-            chunk = prepared[start:start + self.batch_size]
+            chunk = prepared[start : start + self.batch_size]
             scored = self.engine.score([tokens for _, tokens, _ in chunk])
             for (key, tokens, ctxlen), rows in zip(chunk, scored, strict=True):
                 # rows[i] scores tokens[i + 1]; the continuation is tokens[ctxlen:]
-                cont_rows = rows[ctxlen - 1:]
+                cont_rows = rows[ctxlen - 1 :]
                 logprob = sum(lp for lp, _ in cont_rows)
                 greedy = all(top == tok for (_, top), tok in zip(cont_rows, tokens[ctxlen:], strict=True))
                 results.append((logprob, greedy))
@@ -75,7 +78,9 @@ class EngineLM(TemplateLM):  # type: ignore[misc]
             windows = [
                 (None, *make_disjoint_window(w))
                 for w in get_rolling_token_windows(
-                    token_list=tokens, prefix_token=self.prefix_token_id, max_seq_len=self.max_length - 1,
+                    token_list=tokens,
+                    prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length - 1,
                     context_len=1,
                 )
             ]
@@ -100,15 +105,16 @@ class EngineLM(TemplateLM):  # type: ignore[misc]
                 until.append(eot)
             max_gen = int(kwargs.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS))
             temperature = float(kwargs.get("temperature", 0.0)) if kwargs.get("do_sample") else 0.0
-            ctx = self.tok_encode(context)[-(self.max_length - max_gen):]
+            ctx = self.tok_encode(context)[-(self.max_length - max_gen) :]
             prompts.append(ctx)
             groups.setdefault((tuple(until), max_gen, temperature), []).append(i)
         texts: list[str] = [""] * len(requests)
         for (until, max_gen, temperature), idxs in groups.items():
             for start in range(0, len(idxs), self.batch_size):
-                chunk = idxs[start:start + self.batch_size]
-                outs = self.engine.complete([prompts[i] for i in chunk], max_tokens=max_gen, stop=until,
-                                            temperature=temperature)
+                chunk = idxs[start : start + self.batch_size]
+                outs = self.engine.complete(
+                    [prompts[i] for i in chunk], max_tokens=max_gen, stop=until, temperature=temperature
+                )
                 for i, text in zip(chunk, outs, strict=True):
                     for stop in until:  # the engine stops at these; cut again in case it did not
                         text = text.split(stop)[0]

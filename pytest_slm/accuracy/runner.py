@@ -21,8 +21,9 @@ class AccuracyRunner:
     quantized cell of the same model can compute its retention.
     """
 
-    def __init__(self, engine: Engine, manager: Any, settings: Settings,
-                 references: MutableMapping[tuple[str, str], TaskResult]) -> None:
+    def __init__(
+        self, engine: Engine, manager: Any, settings: Settings, references: MutableMapping[tuple[str, str], TaskResult]
+    ) -> None:
         from pytest_slm.accuracy.lm import EngineLM
 
         self.engine = engine
@@ -52,15 +53,27 @@ class AccuracyRunner:
         rolling = task == PERPLEXITY_TASK
         if rolling:
             self.lm.rolling_tokens, self.lm.rolling_logprob = 0, 0.0
-        result = evaluate(self.lm, task, manager=self.manager,
-                          num_fewshot=0 if rolling else self.settings.num_fewshot,
-                          limit=self.settings.accuracy_limit)
+        result = evaluate(
+            self.lm,
+            task,
+            manager=self.manager,
+            num_fewshot=0 if rolling else self.settings.num_fewshot,
+            limit=self.settings.accuracy_limit,
+        )
         if rolling and self.lm.rolling_tokens:
             import math
 
             ppl = math.exp(-self.lm.rolling_logprob / self.lm.rolling_tokens)
-            result.metrics.append(Metric(f"{task}.token_perplexity", ppl, "1", higher_is_better=False,
-                                         n=self.lm.rolling_tokens, info={"tokens": self.lm.rolling_tokens}))
+            result.metrics.append(
+                Metric(
+                    f"{task}.token_perplexity",
+                    ppl,
+                    "1",
+                    higher_is_better=False,
+                    n=self.lm.rolling_tokens,
+                    info={"tokens": self.lm.rolling_tokens},
+                )
+            )
         if self.engine.spec.precision.name == REFERENCE_PRECISION:
             self.references[(self.model, task)] = result
         return result

@@ -30,8 +30,10 @@ def _lm_eval_task_yaml(name: str) -> Path:
 def _gsm8k_files(local_data: Path) -> dict[str, str] | None:
     folder = local_data / "gsm8k"
     pick = {}
-    for split, names in (("train", ("train.jsonl", "train_first500.jsonl")),
-                         ("test", ("test.jsonl", "test_first1000.jsonl"))):
+    for split, names in (
+        ("train", ("train.jsonl", "train_first500.jsonl")),
+        ("test", ("test.jsonl", "test_first1000.jsonl")),
+    ):
         found = next((folder / n for n in names if (folder / n).is_file()), None)
         if found is None:
             return None
@@ -67,25 +69,39 @@ def write_local_tasks(dest: Path, local_data: Path | None, corpus: Path | None) 
     if files:
         configs["gsm8k_local"] = {
             "include": str(_lm_eval_task_yaml("gsm8k/gsm8k.yaml")),
-            "task": "gsm8k_local", "tag": ["slm_local"],
-            "dataset_path": "json", "dataset_name": None, "dataset_kwargs": {"data_files": files},
+            "task": "gsm8k_local",
+            "tag": ["slm_local"],
+            "dataset_path": "json",
+            "dataset_name": None,
+            "dataset_kwargs": {"data_files": files},
         }
     configs["slm_mc"] = {
-        "task": "slm_mc", "tag": ["slm_local"], "dataset_path": "json",
+        "task": "slm_mc",
+        "tag": ["slm_local"],
+        "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(DATA / "slm_mc.jsonl")}},
-        "output_type": "multiple_choice", "test_split": "test", "fewshot_split": "test",
-        "doc_to_text": "Question: {{question}}\nAnswer:", "doc_to_choice": "{{choices}}",
+        "output_type": "multiple_choice",
+        "test_split": "test",
+        "fewshot_split": "test",
+        "doc_to_text": "Question: {{question}}\nAnswer:",
+        "doc_to_choice": "{{choices}}",
         "doc_to_target": "{{answer}}",
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-                        {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}],
+        "metric_list": [
+            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+        ],
         "metadata": {"version": 1.0},
     }
     ppl_source = corpus if corpus is not None else DATA / "slm_ppl_default.txt"
     configs["slm_ppl"] = {
-        "task": "slm_ppl", "tag": ["slm_local"], "dataset_path": "json",
+        "task": "slm_ppl",
+        "tag": ["slm_local"],
+        "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(corpus_jsonl(ppl_source, dest))}},
-        "output_type": "loglikelihood_rolling", "test_split": "test",
-        "doc_to_text": "", "doc_to_target": "{{text}}",
+        "output_type": "loglikelihood_rolling",
+        "test_split": "test",
+        "doc_to_text": "",
+        "doc_to_target": "{{text}}",
         "metric_list": [{"metric": "word_perplexity"}, {"metric": "byte_perplexity"}, {"metric": "bits_per_byte"}],
         "metadata": {"version": 1.0, "corpus": str(ppl_source)},
     }

@@ -37,20 +37,43 @@ class Calibration:
 
 
 _TOPICS = [
-    ("a bicycle", "gears", "the chain turns the rear wheel"), ("a volcano", "magma", "pressure builds under the crust"),
-    ("a bank loan", "interest", "the balance grows each month"), ("a compiler", "syntax trees", "source becomes machine code"),
+    ("a bicycle", "gears", "the chain turns the rear wheel"),
+    ("a volcano", "magma", "pressure builds under the crust"),
+    ("a bank loan", "interest", "the balance grows each month"),
+    ("a compiler", "syntax trees", "source becomes machine code"),
     ("photosynthesis", "chlorophyll", "light turns water and carbon dioxide into sugar"),
     ("a heat pump", "refrigerant", "heat moves from a cold place to a warm one"),
-    ("the stock market", "shares", "prices follow supply and demand"), ("a vaccine", "antibodies", "the body learns a shape"),
+    ("the stock market", "shares", "prices follow supply and demand"),
+    ("a vaccine", "antibodies", "the body learns a shape"),
     ("a sailing boat", "the keel", "wind pushes against the sail at an angle"),
-    ("a database index", "B-trees", "lookups skip most of the table"), ("the moon's phases", "sunlight", "we see a lit half from the side"),
-    ("bread dough", "yeast", "gas bubbles make the loaf rise"), ("an electric motor", "magnets", "current makes a force on a wire"),
-    ("a library", "catalogues", "books are shelved by subject"), ("rainfall", "clouds", "droplets join until they fall"),
-    ("a chess opening", "the centre", "pieces develop toward the middle"), ("a river delta", "sediment", "slow water drops sand"),
-    ("a solar panel", "silicon", "photons free electrons"), ("a queue at a shop", "cashiers", "waiting time grows with arrivals"),
+    ("a database index", "B-trees", "lookups skip most of the table"),
+    ("the moon's phases", "sunlight", "we see a lit half from the side"),
+    ("bread dough", "yeast", "gas bubbles make the loaf rise"),
+    ("an electric motor", "magnets", "current makes a force on a wire"),
+    ("a library", "catalogues", "books are shelved by subject"),
+    ("rainfall", "clouds", "droplets join until they fall"),
+    ("a chess opening", "the centre", "pieces develop toward the middle"),
+    ("a river delta", "sediment", "slow water drops sand"),
+    ("a solar panel", "silicon", "photons free electrons"),
+    ("a queue at a shop", "cashiers", "waiting time grows with arrivals"),
     ("a marathon", "glycogen", "muscles run low on stored fuel"),
 ]
-_NAMES = ["Ana", "Bilal", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivan", "Jia", "Kofi", "Lena", "Mateo", "Nora"]
+_NAMES = [
+    "Ana",
+    "Bilal",
+    "Chen",
+    "Dara",
+    "Eli",
+    "Fatima",
+    "Goran",
+    "Hana",
+    "Ivan",
+    "Jia",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nora",
+]
 _ITEMS = [("apples", 3), ("notebooks", 4), ("tickets", 12), ("plants", 7), ("books", 9), ("cakes", 5), ("bolts", 2)]
 
 
@@ -100,13 +123,18 @@ def _program(rng: random.Random) -> str:
         "total": "    result = 0\n    for x in values:\n        result += x\n    return result",
         "average": "    if not values:\n        raise ValueError('no values')\n    return sum(values) / len(values)",
         "count_even": "    return sum(1 for x in values if x % 2 == 0)",
-        "largest": "    best = values[0]\n    for x in values[1:]:\n        if x > best:\n            best = x\n    return best",
-        "running_sum": "    out, acc = [], 0\n    for x in values:\n        acc += x\n        out.append(acc)\n    return out",
+        "largest": (
+            "    best = values[0]\n    for x in values[1:]:\n"
+            "        if x > best:\n            best = x\n    return best"
+        ),
+        "running_sum": (
+            "    out, acc = [], 0\n    for x in values:\n        acc += x\n        out.append(acc)\n    return out"
+        ),
     }
     data = [rng.randint(-20, 99) for _ in range(rng.randint(3, 8))]
     return (
         f"Here is a small Python function named {fname}:\n\n"
-        f"def {fname}(values):\n    \"\"\"Compute the {fname.replace('_', ' ')} of a list of numbers.\"\"\"\n"
+        f'def {fname}(values):\n    """Compute the {fname.replace("_", " ")} of a list of numbers."""\n'
         f"{bodies[fname]}\n\nCalling {fname}({data}) shows how it behaves on a short list."
     )
 

@@ -17,7 +17,9 @@ def convert(gguf: Path, out: Path) -> None:
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # dequantize=True: transformers 5 refuses to save a model still marked as GGUF-quantized.
     model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16,
+        str(gguf.parent),
+        gguf_file=gguf.name,
+        dtype=torch.bfloat16,
         quantization_config=GgufConfig(dequantize=True),
     )
     model.save_pretrained(str(out))

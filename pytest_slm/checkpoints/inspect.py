@@ -8,8 +8,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-DTYPE_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "I64": 64, "I32": 32, "I16": 16, "I8": 8, "U8": 8,
-              "F8_E4M3": 8, "F8_E5M2": 8, "BOOL": 8}
+DTYPE_BITS = {
+    "F64": 64,
+    "F32": 32,
+    "F16": 16,
+    "BF16": 16,
+    "I64": 64,
+    "I32": 32,
+    "I16": 16,
+    "I8": 8,
+    "U8": 8,
+    "F8_E4M3": 8,
+    "F8_E5M2": 8,
+    "BOOL": 8,
+}
 
 
 def tensor_table(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:

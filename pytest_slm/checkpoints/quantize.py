@@ -47,16 +47,22 @@ def cache_key(source: Checkpoint, precision: Precision, settings: Settings) -> t
     calibrate = needs_calibration(steps)
     calib = (
         resolve_calibration(settings.calibration_dataset, settings.calibration_split, settings.num_calibration_samples)
-        if calibrate else None
+        if calibrate
+        else None
     )
     doc: dict[str, Any] = {
         "source_sha256": source.sha256,
         "precision": precision.name,
         "recipe": steps,
         "group_size": group,
-        "calibration": None if calib is None else {
-            "source": calib.source, "identity": calib.identity, "generated": calib.generated,
-            "num_samples": settings.num_calibration_samples, "max_sequence_length": settings.max_sequence_length,
+        "calibration": None
+        if calib is None
+        else {
+            "source": calib.source,
+            "identity": calib.identity,
+            "generated": calib.generated,
+            "num_samples": settings.num_calibration_samples,
+            "max_sequence_length": settings.max_sequence_length,
         },
         "versions": {d: _version(d) for d in VERSIONED},
     }
@@ -69,8 +75,11 @@ def cached_path(source: Checkpoint, precision: Precision, key: str, settings: Se
 
 
 def quantized_checkpoint(
-    source: Checkpoint, precision: Precision, settings: Settings,
-    progress: Callable[[str], None] | None = None, python: str | None = None,
+    source: Checkpoint,
+    precision: Precision,
+    settings: Settings,
+    progress: Callable[[str], None] | None = None,
+    python: str | None = None,
 ) -> Checkpoint:
     """The ``precision`` version of ``source``, quantizing it once if the cache has none."""
     from filelock import FileLock
@@ -83,20 +92,37 @@ def quantized_checkpoint(
         with FileLock(str(final) + ".lock"):
             if not is_checkpoint_dir(final):
                 _quantize(source, precision, settings, doc, calib, final, progress, python)
-    return Checkpoint(name=source.name, path=final, source=f"{source.source}@{precision.name}",
-                      sha256=cached_content_hash(final, settings.cache_dir))
+    return Checkpoint(
+        name=source.name,
+        path=final,
+        source=f"{source.source}@{precision.name}",
+        sha256=cached_content_hash(final, settings.cache_dir),
+    )
 
 
-def _quantize(source: Checkpoint, precision: Precision, settings: Settings, doc: dict[str, Any], calib: Any,
-              final: Path, progress: Callable[[str], None] | None, python: str | None) -> None:
+def _quantize(
+    source: Checkpoint,
+    precision: Precision,
+    settings: Settings,
+    doc: dict[str, Any],
+    calib: Any,
+    final: Path,
+    progress: Callable[[str], None] | None,
+    python: str | None,
+) -> None:
     say = progress or (lambda line: None)
     if calib is not None and calib.generated:
-        say(f"[pytest-slm] no --calibration-dataset: using {len(calib.texts)} calibration texts pytest-slm "
-            "generates itself (explanations, dialogues, word problems, code)")
+        say(
+            f"[pytest-slm] no --calibration-dataset: using {len(calib.texts)} calibration texts pytest-slm "
+            "generates itself (explanations, dialogues, word problems, code)"
+        )
     with atomic.staged_dir(final) as tmp, tempfile.TemporaryDirectory(prefix="slm-quant-") as work:
         spec: dict[str, Any] = {
-            "source": str(source.path), "out": str(tmp), "recipe": doc["recipe"],
-            "calibrate": calib is not None, "num_samples": settings.num_calibration_samples,
+            "source": str(source.path),
+            "out": str(tmp),
+            "recipe": doc["recipe"],
+            "calibrate": calib is not None,
+            "num_samples": settings.num_calibration_samples,
             "max_sequence_length": settings.max_sequence_length,
         }
         if calib is not None and calib.texts is not None:
@@ -115,10 +141,18 @@ def _quantize(source: Checkpoint, precision: Precision, settings: Settings, doc:
                 f"quantizing {source.name} to {precision.name} failed (llmcompressor):\n" + "\n".join(tail[-40:])
             )
         meta = {
-            "kind": "quantized", "precision": precision.name, "scheme": precision.scheme, "method": precision.method,
-            "source": str(source.path), "source_sha256": source.sha256, "recipe": doc["recipe"],
-            "group_size": doc["group_size"], "calibration": doc["calibration"], "versions": doc["versions"],
-            "wall_s": round(time.perf_counter() - t0, 2), **result,
+            "kind": "quantized",
+            "precision": precision.name,
+            "scheme": precision.scheme,
+            "method": precision.method,
+            "source": str(source.path),
+            "source_sha256": source.sha256,
+            "recipe": doc["recipe"],
+            "group_size": doc["group_size"],
+            "calibration": doc["calibration"],
+            "versions": doc["versions"],
+            "wall_s": round(time.perf_counter() - t0, 2),
+            **result,
         }
         from pytest_slm.checkpoints.resolve import content_hash
 
@@ -131,7 +165,11 @@ def _run_worker(python: str, spec_file: Path, say: Callable[[str], None]) -> tup
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [python, "-m", "pytest_slm.checkpoints.quantize_worker", str(spec_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        bufsize=1,
     )
     assert proc.stdout is not None
     tail: list[str] = []
@@ -143,7 +181,7 @@ def _run_worker(python: str, spec_file: Path, say: Callable[[str], None]) -> tup
             if not line:
                 continue
             if line.startswith(RESULT_PREFIX):
-                result = json.loads(line[len(RESULT_PREFIX):])
+                result = json.loads(line[len(RESULT_PREFIX) :])
                 continue
             tail = [*tail[-199:], line]
             # progress bars redraw many times a second: pass on one every few seconds

@@ -18,7 +18,7 @@ RESULT_PREFIX = "SLM_RESULT "
 def _modifiers(steps: list[dict[str, Any]]) -> list[Any]:
     from llmcompressor.modifiers.gptq import GPTQModifier
     from llmcompressor.modifiers.quantization import QuantizationModifier
-    from llmcompressor.modifiers.transform import SmoothQuantModifier
+    from llmcompressor.modifiers.transform import SmoothQuantModifier  # type: ignore[attr-defined]
     from llmcompressor.modifiers.transform.awq import AWQModifier
 
     classes = {c.__name__: c for c in (GPTQModifier, QuantizationModifier, SmoothQuantModifier, AWQModifier)}
@@ -45,20 +45,22 @@ def _dataset(spec: dict[str, Any], tokenizer: Any) -> Any:
     if "text" in ds.column_names:
         return ds.select_columns(["text"])
     if "messages" in ds.column_names:
-        return ds.map(lambda r: {"text": tokenizer.apply_chat_template(r["messages"], tokenize=False)},
-                      remove_columns=ds.column_names)
+        return ds.map(
+            lambda r: {"text": tokenizer.apply_chat_template(r["messages"], tokenize=False)},
+            remove_columns=ds.column_names,
+        )
     raise SystemExit(f"calibration dataset {spec['hub_id']} has no 'text' or 'messages' column: {ds.column_names}")
 
 
 def main(spec_path: str) -> None:
     with open(spec_path, encoding="utf-8") as f:
         spec = json.load(f)
-    from llmcompressor import oneshot
+    from llmcompressor import oneshot  # type: ignore[attr-defined]
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(spec["source"], dtype="auto")
-    tokenizer = AutoTokenizer.from_pretrained(spec["source"])
+    tokenizer: Any = AutoTokenizer.from_pretrained(spec["source"])
     kwargs: dict[str, Any] = {}
     used = 0
     tokens = 0
@@ -68,15 +70,27 @@ def main(spec_path: str) -> None:
         if used < spec["num_samples"]:
             raise SystemExit(f"calibration has {used} samples; {spec['num_samples']} asked")
         tokens = sum(min(len(tokenizer(t)["input_ids"]), spec["max_sequence_length"]) for t in ds["text"][:used])
-        kwargs = {"dataset": ds, "num_calibration_samples": used, "max_seq_length": spec["max_sequence_length"],
-                  "shuffle_calibration_samples": False}
-    print(f"[pytest-slm] quantizing {spec['source']} with {[s['modifier'] for s in spec['recipe']]}, "
-          f"{used} calibration samples", flush=True)
+        kwargs = {
+            "dataset": ds,
+            "num_calibration_samples": used,
+            "max_seq_length": spec["max_sequence_length"],
+            "shuffle_calibration_samples": False,
+        }
+    print(
+        f"[pytest-slm] quantizing {spec['source']} with {[s['modifier'] for s in spec['recipe']]}, "
+        f"{used} calibration samples",
+        flush=True,
+    )
     oneshot(model=model, processor=tokenizer, recipe=_modifiers(spec["recipe"]), **kwargs)
     model.save_pretrained(spec["out"], save_compressed=True)
     tokenizer.save_pretrained(spec["out"])
-    print(RESULT_PREFIX + json.dumps({"samples_used": used, "calibration_tokens": tokens,
-                                      "quantize_s": round(time.perf_counter() - t0, 2)}), flush=True)
+    print(
+        RESULT_PREFIX
+        + json.dumps(
+            {"samples_used": used, "calibration_tokens": tokens, "quantize_s": round(time.perf_counter() - t0, 2)}
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

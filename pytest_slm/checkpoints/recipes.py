@@ -40,8 +40,14 @@ def choose_group_size(widths: set[int]) -> int:
 
 
 def _weights(bits: int, group_size: int, symmetric: bool = True) -> dict[str, Any]:
-    return {"num_bits": bits, "type": "int", "symmetric": symmetric, "strategy": "group",
-            "group_size": group_size, "dynamic": False}
+    return {
+        "num_bits": bits,
+        "type": "int",
+        "symmetric": symmetric,
+        "strategy": "group",
+        "group_size": group_size,
+        "dynamic": False,
+    }
 
 
 def recipe(precision: Precision, checkpoint: Path) -> tuple[list[dict[str, Any]], int | None]:
@@ -65,7 +71,10 @@ def recipe(precision: Precision, checkpoint: Path) -> tuple[list[dict[str, Any]]
     if precision.method == "rtn":
         return [{"modifier": "QuantizationModifier", **quant}], group
     if precision.method == "awq":
-        return [{"modifier": "AWQModifier", "duo_scaling": "both"}, {"modifier": "QuantizationModifier", **quant}], group
+        return [
+            {"modifier": "AWQModifier", "duo_scaling": "both"},
+            {"modifier": "QuantizationModifier", **quant},
+        ], group
     raise ValueError(f"no recipe for precision {precision.name} (method {precision.method})")
 
 

@@ -52,15 +52,15 @@ def slug(model: str) -> str:
 
 
 def is_checkpoint_dir(path: Path) -> bool:
-    return (path / "config.json").is_file() and any(
-        p.suffix in WEIGHT_SUFFIXES for p in path.iterdir() if p.is_file()
-    )
+    return (path / "config.json").is_file() and any(p.suffix in WEIGHT_SUFFIXES for p in path.iterdir() if p.is_file())
 
 
 def content_hash(path: Path) -> str:
     """sha256 over config.json and weight files (names and bytes), in sorted order."""
     h = hashlib.sha256()
-    files = sorted(p for p in path.iterdir() if p.is_file() and (p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES))
+    files = sorted(
+        p for p in path.iterdir() if p.is_file() and (p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES)
+    )
     for f in files:
         h.update(f.name.encode() + b"\0")
         with f.open("rb") as fh:
@@ -131,18 +131,23 @@ def _convert_embedded(alias: str, cache_dir: Path) -> Path:
             t0 = time.perf_counter()
             proc = subprocess.run(
                 [sys.executable, "-m", "pytest_slm.checkpoints.gguf_convert", str(gguf), str(tmp)],
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if proc.returncode != 0:
                 raise ModelResolutionError(
                     f"converting {gguf.name} to a Hugging Face checkpoint failed:\n{proc.stderr[-4000:]}"
                 )
-            atomic.write_json(tmp / META_FILE, {
-                "source": f"{EMBEDDED[alias][0]}:{EMBEDDED[alias][1]}",
-                "display_name": EMBEDDED[alias][2],
-                "conversion_s": round(time.perf_counter() - t0, 2),
-                "sha256": content_hash(tmp),
-            })
+            atomic.write_json(
+                tmp / META_FILE,
+                {
+                    "source": f"{EMBEDDED[alias][0]}:{EMBEDDED[alias][1]}",
+                    "display_name": EMBEDDED[alias][2],
+                    "conversion_s": round(time.perf_counter() - t0, 2),
+                    "sha256": content_hash(tmp),
+                },
+            )
     return final
 
 

@@ -93,5 +93,3 @@ class Engine(Protocol):
     def close(self) -> None:
         """Free the engine's memory and processes; the next engine starts after this."""
         ...
-
-

@@ -12,7 +12,10 @@ from pytest_slm.precisions import Precision
 MIN_CAPABILITY: dict[str, tuple[int, int]] = {
     "fp8": (8, 9),  # FP8 W8A8 tensor-core GEMMs: Ada and Hopper
     "int8": (7, 5),  # INT8 W8A8 scaled-mm (CUTLASS): Turing and newer
-    "w8a16": (8, 0), "w8a16-rtn": (8, 0), "int4": (8, 0), "w4a16-awq": (8, 0),  # Marlin-family kernels
+    "w8a16": (8, 0),
+    "w8a16-rtn": (8, 0),
+    "int4": (8, 0),
+    "w4a16-awq": (8, 0),  # Marlin-family kernels
     "bf16": (8, 0),  # bfloat16 arithmetic
 }
 
@@ -22,8 +25,9 @@ CPU_FALLBACK_NOTES: dict[str, str] = {
 }
 
 
-def unsupported_reason(precision: Precision, cuda_capability: tuple[int, int] | None,
-                       device_name: str = "this GPU") -> str | None:
+def unsupported_reason(
+    precision: Precision, cuda_capability: tuple[int, int] | None, device_name: str = "this GPU"
+) -> str | None:
     """Why ``precision`` cannot run here, or None. ``cuda_capability`` None means CPU."""
     if cuda_capability is None:
         return None

@@ -153,7 +153,7 @@ class VLLMEngine:
             order.append(rid)
             times[rid] = []
         while engine.has_unfinished_requests():
-            outputs = engine.step()
+            outputs: list[Any] = engine.step()
             now = time.perf_counter()
             for out in outputs:
                 rid = out.request_id
@@ -165,9 +165,7 @@ class VLLMEngine:
                 if out.finished and out.metrics is not None:
                     engine_view[rid] = _engine_timings(out.metrics)
         self._requests += len(order)
-        return [
-            StreamTrace(submit[r], tuple(times[r]), prompt_tokens.get(r, 0), engine_view.get(r, {})) for r in order
-        ]
+        return [StreamTrace(submit[r], tuple(times[r]), prompt_tokens.get(r, 0), engine_view.get(r, {})) for r in order]
 
     # -- scoring, for accuracy (lm-eval) ----------------------------------------------------
     @property
@@ -184,25 +182,29 @@ class VLLMEngine:
         from vllm import SamplingParams, TokensPrompt
 
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in token_prompts], params,
-                                 use_tqdm=False)
+        outs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p)) for p in token_prompts], params, use_tqdm=False
+        )
         result = []
         for prompt, out in zip(token_prompts, outs, strict=True):
             rows = []
             for tok, dist in zip(prompt[1:], (out.prompt_logprobs or [])[1:], strict=True):
+                assert dist is not None, "vLLM returned no prompt logprobs for a scored position"
                 top = min(dist.items(), key=lambda kv: kv[1].rank if kv[1].rank is not None else 1 << 30)[0]
                 rows.append((float(dist[tok].logprob), int(top)))
             result.append(rows)
         return result
 
-    def complete(self, token_prompts: Sequence[Sequence[int]], *, max_tokens: int, stop: Sequence[str],
-                 temperature: float = 0.0) -> list[str]:
+    def complete(
+        self, token_prompts: Sequence[Sequence[int]], *, max_tokens: int, stop: Sequence[str], temperature: float = 0.0
+    ) -> list[str]:
         """Generate up to ``max_tokens`` after each token prompt, stopping at any of ``stop``."""
         from vllm import SamplingParams, TokensPrompt
 
         params = SamplingParams(max_tokens=max_tokens, stop=list(stop) or None, temperature=temperature)
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in token_prompts], params,
-                                 use_tqdm=False)
+        outs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p)) for p in token_prompts], params, use_tqdm=False
+        )
         return [o.outputs[0].text for o in outs]
 
     # -- facts --------------------------------------------------------------------------
@@ -216,15 +218,35 @@ class VLLMEngine:
             out.append(Metric("weights_bytes", worker["weights_loaded_bytes"], "B", False, info=info))
         out.append(Metric("kv_cache_bytes", worker["kv_cache_bytes"], "B", False, info=info))
         if self.on_cuda:
-            out.append(Metric("cuda_peak_allocated_bytes", worker["cuda_peak_allocated_bytes"], "B", False,
-                              info={**info, "note": "torch.cuda.max_memory_allocated in the worker; "
-                                    "excludes the KV-cache preallocation headroom vLLM reserves"}))
+            out.append(
+                Metric(
+                    "cuda_peak_allocated_bytes",
+                    worker["cuda_peak_allocated_bytes"],
+                    "B",
+                    False,
+                    info={
+                        **info,
+                        "note": "torch.cuda.max_memory_allocated in the worker; "
+                        "excludes the KV-cache preallocation headroom vLLM reserves",
+                    },
+                )
+            )
         else:
             tree = process_tree_peak_rss_bytes()
-            out.append(Metric("peak_rss_bytes", sum(tree.values()), "B", False,
-                              info={**info, "processes": tree,
-                                    "note": "sum of VmHWM over the pytest process and the engine's "
-                                    "processes; includes the KV cache"}))
+            out.append(
+                Metric(
+                    "peak_rss_bytes",
+                    sum(tree.values()),
+                    "B",
+                    False,
+                    info={
+                        **info,
+                        "processes": tree,
+                        "note": "sum of VmHWM over the pytest process and the engine's "
+                        "processes; includes the KV cache",
+                    },
+                )
+            )
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -274,5 +296,3 @@ def _engine_timings(stats: Any) -> dict[str, float]:
     if n > 1 and last > first > 0:
         out["tpot_s"] = float((last - first) / (n - 1))
     return out
-
-

@@ -9,6 +9,8 @@ Definitions (as in vLLM's serving benchmark):
 
 from __future__ import annotations
 
+import functools
+import itertools
 import statistics
 from collections.abc import Callable, Sequence
 
@@ -31,7 +33,7 @@ def tpot(t: StreamTrace) -> list[float]:
 
 def itl(t: StreamTrace) -> list[float]:
     ts = t.token_times_s
-    return [b - a for a, b in zip(ts, ts[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(ts)]
 
 
 def e2e(t: StreamTrace) -> list[float]:
@@ -54,6 +56,10 @@ def percentile(values: Sequence[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
+def _percentile_of(values: Sequence[float], q: float) -> float:
+    return percentile(values, q)
+
+
 def latency_metrics(run: StreamingRun, kind: str) -> list[Metric]:
     """p50/p90/p99/mean of ``kind`` over all measured requests, in seconds.
 
@@ -70,24 +76,28 @@ def latency_metrics(run: StreamingRun, kind: str) -> list[Metric]:
     info = {"workload": run.workload.describe(), "clock": "client perf_counter"}
     out: list[Metric] = []
     stats: dict[str, Callable[[Sequence[float]], float]] = {
-        **{f"p{q}": (lambda xs, q=q: percentile(xs, q)) for q in PERCENTILES},
+        **{f"p{q}": functools.partial(_percentile_of, q=q) for q in PERCENTILES},
         "mean": statistics.fmean,
     }
     for stat, fn in stats.items():
-        out.append(Metric(
-            name=f"{kind}_{stat}_s", value=fn(pooled), unit="s", higher_is_better=False, n=len(pooled),
-            samples=tuple(fn(rep) for rep in per_rep if rep), info=info,
-        ))
+        out.append(
+            Metric(
+                name=f"{kind}_{stat}_s",
+                value=fn(pooled),
+                unit="s",
+                higher_is_better=False,
+                n=len(pooled),
+                samples=tuple(fn(rep) for rep in per_rep if rep),
+                info=info,
+            )
+        )
     return out
 
 
 def engine_crosscheck(run: StreamingRun, key: str) -> tuple[float, float] | None:
     """Median of the client's and of the engine's own figure for ``key`` ("ttft_s"/"tpot_s")."""
     client_fn = ttft if key == "ttft_s" else tpot
-    pairs = [
-        (c[0], t.engine[key]) for rep in run.repetitions for t in rep
-        if key in t.engine and (c := client_fn(t))
-    ]
+    pairs = [(c[0], t.engine[key]) for rep in run.repetitions for t in rep if key in t.engine and (c := client_fn(t))]
     if not pairs:
         return None
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)

@@ -26,13 +26,26 @@ def throughput_metrics(run: OfflineRun) -> list[Metric]:
         metric("requests_per_s", "request/s", "requests"),
     ]
     total_tokens = tuple((b.output.output_tokens + b.output.prompt_tokens) / b.wall_s for b in run.batches)
-    out.append(Metric(
-        "total_tokens_per_s",
-        sum(b.output.output_tokens + b.output.prompt_tokens for b in run.batches) / wall,
-        "token/s", higher_is_better=True, n=len(total_tokens), samples=total_tokens, info=info,
-    ))
-    out.append(Metric(
-        "batch_latency_p50_s", statistics.median(b.wall_s for b in run.batches), "s", higher_is_better=False,
-        n=len(run.batches), samples=tuple(b.wall_s for b in run.batches), info=info,
-    ))
+    out.append(
+        Metric(
+            "total_tokens_per_s",
+            sum(b.output.output_tokens + b.output.prompt_tokens for b in run.batches) / wall,
+            "token/s",
+            higher_is_better=True,
+            n=len(total_tokens),
+            samples=total_tokens,
+            info=info,
+        )
+    )
+    out.append(
+        Metric(
+            "batch_latency_p50_s",
+            statistics.median(b.wall_s for b in run.batches),
+            "s",
+            higher_is_better=False,
+            n=len(run.batches),
+            samples=tuple(b.wall_s for b in run.batches),
+            info=info,
+        )
+    )
     return out

@@ -34,8 +34,10 @@ class Workload:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "concurrency": self.concurrency, "max_new_tokens": self.max_new_tokens,
-            "num_warmup": self.num_warmup, "num_runs": self.num_runs,
+            "concurrency": self.concurrency,
+            "max_new_tokens": self.max_new_tokens,
+            "num_warmup": self.num_warmup,
+            "num_runs": self.num_runs,
         }
 
 
@@ -69,9 +71,7 @@ def run_streaming(engine: Engine, workload: Workload) -> StreamingRun:
     return StreamingRun(workload, reps)
 
 
-def run_offline(
-    engine: Engine, workload: Workload, clock: Callable[[], float] = time.perf_counter
-) -> OfflineRun:
+def run_offline(engine: Engine, workload: Workload, clock: Callable[[], float] = time.perf_counter) -> OfflineRun:
     """Generate the batch ``num_warmup + num_runs`` times, timing each measured call."""
     prompts, sampling = workload.prompts(), workload.sampling
     for _ in range(workload.num_warmup):

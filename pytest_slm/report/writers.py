@@ -11,8 +11,9 @@ from pytest_slm import atomic
 SCHEMA = "pytest-slm/1"
 
 
-def results_document(environment: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
-                     skipped: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def results_document(
+    environment: Mapping[str, Any], records: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
     return {"schema": SCHEMA, "environment": dict(environment), "records": list(records), "skipped": list(skipped)}
 
 
@@ -22,8 +23,9 @@ def _fmt(value: float) -> str:
     return f"{value:.4e}"
 
 
-def markdown(environment: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
-             skipped: Sequence[Mapping[str, Any]]) -> str:
+def markdown(
+    environment: Mapping[str, Any], records: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str, Any]]
+) -> str:
     """One table per model × precision, then skipped tests with their reasons."""
     from tabulate import tabulate
 
@@ -57,20 +59,31 @@ def markdown(environment: Mapping[str, Any], records: Sequence[Mapping[str, Any]
             ]
             for r in rows
         ]
-        lines.append(tabulate(table, headers=["test", "metric", "value", "unit", "better", "limit", "outcome"],
-                              tablefmt="github", disable_numparse=True))
+        lines.append(
+            tabulate(
+                table,
+                headers=["test", "metric", "value", "unit", "better", "limit", "outcome"],
+                tablefmt="github",
+                disable_numparse=True,
+            )
+        )
         lines.append("")
     if skipped:
         lines.append("## Skipped")
         lines.append("")
-        lines.append(tabulate([[s["test"], s["reason"]] for s in skipped], headers=["test", "reason"],
-                              tablefmt="github"))
+        lines.append(
+            tabulate([[s["test"], s["reason"]] for s in skipped], headers=["test", "reason"], tablefmt="github")
+        )
         lines.append("")
     return "\n".join(lines)
 
 
-def write(output: Path, environment: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
-          skipped: Sequence[Mapping[str, Any]]) -> str:
+def write(
+    output: Path,
+    environment: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+    skipped: Sequence[Mapping[str, Any]],
+) -> str:
     """Write both files; return the markdown (for the terminal and the CI step summary)."""
     atomic.write_json(output / "results.json", results_document(environment, records, skipped))
     md = markdown(environment, records, skipped)

@@ -25,10 +25,33 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "benches", "-p", "no:cacheprovider", "-q",
-         "--slm-output", str(out), "--precision", "bf16",
-         "--num-warmup", "1", "--num-runs", "3", "--batch-size", "4", "--max-new-tokens", "16"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "benches",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--slm-output",
+            str(out),
+            "--precision",
+            "bf16",
+            "--num-warmup",
+            "1",
+            "--num-runs",
+            "3",
+            "--batch-size",
+            "4",
+            "--max-new-tokens",
+            "16",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
     )
     doc = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     return proc, doc
