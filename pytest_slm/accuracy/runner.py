@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -53,12 +54,18 @@ class AccuracyRunner:
         rolling = task == PERPLEXITY_TASK
         if rolling:
             self.lm.rolling_tokens, self.lm.rolling_logprob = 0, 0.0
+        t0 = time.perf_counter()
         result = evaluate(
             self.lm,
             task,
             manager=self.manager,
             num_fewshot=0 if rolling else self.settings.num_fewshot,
             limit=self.settings.accuracy_limit,
+        )
+        wall_s = time.perf_counter() - t0
+        result.metrics.append(
+            Metric(f"{task}.items_per_s", result.n_items / wall_s, "item/s", higher_is_better=True,
+                   n=result.n_items, info={"wall_s": wall_s, "note": "includes few-shot context building"})
         )
         if rolling and self.lm.rolling_tokens:
             import math

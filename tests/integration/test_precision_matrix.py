@@ -1,0 +1,133 @@
+"""Integration tier: really quantize SmolLM2 to int4 (GPTQ W4A16) and int8 (SmoothQuant + GPTQ
+W8A8) with llmcompressor, serve both with vLLM next to bf16, and measure accuracy (GSM8K from
+../shared/data through lm-eval's own gsm8k config, the shipped multiple-choice set, perplexity)
+and retention on the same engines. A small calibration keeps CI inside its budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+CALIBRATION = ["--num-calibration-samples", "32", "--max-sequence-length", "64"]
+
+
+@pytest.fixture(scope="module")
+def matrix_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict, Path]:  # type: ignore[type-arg]
+    out = tmp_path_factory.mktemp("matrix")
+    quantized = tmp_path_factory.mktemp("quantized")  # empty: CI quantizes for real every time
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "benches",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--slm-output",
+            str(out),
+            "--precision",
+            "bf16",
+            "int4",
+            "int8",
+            "--quantized-models-dir",
+            str(quantized),
+            *CALIBRATION,
+            "--num-warmup",
+            "1",
+            "--num-runs",
+            "2",
+            "--batch-size",
+            "4",
+            "--max-new-tokens",
+            "16",
+            "--accuracy-tasks",
+            "gsm8k_local",
+            "slm_mc",
+            "--accuracy-limit",
+            "10",
+            "--retention-floor",
+            "0.01",
+            "-k",
+            "checkpoint or offline_throughput or accuracy or perplexity or retention",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+        check=False,
+    )
+    doc = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    return proc, doc, quantized
+
+
+def rec(doc: dict, precision: str, metric: str) -> dict:  # type: ignore[type-arg]
+    return next(r for r in doc["records"] if r["precision"] == precision and r["metric"] == metric)
+
+
+def test_matrix_runs_green(matrix_run) -> None:  # type: ignore[no-untyped-def]
+    proc, doc, _ = matrix_run
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    engines = doc["environment"]["engines"]
+    assert set(engines) == {"smollm2-135m-bf16", "smollm2-135m-int4", "smollm2-135m-int8"}
+
+
+@pytest.mark.parametrize(("precision", "kernel", "bits"), [("int4", "WNA16", [4]), ("int8", "Int8", [8])])
+def test_quantized_checkpoint_is_what_vllm_serves(matrix_run, precision: str, kernel: str, bits: list[int]) -> None:  # type: ignore[no-untyped-def]
+    _, doc, _ = matrix_run
+    ratio = rec(doc, precision, "compression_ratio")
+    assert ratio["value"] > 1.3, "a quantized checkpoint must be smaller than bf16"
+    assert ratio["info"]["quantization_config"]["weight_bits"] == bits
+    assert ratio["info"]["quantization_config"]["ignore"] == ["lm_head"]
+    assert any(kernel in k for k in ratio["info"]["linear_kernels"]), ratio["info"]["linear_kernels"]
+    quant = rec(doc, precision, "quantize_s")
+    assert quant["value"] > 0 and quant["info"]["samples_used"] == 32
+    if precision == "int4":
+        assert quant["info"]["group_size"] == 64  # SmolLM2's 576 rules out 128
+    assert rec(doc, precision, "output_tokens_per_s")["value"] > 0
+
+
+def test_second_request_hits_the_cache(matrix_run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from pytest_slm.checkpoints import quantize as q
+    from pytest_slm.checkpoints.resolve import resolve
+    from pytest_slm.precisions import get_precision
+    from pytest_slm.settings import Settings
+
+    _, _, quantized = matrix_run
+    settings = replace(Settings(), quantized_models_dir=quantized, num_calibration_samples=32, max_sequence_length=64)
+    monkeypatch.setattr(q, "_run_worker", lambda *a: pytest.fail("a cache hit must not quantize"))
+    source = resolve("smollm2-135m", settings.cache_dir)
+    for name in ("int4", "int8"):
+        t0 = time.perf_counter()
+        ck = q.quantized_checkpoint(source, get_precision(name), settings)
+        assert time.perf_counter() - t0 < 5 and ck.path.parent == quantized
+
+
+def test_accuracy_on_real_items(matrix_run) -> None:  # type: ignore[no-untyped-def]
+    _, doc, _ = matrix_run
+    for precision in ("bf16", "int4", "int8"):
+        em = rec(doc, precision, "gsm8k_local.exact_match.strict_match")
+        assert em["n"] == 10 and len(em["samples"]) == 10 and em["info"]["num_fewshot"] == 5
+        acc = rec(doc, precision, "slm_mc.acc")
+        assert acc["n"] == 10 and acc["stderr"] is not None
+        # a working 135M model answers the shipped easy questions far above chance (0.25)
+        assert acc["value"] >= 0.5, acc
+        assert rec(doc, precision, "slm_ppl.word_perplexity")["value"] > 1
+    for precision in ("int4", "int8"):
+        ret = rec(doc, precision, "slm_mc.acc.retention")
+        assert ret["value"] == pytest.approx(
+            rec(doc, precision, "slm_mc.acc")["value"] / rec(doc, "bf16", "slm_mc.acc")["value"]
+        )
+        assert rec(doc, precision, "slm_ppl.word_perplexity.retention")["value"] > 0.5
