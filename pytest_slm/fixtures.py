@@ -114,6 +114,23 @@ def slm_runs(slm_engine: Engine) -> RunCache:
 
 
 @pytest.fixture(scope="session")
+def power_meter(slm_settings: Settings) -> Iterator[Any]:
+    """The energy meter for this machine (``--power-meter``): NVML's energy counter on the
+    ``--gpu-index`` GPU, or RAPL on CPUs. Tests using it are skipped, with the reason, where
+    neither is available; latency and accuracy tests are unaffected."""
+    from pytest_slm.energy.meters import MeterUnavailable, open_meter
+
+    try:
+        meter = open_meter(slm_settings.power_meter, slm_settings.gpu_index, powercap_root=slm_settings.powercap_root)
+    except MeterUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield meter
+    finally:
+        meter.close()
+
+
+@pytest.fixture(scope="session")
 def slm_task_manager(slm_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """lm-eval's ``TaskManager`` with the local tasks (gsm8k_local, slm_mc, slm_ppl) and
     ``--slm-task-path`` on its include path."""

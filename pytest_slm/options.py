@@ -210,6 +210,40 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "log_samples", "--log-samples", "write lm-eval's per-item prompts and answers next to the report", kind="bool"
     ),
     OptionSpec(
+        "power_meter",
+        "--power-meter",
+        "energy meter: auto (NVML, then RAPL), nvml, rapl or none (default: auto)",
+        choices=("auto", "nvml", "rapl", "none"),
+    ),
+    OptionSpec(
+        "energy_window_s",
+        "--energy-window-s",
+        "minimum energy measurement window in seconds (default: 5; counters update about every 100 ms)",
+        kind="float",
+        metavar="S",
+    ),
+    OptionSpec(
+        "energy_idle_s",
+        "--energy-idle-s",
+        "idle-power measurement before the workload, seconds (default: 2)",
+        kind="float",
+        metavar="S",
+    ),
+    OptionSpec(
+        "energy_sample_runs",
+        "--energy-sample-runs",
+        "minimum workload repetitions inside the energy window (default: 1)",
+        kind="int",
+        metavar="N",
+    ),
+    OptionSpec(
+        "powercap_root",
+        "--slm-powercap-root",
+        "where the RAPL powercap tree is (default: /sys/class/powercap)",
+        kind="path",
+        metavar="DIR",
+    ),
+    OptionSpec(
         "thresholds_file",
         "--slm-thresholds",
         "TOML file with a [thresholds] table of metric limits",

@@ -78,6 +78,11 @@ class Settings:
     perplexity_corpus: Path | None = None
     retention_floor: Mapping[str, float] = field(default_factory=lambda: {"*": 0.95})
     log_samples: bool = False
+    power_meter: str = "auto"
+    energy_window_s: float = 5.0
+    energy_idle_s: float = 2.0
+    energy_sample_runs: int = 1
+    powercap_root: Path = Path("/sys/class/powercap")
     #: field name -> where its value came from (for error messages and the report)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -131,6 +136,7 @@ _MINIMUMS = {
     "max_sequence_length": 16,
     "num_fewshot": 0,
     "accuracy_batch_size": 1,
+    "energy_sample_runs": 1,
 }
 
 
@@ -144,6 +150,11 @@ def _to_float(name: str, raw: Any, source: str) -> float:
 def _validate(name: str, raw: Any, source: str) -> Any:
     if name in _MINIMUMS:
         return _to_int(name, raw, source, _MINIMUMS[name])
+    if name in ("energy_window_s", "energy_idle_s"):
+        seconds = _to_float(name, raw, source)
+        if seconds < 0:
+            raise SettingsError(f"{source}: {name} must be >= 0, got {seconds}")
+        return seconds
     if name == "gpu_memory_utilization":
         try:
             f = float(raw)

@@ -1,0 +1,295 @@
+"""Energy meters: NVML's energy counter (power sampling where the counter is unsupported) and RAPL.
+
+Every meter exposes a cumulative ``energy_j()``; the measurement takes deltas. Counter resets
+and wrap-arounds are handled here so a delta is either right or an error, never a wrong number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+POWERCAP_ROOT = Path("/sys/class/powercap")
+
+
+class MeterUnavailable(Exception):
+    """No usable meter of this kind here; the message is the skip reason."""
+
+
+class CounterReset(Exception):
+    """An energy counter went backwards (driver reload, GPU reset): the window is invalid."""
+
+
+class PowerMeter(Protocol):
+    """A source of cumulative energy in joules."""
+
+    name: str
+    method: str
+
+    def energy_j(self) -> float:
+        """Cumulative energy since an arbitrary origin (monotonic unless the device reset)."""
+        ...
+
+    def power_w(self) -> float | None:
+        """Instantaneous power if the device reports it, for the cross-check."""
+        ...
+
+    def temperature_c(self) -> float | None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+# -- NVML ------------------------------------------------------------------------------------
+def cuda_to_nvml_index(cuda_index: int, visible: str | None, uuids: list[str]) -> tuple[str, int | str]:
+    """Map a CUDA device index to an NVML device, honouring ``CUDA_VISIBLE_DEVICES``.
+
+    Returns ("index", n) or ("uuid", "GPU-..."). CUDA accepts integers, full UUIDs and unique
+    UUID prefixes in the variable; an entry that matches nothing is an error, as in CUDA.
+    """
+    if not visible:
+        return "index", cuda_index
+    entries = [e.strip() for e in visible.split(",") if e.strip()]
+    if cuda_index >= len(entries):
+        raise MeterUnavailable(
+            f"--gpu-index {cuda_index} is out of range: CUDA_VISIBLE_DEVICES={visible!r} shows {len(entries)} GPU(s)"
+        )
+    entry = entries[cuda_index]
+    if entry.isdigit():
+        return "index", int(entry)
+    if entry.startswith("MIG-"):
+        raise MeterUnavailable(f"CUDA_VISIBLE_DEVICES entry {entry!r} is a MIG instance; NVML meters whole GPUs")
+    prefix = entry if entry.startswith("GPU-") else f"GPU-{entry}"
+    matches = [u for u in uuids if u.startswith(prefix)]
+    if len(matches) != 1:
+        raise MeterUnavailable(f"CUDA_VISIBLE_DEVICES entry {entry!r} matches {len(matches)} GPU UUIDs")
+    return "uuid", matches[0]
+
+
+def _decode(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class NvmlMeter:
+    """One NVIDIA GPU through NVML.
+
+    Uses ``nvmlDeviceGetTotalEnergyConsumption`` (mJ since driver load, Volta and newer) where
+    supported; elsewhere a background thread samples ``nvmlDeviceGetPowerUsage`` (mW) and
+    integrates it (trapezoid rule).
+    """
+
+    name = "nvml"
+
+    def __init__(self, gpu_index: int = 0, nvml: Any = None, environ: dict[str, str] | None = None,
+                 sample_interval_s: float = 0.02, clock: Callable[[], float] = time.monotonic) -> None:
+        if nvml is None:
+            try:
+                import pynvml
+            except ImportError as exc:
+                raise MeterUnavailable(f"NVML unavailable: nvidia-ml-py is not installed ({exc})") from None
+            nvml = pynvml
+        self.nvml = nvml
+        try:
+            nvml.nvmlInit()
+        except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
+            raise MeterUnavailable(f"NVML unavailable: {type(exc).__name__}: {exc}") from None
+        env = os.environ if environ is None else environ
+        count = nvml.nvmlDeviceGetCount()
+        uuids = [_decode(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
+        how, which = cuda_to_nvml_index(gpu_index, env.get("CUDA_VISIBLE_DEVICES"), uuids)
+        if how == "index":
+            if not 0 <= int(which) < count:
+                raise MeterUnavailable(f"GPU index {which} is out of range: NVML sees {count} GPU(s)")
+            self.handle = nvml.nvmlDeviceGetHandleByIndex(int(which))
+        else:
+            self.handle = nvml.nvmlDeviceGetHandleByUUID(str(which))
+        self.uuid = _decode(nvml.nvmlDeviceGetUUID(self.handle))
+        self.gpu_name = _decode(nvml.nvmlDeviceGetName(self.handle))
+        self.clock = clock
+        self._sampler: _PowerSampler | None = None
+        try:
+            nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+            self.method = "nvml-energy-counter"
+        except Exception as exc:
+            if "NotSupported" not in type(exc).__name__:
+                raise MeterUnavailable(f"NVML energy counter failed: {type(exc).__name__}: {exc}") from None
+            self.method = "nvml-power-sampling"
+            self._sampler = _PowerSampler(self._power_raw_w, sample_interval_s, clock)
+            self._sampler.start()
+
+    def _power_raw_w(self) -> float:
+        return float(self.nvml.nvmlDeviceGetPowerUsage(self.handle)) / 1000.0
+
+    def energy_j(self) -> float:
+        if self._sampler is not None:
+            return self._sampler.energy_j()
+        return float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)) / 1000.0
+
+    def power_w(self) -> float | None:
+        try:
+            return self._power_raw_w()
+        except Exception:
+            return None
+
+    def temperature_c(self) -> float | None:
+        try:
+            return float(self.nvml.nvmlDeviceGetTemperature(self.handle, self.nvml.NVML_TEMPERATURE_GPU))
+        except Exception:
+            return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"meter": self.name, "method": self.method, "gpu_name": self.gpu_name, "gpu_uuid": self.uuid}
+
+    def close(self) -> None:
+        if self._sampler is not None:
+            self._sampler.stop()
+        with contextlib.suppress(Exception):
+            self.nvml.nvmlShutdown()
+
+
+@dataclass
+class _PowerSampler:
+    """Integrates sampled power into energy on a daemon thread."""
+
+    read_w: Callable[[], float]
+    interval_s: float
+    clock: Callable[[], float]
+    _energy_j: float = 0.0
+    _last: tuple[float, float] | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        now, watts = self.clock(), self.read_w()
+        with self._lock:
+            if self._last is not None:
+                t0, w0 = self._last
+                self._energy_j += (now - t0) * (w0 + watts) / 2.0
+            self._last = (now, watts)
+
+    def start(self) -> None:
+        self.sample()
+        self._thread = threading.Thread(target=self._run, name="slm-power-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def energy_j(self) -> float:
+        self.sample()
+        with self._lock:
+            return self._energy_j
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+
+# -- RAPL ------------------------------------------------------------------------------------
+@dataclass
+class _Zone:
+    name: str
+    energy_file: Path
+    max_range_uj: int
+    last_uj: int = 0
+    total_uj: int = 0
+
+    def read(self) -> None:
+        raw = int(self.energy_file.read_text().strip())
+        # the counter wraps at max_energy_range_uj; one wrap per read interval is assumed
+        delta = raw - self.last_uj if raw >= self.last_uj else raw + self.max_range_uj - self.last_uj
+        self.total_uj += delta
+        self.last_uj = raw
+
+
+class RaplMeter:
+    """CPU package (and DRAM, where present) energy from the powercap interface.
+
+    Only top-level ``intel-rapl:N`` packages and their ``dram`` subzones are summed (core and
+    uncore subzones are already inside the package figure). AMD CPUs expose the same files.
+    """
+
+    name = "rapl"
+    method = "rapl-energy-counter"
+
+    def __init__(self, root: Path = POWERCAP_ROOT) -> None:
+        if not root.is_dir():
+            raise MeterUnavailable(f"no RAPL powercap interface at {root}")
+        packages = sorted(p for p in root.glob("intel-rapl:*") if p.name.count(":") == 1)
+        if not packages:
+            raise MeterUnavailable(f"no RAPL package zones (intel-rapl:N) under {root}")
+        self.zones: list[_Zone] = []
+        for pkg in packages:
+            self.zones.append(self._zone(pkg))
+            for sub in sorted(pkg.glob(f"{pkg.name}:*")):
+                if _read(sub / "name") == "dram":
+                    self.zones.append(self._zone(sub))
+        for zone in self.zones:
+            zone.last_uj = int(_read(zone.energy_file))
+
+    @staticmethod
+    def _zone(path: Path) -> _Zone:
+        max_range = int(_read(path / "max_energy_range_uj"))
+        return _Zone(f"{path.name}:{_read(path / 'name')}", path / "energy_uj", max_range)
+
+    def energy_j(self) -> float:
+        for zone in self.zones:
+            zone.read()
+        return sum(z.total_uj for z in self.zones) / 1e6
+
+    def power_w(self) -> float | None:
+        return None
+
+    def temperature_c(self) -> float | None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"meter": self.name, "method": self.method, "zones": [z.name for z in self.zones]}
+
+    def close(self) -> None:
+        return None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except PermissionError:
+        raise MeterUnavailable(
+            f"permission denied reading {path}; RAPL counters are root-only on most kernels "
+            f"(run as root, or `sudo chmod o+r {path.parent}/energy_uj`)"
+        ) from None
+    except OSError as exc:
+        raise MeterUnavailable(f"cannot read {path}: {exc.strerror}") from None
+
+
+KINDS = ("auto", "nvml", "rapl", "none")
+
+
+def open_meter(kind: str, gpu_index: int = 0, *, powercap_root: Path = POWERCAP_ROOT, nvml: Any = None,
+               environ: dict[str, str] | None = None) -> PowerMeter:
+    """Open the meter ``kind`` asks for; ``auto`` tries NVML, then RAPL."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown power meter {kind!r}; valid: {', '.join(KINDS)}")
+    if kind == "none":
+        raise MeterUnavailable("power metering disabled by --power-meter none")
+    if kind == "nvml":
+        return NvmlMeter(gpu_index, nvml=nvml, environ=environ)
+    if kind == "rapl":
+        return RaplMeter(powercap_root)
+    reasons = []
+    for opener in (lambda: NvmlMeter(gpu_index, nvml=nvml, environ=environ), lambda: RaplMeter(powercap_root)):
+        try:
+            return opener()
+        except MeterUnavailable as exc:
+            reasons.append(str(exc))
+    raise MeterUnavailable("no power meter: " + "; ".join(reasons))

@@ -1,0 +1,117 @@
+"""How energy is measured: idle power first, then the workload repeated over a window long enough
+for the counter (which updates about every 100 ms), from counter deltas on the right device.
+
+Not "sampled average power × wall time": the counter integrates on the device, idle power is
+measured and reported (and subtracted for the dynamic figures), and where the meter can also
+report instantaneous power, the integrated samples cross-check the counter over the same window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pytest_slm.energy.meters import CounterReset, PowerMeter, _PowerSampler
+from pytest_slm.record import Metric
+
+#: joules in one milliwatt-hour
+J_PER_MWH = 3.6
+
+
+@dataclass(frozen=True)
+class EnergyResult:
+    """One measurement window. Energies in J, powers in W, times in s."""
+
+    method: str
+    idle_power_w: float
+    idle_window_s: float
+    window_s: float
+    energy_j: float
+    repeats: int
+    output_tokens: int
+    requests: int
+    temperature_start_c: float | None = None
+    temperature_end_c: float | None = None
+    sampled_energy_j: float | None = None
+
+    @property
+    def avg_power_w(self) -> float:
+        return self.energy_j / self.window_s
+
+    @property
+    def dynamic_energy_j(self) -> float:
+        return self.energy_j - self.idle_power_w * self.window_s
+
+    @property
+    def crosscheck_ratio(self) -> float | None:
+        """Integrated sampled power ÷ counter energy over the same window (1.0 = agreement)."""
+        if self.sampled_energy_j is None or self.energy_j <= 0:
+            return None
+        return self.sampled_energy_j / self.energy_j
+
+
+def _delta(start: float, end: float, what: str) -> float:
+    if end < start:
+        raise CounterReset(f"energy counter went backwards during the {what} ({start:.3f} J -> {end:.3f} J); "
+                           "the device or driver reset, so this window cannot be measured")
+    return end - start
+
+
+def measure(meter: PowerMeter, workload: Callable[[], tuple[int, int]], *, idle_s: float = 2.0,
+            min_window_s: float = 5.0, min_repeats: int = 1, clock: Callable[[], float] = time.monotonic,
+            sleep: Callable[[float], None] = time.sleep, sample_interval_s: float = 0.05) -> EnergyResult:
+    """Measure idle power for ``idle_s``, then repeat ``workload`` (returns output tokens and
+    requests of one pass) until at least ``min_window_s`` has elapsed and ``min_repeats`` passes ran."""
+    e0, t0 = meter.energy_j(), clock()
+    sleep(idle_s)
+    e1, t1 = meter.energy_j(), clock()
+    idle_window = t1 - t0
+    idle_w = _delta(e0, e1, "idle measurement") / idle_window if idle_window > 0 else 0.0
+
+    sampler = None
+    if meter.method != "nvml-power-sampling" and meter.power_w() is not None:
+        sampler = _PowerSampler(lambda: meter.power_w() or 0.0, sample_interval_s, clock)
+        sampler.start()
+    temp0 = meter.temperature_c()
+    s0, w0 = meter.energy_j(), clock()
+    repeats = tokens = requests = 0
+    while True:
+        tok, req = workload()
+        tokens, requests, repeats = tokens + tok, requests + req, repeats + 1
+        if clock() - w0 >= min_window_s and repeats >= min_repeats:
+            break
+    s1, w1 = meter.energy_j(), clock()
+    sampled = None
+    if sampler is not None:
+        sampled = sampler.energy_j()
+        sampler.stop()
+    return EnergyResult(
+        method=meter.method, idle_power_w=idle_w, idle_window_s=idle_window, window_s=w1 - w0,
+        energy_j=_delta(s0, s1, "workload"), repeats=repeats, output_tokens=tokens, requests=requests,
+        temperature_start_c=temp0, temperature_end_c=meter.temperature_c(), sampled_energy_j=sampled,
+    )
+
+
+def energy_metrics(result: EnergyResult, meter_facts: dict[str, Any] | None = None) -> list[Metric]:
+    """The energy figures of one window, each with its unit and direction."""
+    info = {**asdict(result), "crosscheck_ratio": result.crosscheck_ratio, "meter": meter_facts or {}}
+    n = result.repeats
+    tokens = max(result.output_tokens, 1)
+
+    def m(name: str, value: float, unit: str, higher: bool = False) -> Metric:
+        return Metric(name, value, unit, higher_is_better=higher, n=n, info=info)
+
+    return [
+        m("energy_j", result.energy_j, "J"),
+        m("avg_power_w", result.avg_power_w, "W"),
+        m("idle_power_w", result.idle_power_w, "W"),
+        m("dynamic_energy_j", result.dynamic_energy_j, "J"),
+        m("j_per_output_token", result.energy_j / tokens, "J/token"),
+        m("dynamic_j_per_output_token", result.dynamic_energy_j / tokens, "J/token"),
+        m("output_tokens_per_j", result.output_tokens / result.energy_j if result.energy_j > 0 else 0.0,
+          "token/J", higher=True),
+        m("j_per_request", result.energy_j / max(result.requests, 1), "J/request"),
+        m("mwh_per_output_token", result.energy_j / tokens / J_PER_MWH, "mWh/token"),
+    ]
