@@ -19,8 +19,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_slm.energy.meters import NvmlMeter  # noqa: E402
-from pytest_slm.energy.method import energy_metrics, measure  # noqa: E402
+from pytest_slm.energy.meters import NvmlMeter
+from pytest_slm.energy.method import energy_metrics, measure
 
 SMOLLM2_135M = {
     "architectures": ["LlamaForCausalLM"],
@@ -47,7 +47,7 @@ class _NoCounter:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._nvml, name)
 
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:  # noqa: N802
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
         raise self._nvml.NVMLError_NotSupported(self._nvml.NVML_ERROR_NOT_SUPPORTED)
 
 
