@@ -22,11 +22,11 @@ class NVMLError(Exception):
     pass
 
 
-class NVMLError_NotSupported(NVMLError):  # noqa: N801 - pynvml's naming
+class NVMLError_NotSupported(NVMLError):
     pass
 
 
-class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801
+class NVMLError_LibraryNotFound(NVMLError):
     pass
 
 
@@ -64,29 +64,29 @@ class FakeNVML:
         self._integrate()
         self.power[h] = watts
 
-    def nvmlInit(self) -> None:  # noqa: N802 - NVML names
+    def nvmlInit(self) -> None:
         if self.missing:
             raise NVMLError_LibraryNotFound("NVML Shared Library Not Found")
 
-    def nvmlShutdown(self) -> None:  # noqa: N802
+    def nvmlShutdown(self) -> None:
         pass
 
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+    def nvmlDeviceGetCount(self) -> int:
         return 2
 
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
         return i
 
-    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> int:  # noqa: N802
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> int:
         return self.uuids.index(uuid)
 
-    def nvmlDeviceGetUUID(self, h: int) -> bytes:  # noqa: N802
+    def nvmlDeviceGetUUID(self, h: int) -> bytes:
         return self.uuids[h].encode()
 
-    def nvmlDeviceGetName(self, h: int) -> str:  # noqa: N802
+    def nvmlDeviceGetName(self, h: int) -> str:
         return f"Fake GPU {h}"
 
-    def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:  # noqa: N802
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:
         if not self.counter:
             raise NVMLError_NotSupported("Not Supported")
         self._integrate()
@@ -94,10 +94,10 @@ class FakeNVML:
             self._energy_j[h], self.reset_at = 0.0, None  # a driver reload restarts the counter
         return int(self._energy_j[h] * 1000)  # mJ
 
-    def nvmlDeviceGetPowerUsage(self, h: int) -> int:  # noqa: N802
+    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
         return int(self.power[h] * 1000)  # mW
 
-    def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:  # noqa: N802
+    def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:
         return 40 + h
 
 
