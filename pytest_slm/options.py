@@ -230,6 +230,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="S",
     ),
     OptionSpec(
+        "energy_settle_s",
+        "--energy-settle-s",
+        "quiet time before the idle measurement, seconds (default: 3; a GPU draws above idle for a while "
+        "after work)",
+        kind="float",
+        metavar="S",
+    ),
+    OptionSpec(
         "energy_sample_runs",
         "--energy-sample-runs",
         "minimum workload repetitions inside the energy window (default: 1)",

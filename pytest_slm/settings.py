@@ -81,6 +81,7 @@ class Settings:
     power_meter: str = "auto"
     energy_window_s: float = 5.0
     energy_idle_s: float = 2.0
+    energy_settle_s: float = 3.0
     energy_sample_runs: int = 1
     powercap_root: Path = Path("/sys/class/powercap")
     #: field name -> where its value came from (for error messages and the report)
@@ -150,7 +151,7 @@ def _to_float(name: str, raw: Any, source: str) -> float:
 def _validate(name: str, raw: Any, source: str) -> Any:
     if name in _MINIMUMS:
         return _to_int(name, raw, source, _MINIMUMS[name])
-    if name in ("energy_window_s", "energy_idle_s"):
+    if name in ("energy_window_s", "energy_idle_s", "energy_settle_s"):
         seconds = _to_float(name, raw, source)
         if seconds < 0:
             raise SettingsError(f"{source}: {name} must be >= 0, got {seconds}")

@@ -68,20 +68,32 @@ def main(out_path: str | None) -> None:
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M)).to("cuda", torch.bfloat16).eval()
-    prompt = torch.randint(0, 49152, (8, 64), device="cuda")
 
-    def decode() -> tuple[int, int]:
-        with torch.no_grad():
-            out = model.generate(prompt, max_new_tokens=128, min_new_tokens=128, do_sample=False)
-        torch.cuda.synchronize()
-        return int((out.shape[1] - prompt.shape[1]) * out.shape[0]), int(out.shape[0])
+    def decoder(batch: int) -> Any:
+        prompt = torch.randint(0, 49152, (batch, 64), device="cuda")
+
+        def decode() -> tuple[int, int]:
+            with torch.no_grad():
+                out = model.generate(prompt, max_new_tokens=128, min_new_tokens=128, do_sample=False)
+            torch.cuda.synchronize()
+            return int((out.shape[1] - prompt.shape[1]) * out.shape[0]), int(out.shape[0])
+
+        return decode
+
+    decode, decode64 = decoder(8), decoder(64)
 
     matmuls()
     decode()  # warm-up
+    decode64()
     for label, nvml in (("counter", pynvml), ("sampling", _NoCounter(pynvml))):
         meter = NvmlMeter(0, nvml=nvml)
         try:
-            for name, work in (("matmul_8192_bf16", matmuls), ("smollm2_arch_decode_b8", decode)):
+            workloads = (
+                ("matmul_8192_bf16", matmuls),
+                ("smollm2_arch_decode_b8", decode),
+                ("smollm2_arch_decode_b64", decode64),
+            )
+            for name, work in workloads:
                 t0 = time.perf_counter()
                 res = measure(meter, work, idle_s=2.0, min_window_s=5.0)
                 report[f"{label}/{name}"] = {

@@ -182,7 +182,7 @@ def test_counter_reset_is_reported_not_measured() -> None:
     clock = FakeClock()
     nvml = FakeNVML(clock)
     meter = NvmlMeter(0, nvml=nvml, environ={}, clock=clock)
-    nvml.reset_at = 2.5
+    nvml.reset_at = 6.5  # settle 3 s + idle 1 s, then the second workload pass
     with pytest.raises(CounterReset, match="went backwards during the workload"):
         measure(meter, workload(clock, 1.0), idle_s=1.0, min_window_s=3.0, clock=clock, sleep=clock.sleep)
 
@@ -256,7 +256,7 @@ def test_energy_bench_on_fake_powercap(slm_pytester, tmp_path: Path) -> None:
     make_zone(tmp_path / "intel-rapl:0", "package-0", 5, max_range=1 << 40)
     slm_pytester.pytester.makepyfile(ENERGY_BENCH)
     result = slm_pytester.run("--power-meter", "rapl", "--slm-powercap-root", str(tmp_path),
-                              "--energy-window-s", "0.05", "--energy-idle-s", "0.01")
+                              "--energy-window-s", "0.05", "--energy-idle-s", "0.01", "--energy-settle-s", "0")
     result.assert_outcomes(passed=2)
     recs = slm_pytester.results()["records"]
     names = {r["metric"] for r in recs}

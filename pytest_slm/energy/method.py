@@ -45,6 +45,11 @@ class EnergyResult:
         return self.energy_j - self.idle_power_w * self.window_s
 
     @property
+    def idle_suspect(self) -> bool:
+        """Idle power above the workload's average: the idle window was not idle."""
+        return self.idle_power_w > self.avg_power_w
+
+    @property
     def crosscheck_ratio(self) -> float | None:
         """Integrated sampled power ÷ counter energy over the same window (1.0 = agreement)."""
         if self.sampled_energy_j is None or self.energy_j <= 0:
@@ -60,10 +65,17 @@ def _delta(start: float, end: float, what: str) -> float:
 
 
 def measure(meter: PowerMeter, workload: Callable[[], tuple[int, int]], *, idle_s: float = 2.0,
+            settle_s: float = 3.0,
             min_window_s: float = 5.0, min_repeats: int = 1, clock: Callable[[], float] = time.monotonic,
             sleep: Callable[[float], None] = time.sleep, sample_interval_s: float = 0.05) -> EnergyResult:
     """Measure idle power for ``idle_s``, then repeat ``workload`` (returns output tokens and
-    requests of one pass) until at least ``min_window_s`` has elapsed and ``min_repeats`` passes ran."""
+    requests of one pass) until at least ``min_window_s`` has elapsed and ``min_repeats`` passes ran.
+
+    ``settle_s`` of quiet come first: right after earlier work a GPU still draws well above idle
+    for a second or two (seen on an H100: 285 W "idle" right after matrix products, against
+    115-135 W settled), which would inflate idle power and turn dynamic energy negative.
+    """
+    sleep(settle_s)
     e0, t0 = meter.energy_j(), clock()
     sleep(idle_s)
     e1, t1 = meter.energy_j(), clock()
@@ -96,7 +108,8 @@ def measure(meter: PowerMeter, workload: Callable[[], tuple[int, int]], *, idle_
 
 def energy_metrics(result: EnergyResult, meter_facts: dict[str, Any] | None = None) -> list[Metric]:
     """The energy figures of one window, each with its unit and direction."""
-    info = {**asdict(result), "crosscheck_ratio": result.crosscheck_ratio, "meter": meter_facts or {}}
+    info = {**asdict(result), "crosscheck_ratio": result.crosscheck_ratio, "idle_suspect": result.idle_suspect,
+            "meter": meter_facts or {}}
     n = result.repeats
     tokens = max(result.output_tokens, 1)
 
