@@ -22,6 +22,12 @@ def test_energy(slm_engine, power_meter, slm, streams):
         return out.output_tokens, out.requests
 
     s = slm.settings
-    result = measure(power_meter, one_pass, idle_s=s.energy_idle_s, settle_s=s.energy_settle_s,
-                     min_window_s=s.energy_window_s, min_repeats=s.energy_sample_runs)
+    result = measure(
+        power_meter,
+        one_pass,
+        idle_s=s.energy_idle_s,
+        settle_s=s.energy_settle_s,
+        min_window_s=s.energy_window_s,
+        min_repeats=s.energy_sample_runs,
+    )
     slm.extend(energy_metrics(result, power_meter.describe()))

@@ -232,8 +232,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "energy_settle_s",
         "--energy-settle-s",
-        "quiet time before the idle measurement, seconds (default: 3; a GPU draws above idle for a while "
-        "after work)",
+        "quiet time before the idle measurement, seconds (default: 3; a GPU draws above idle for a while after work)",
         kind="float",
         metavar="S",
     ),
@@ -250,6 +249,37 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "where the RAPL powercap tree is (default: /sys/class/powercap)",
         kind="path",
         metavar="DIR",
+    ),
+    OptionSpec(
+        "baseline_dir",
+        "--slm-baseline-dir",
+        "where baselines live (default: baselines/ under the rootdir)",
+        kind="path",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        "save_baseline", "--slm-save-baseline", "write/update baselines from this run's passing tests", kind="bool"
+    ),
+    OptionSpec("no_compare", "--slm-no-compare", "do not compare with stored baselines", kind="bool"),
+    OptionSpec(
+        "fail_on_improvement",
+        "--slm-fail-on-improvement",
+        "fail tests whose metric improved beyond tolerance (forces a baseline refresh)",
+        kind="bool",
+    ),
+    OptionSpec(
+        "tolerance",
+        "--slm-tolerance",
+        "relative change that counts as a regression for latency, throughput and energy (default: 0.05)",
+        kind="float",
+        metavar="TAU",
+    ),
+    OptionSpec(
+        "accuracy_tolerance",
+        "--slm-accuracy-tolerance",
+        "accuracy drop that counts as a regression, as a fraction (default: 0.01 = 1 point)",
+        kind="float",
+        metavar="TAU",
     ),
     OptionSpec(
         "thresholds_file",

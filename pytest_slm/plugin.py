@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_slm import options, stash
+from pytest_slm.compare.session import Gate
 from pytest_slm.engines.base import EngineSpec
 from pytest_slm.parametrize import engine_specs
 from pytest_slm.record import USER_PROPERTY_KEY
@@ -41,6 +42,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "slm_tolerance(**taus): per-metric regression tolerance for baseline comparison, e.g. "
+        "slm_tolerance(ttft_p50_s=0.10) (a fraction; accuracy metrics in points as a fraction).",
+    )
+    config.addinivalue_line(
+        "markers",
         "slm(**settings): per-test run sizes (num_warmup, num_runs, batch_size, max_new_tokens, prompt); "
         "highest precedence.",
     )
@@ -56,8 +62,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[stash.SETTINGS] = settings
     config.stash[stash.THRESHOLDS] = thresholds
     config.stash[stash.ENGINE_FACTS] = {}
+    env = environment.collect(Path(config.rootpath), settings.run_profile())
+    config.stash[stash.GATE] = Gate(settings, env)
     if not is_xdist_worker(config):
-        collector = ReportCollector(settings.output, environment.collect(Path(config.rootpath), settings.run_profile()))
+        collector = ReportCollector(settings.output, env)
         config.stash[stash.COLLECTOR] = collector
         config.pluginmanager.register(ReportHooks(collector), "slm-report")
 
@@ -70,7 +78,7 @@ def _anchor_paths(settings: Settings, config: pytest.Config) -> Settings:
         value = getattr(settings, spec.field, None)
         if spec.kind == "path" and isinstance(value, Path) and not value.is_absolute():
             from_ini = settings.sources.get(spec.field, "").startswith("ini option")
-            if from_ini or spec.field == "output":
+            if from_ini or spec.field in ("output", "baseline_dir"):
                 fixed[spec.field] = (base if from_ini else Path(config.rootpath)) / value
     return dataclasses.replace(settings, **fixed) if fixed else settings
 
@@ -130,19 +138,50 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
             raise pytest.UsageError(str(exc)) from None
     limits = item.config.stash[stash.THRESHOLDS].limits_for(ctx.context.get("engine_id"), markers)
     applied, breaches = check(ctx.metrics, limits)
-    _attach(item, ctx, {name: str(limit) for name, limit in applied.items()})
-    if breaches:
-        pytest.fail("\n".join(b.message() for b in breaches), pytrace=False)
+    gate: Gate = item.config.stash[stash.GATE]
+    key = baseline_key(item, ctx)
+    comparisons, problems = gate.compare(ctx, key, _tolerances(item))
+    _attach(item, ctx, {name: str(limit) for name, limit in applied.items()}, comparisons, key)
+    failures = [b.message() for b in breaches] + problems
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
     return result
 
 
-def _attach(item: pytest.Item, ctx: Any, applied: dict[str, str]) -> None:
+def _tolerances(item: pytest.Item) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for mark in reversed(list(item.iter_markers("slm_tolerance"))):
+        out.update({k: float(v) for k, v in mark.kwargs.items()})
+    return out
+
+
+def baseline_key(item: pytest.Item, ctx: Any) -> str:
+    """The test's identity across engines: ``file::function[other params]`` (engine id removed)."""
+    callspec = getattr(item, "callspec", None)
+    params = callspec.id if callspec is not None else ""
+    engine_id = ctx.context.get("engine_id")
+    if engine_id and params.startswith(engine_id):
+        params = params[len(engine_id) :].lstrip("-")
+    name = getattr(item, "originalname", item.name)
+    return f"{item.path.name}::{name}" + (f"[{params}]" if params else "")
+
+
+def _attach(
+    item: pytest.Item,
+    ctx: Any,
+    applied: dict[str, str],
+    comparisons: dict[str, Any] | None = None,
+    key: str | None = None,
+) -> None:
+    comparisons = comparisons or {}
     rows = [
         {
             **ctx.context,
             **{k: v for k, v in m.to_dict().items() if k != "name"},
             "metric": m.name,
             "threshold": applied.get(m.name),
+            "baseline": comparisons.get(m.name),
+            "baseline_key": f"{key}::{m.name}" if key else None,
         }
         for m in ctx.metrics
     ]
@@ -160,6 +199,7 @@ class ReportHooks:
 
     def __init__(self, collector: ReportCollector) -> None:
         self.collector = collector
+        self.saved: list[Path] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         reason = None
@@ -167,7 +207,10 @@ class ReportHooks:
             reason = str(report.longrepr[2]).removeprefix("Skipped: ")
         self.collector.add_report(report.nodeid, report.when, report.outcome, list(report.user_properties), reason)
 
-    def pytest_sessionfinish(self) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        gate: Gate = session.config.stash[stash.GATE]
+        if gate.settings.save_baseline:
+            self.saved = gate.save(self.collector.records)
         if self.collector.records or self.collector.skipped:
             self.collector.flush()
             self.collector.publish_step_summary()
@@ -180,3 +223,14 @@ class ReportHooks:
         terminalreporter.write_line(
             f"written: {self.collector.output / 'results.json'}, {self.collector.output / 'results.md'}"
         )
+        inconclusive = [r for r in self.collector.records if (r.get("baseline") or {}).get("verdict") == "inconclusive"]
+        if inconclusive:
+            terminalreporter.write_sep(
+                "-", f"pytest-slm: {len(inconclusive)} inconclusive baseline comparison(s)", yellow=True
+            )
+            for r in inconclusive:
+                terminalreporter.write_line(
+                    f"{r['test']} {r['metric']}: {r['baseline'].get('note') or 'run too small'}"
+                )
+        for path in self.saved:
+            terminalreporter.write_line(f"baseline saved: {path}")

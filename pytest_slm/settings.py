@@ -84,6 +84,12 @@ class Settings:
     energy_settle_s: float = 3.0
     energy_sample_runs: int = 1
     powercap_root: Path = Path("/sys/class/powercap")
+    baseline_dir: Path = Path("baselines")
+    save_baseline: bool = False
+    no_compare: bool = False
+    fail_on_improvement: bool = False
+    tolerance: float = 0.05
+    accuracy_tolerance: float = 0.01
     #: field name -> where its value came from (for error messages and the report)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -151,6 +157,11 @@ def _to_float(name: str, raw: Any, source: str) -> float:
 def _validate(name: str, raw: Any, source: str) -> Any:
     if name in _MINIMUMS:
         return _to_int(name, raw, source, _MINIMUMS[name])
+    if name in ("tolerance", "accuracy_tolerance"):
+        tau = _to_float(name, raw, source)
+        if not 0 <= tau < 1:
+            raise SettingsError(f"{source}: {name} must be in [0, 1), got {tau}")
+        return tau
     if name in ("energy_window_s", "energy_idle_s", "energy_settle_s"):
         seconds = _to_float(name, raw, source)
         if seconds < 0:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from pytest_slm.compare.session import Gate
 from pytest_slm.measure.context import BenchContext
 from pytest_slm.report.collector import ReportCollector
 from pytest_slm.settings import Settings
@@ -20,3 +21,5 @@ CONTEXT = pytest.StashKey[BenchContext]()
 ENGINE_FACTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 #: (model, task) -> the bf16 accuracy result, for retention of quantized precisions
 ACCURACY_REFERENCES = pytest.StashKey[dict[tuple[str, str], Any]]()
+#: baseline comparison state (fingerprint, store, loaded files) for this process
+GATE = pytest.StashKey[Gate]()

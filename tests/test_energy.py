@@ -46,8 +46,13 @@ class FakeNVML:
 
     NVML_TEMPERATURE_GPU = 0
 
-    def __init__(self, clock: FakeClock, power_w: tuple[float, float] = (50.0, 300.0),
-                 counter: bool = True, missing: bool = False) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        power_w: tuple[float, float] = (50.0, 300.0),
+        counter: bool = True,
+        missing: bool = False,
+    ) -> None:
         self.clock, self.power, self.counter, self.missing = clock, list(power_w), counter, missing
         self.reset_at: float | None = None
         self._energy_j = [0.0, 0.0]
@@ -109,10 +114,16 @@ def workload(clock: FakeClock, seconds: float, tokens: int = 100, requests: int 
     return run
 
 
-@pytest.mark.parametrize(("visible", "index", "expected"), [
-    (None, 1, ("index", 1)), ("1,0", 0, ("index", 1)), ("GPU-bbbb2222-0000", 0, ("uuid", "GPU-bbbb2222-0000")),
-    ("bbbb", 0, ("uuid", "GPU-bbbb2222-0000")), ("0,GPU-aaaa", 1, ("uuid", "GPU-aaaa1111-0000")),
-])
+@pytest.mark.parametrize(
+    ("visible", "index", "expected"),
+    [
+        (None, 1, ("index", 1)),
+        ("1,0", 0, ("index", 1)),
+        ("GPU-bbbb2222-0000", 0, ("uuid", "GPU-bbbb2222-0000")),
+        ("bbbb", 0, ("uuid", "GPU-bbbb2222-0000")),
+        ("0,GPU-aaaa", 1, ("uuid", "GPU-aaaa1111-0000")),
+    ],
+)
 def test_cuda_index_maps_to_physical_gpu(visible: str | None, index: int, expected: tuple[str, Any]) -> None:
     assert cuda_to_nvml_index(index, visible, ["GPU-aaaa1111-0000", "GPU-bbbb2222-0000"]) == expected
 
@@ -162,8 +173,15 @@ def test_counter_is_crosschecked_against_sampled_power(counter_scale: float, rat
     real = nvml.nvmlDeviceGetTotalEnergyConsumption
     nvml.nvmlDeviceGetTotalEnergyConsumption = lambda h: int(real(h) * counter_scale)  # type: ignore[method-assign]
     meter = NvmlMeter(0, nvml=nvml, environ={}, clock=clock)
-    result = measure(meter, workload(clock, 1.0), idle_s=1.0, min_window_s=4.0, clock=clock, sleep=clock.sleep,
-                     sample_interval_s=3600)
+    result = measure(
+        meter,
+        workload(clock, 1.0),
+        idle_s=1.0,
+        min_window_s=4.0,
+        clock=clock,
+        sleep=clock.sleep,
+        sample_interval_s=3600,
+    )
     assert result.crosscheck_ratio == pytest.approx(ratio)
 
 
@@ -255,8 +273,18 @@ def test_energy_tests_skip_with_reason_where_no_meter(slm_pytester, tmp_path: Pa
 def test_energy_bench_on_fake_powercap(slm_pytester, tmp_path: Path) -> None:
     make_zone(tmp_path / "intel-rapl:0", "package-0", 5, max_range=1 << 40)
     slm_pytester.pytester.makepyfile(ENERGY_BENCH)
-    result = slm_pytester.run("--power-meter", "rapl", "--slm-powercap-root", str(tmp_path),
-                              "--energy-window-s", "0.05", "--energy-idle-s", "0.01", "--energy-settle-s", "0")
+    result = slm_pytester.run(
+        "--power-meter",
+        "rapl",
+        "--slm-powercap-root",
+        str(tmp_path),
+        "--energy-window-s",
+        "0.05",
+        "--energy-idle-s",
+        "0.01",
+        "--energy-settle-s",
+        "0",
+    )
     result.assert_outcomes(passed=2)
     recs = slm_pytester.results()["records"]
     names = {r["metric"] for r in recs}

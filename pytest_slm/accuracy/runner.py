@@ -64,8 +64,14 @@ class AccuracyRunner:
         )
         wall_s = time.perf_counter() - t0
         result.metrics.append(
-            Metric(f"{task}.items_per_s", result.n_items / wall_s, "item/s", higher_is_better=True,
-                   n=result.n_items, info={"wall_s": wall_s, "note": "includes few-shot context building"})
+            Metric(
+                f"{task}.items_per_s",
+                result.n_items / wall_s,
+                "item/s",
+                higher_is_better=True,
+                n=result.n_items,
+                info={"wall_s": wall_s, "note": "includes few-shot context building"},
+            )
         )
         if rolling and self.lm.rolling_tokens:
             import math

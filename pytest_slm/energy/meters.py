@@ -87,8 +87,14 @@ class NvmlMeter:
 
     name = "nvml"
 
-    def __init__(self, gpu_index: int = 0, nvml: Any = None, environ: dict[str, str] | None = None,
-                 sample_interval_s: float = 0.02, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        gpu_index: int = 0,
+        nvml: Any = None,
+        environ: dict[str, str] | None = None,
+        sample_interval_s: float = 0.02,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if nvml is None:
             try:
                 import pynvml
@@ -275,8 +281,14 @@ def _read(path: Path) -> str:
 KINDS = ("auto", "nvml", "rapl", "none")
 
 
-def open_meter(kind: str, gpu_index: int = 0, *, powercap_root: Path = POWERCAP_ROOT, nvml: Any = None,
-               environ: dict[str, str] | None = None) -> PowerMeter:
+def open_meter(
+    kind: str,
+    gpu_index: int = 0,
+    *,
+    powercap_root: Path = POWERCAP_ROOT,
+    nvml: Any = None,
+    environ: dict[str, str] | None = None,
+) -> PowerMeter:
     """Open the meter ``kind`` asks for; ``auto`` tries NVML, then RAPL."""
     if kind not in KINDS:
         raise ValueError(f"unknown power meter {kind!r}; valid: {', '.join(KINDS)}")

@@ -59,15 +59,25 @@ class EnergyResult:
 
 def _delta(start: float, end: float, what: str) -> float:
     if end < start:
-        raise CounterReset(f"energy counter went backwards during the {what} ({start:.3f} J -> {end:.3f} J); "
-                           "the device or driver reset, so this window cannot be measured")
+        raise CounterReset(
+            f"energy counter went backwards during the {what} ({start:.3f} J -> {end:.3f} J); "
+            "the device or driver reset, so this window cannot be measured"
+        )
     return end - start
 
 
-def measure(meter: PowerMeter, workload: Callable[[], tuple[int, int]], *, idle_s: float = 2.0,
-            settle_s: float = 3.0,
-            min_window_s: float = 5.0, min_repeats: int = 1, clock: Callable[[], float] = time.monotonic,
-            sleep: Callable[[float], None] = time.sleep, sample_interval_s: float = 0.05) -> EnergyResult:
+def measure(
+    meter: PowerMeter,
+    workload: Callable[[], tuple[int, int]],
+    *,
+    idle_s: float = 2.0,
+    settle_s: float = 3.0,
+    min_window_s: float = 5.0,
+    min_repeats: int = 1,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    sample_interval_s: float = 0.05,
+) -> EnergyResult:
     """Measure idle power for ``idle_s``, then repeat ``workload`` (returns output tokens and
     requests of one pass) until at least ``min_window_s`` has elapsed and ``min_repeats`` passes ran.
 
@@ -100,16 +110,28 @@ def measure(meter: PowerMeter, workload: Callable[[], tuple[int, int]], *, idle_
         sampled = sampler.energy_j()
         sampler.stop()
     return EnergyResult(
-        method=meter.method, idle_power_w=idle_w, idle_window_s=idle_window, window_s=w1 - w0,
-        energy_j=_delta(s0, s1, "workload"), repeats=repeats, output_tokens=tokens, requests=requests,
-        temperature_start_c=temp0, temperature_end_c=meter.temperature_c(), sampled_energy_j=sampled,
+        method=meter.method,
+        idle_power_w=idle_w,
+        idle_window_s=idle_window,
+        window_s=w1 - w0,
+        energy_j=_delta(s0, s1, "workload"),
+        repeats=repeats,
+        output_tokens=tokens,
+        requests=requests,
+        temperature_start_c=temp0,
+        temperature_end_c=meter.temperature_c(),
+        sampled_energy_j=sampled,
     )
 
 
 def energy_metrics(result: EnergyResult, meter_facts: dict[str, Any] | None = None) -> list[Metric]:
     """The energy figures of one window, each with its unit and direction."""
-    info = {**asdict(result), "crosscheck_ratio": result.crosscheck_ratio, "idle_suspect": result.idle_suspect,
-            "meter": meter_facts or {}}
+    info = {
+        **asdict(result),
+        "crosscheck_ratio": result.crosscheck_ratio,
+        "idle_suspect": result.idle_suspect,
+        "meter": meter_facts or {},
+    }
     n = result.repeats
     tokens = max(result.output_tokens, 1)
 
@@ -123,8 +145,12 @@ def energy_metrics(result: EnergyResult, meter_facts: dict[str, Any] | None = No
         m("dynamic_energy_j", result.dynamic_energy_j, "J"),
         m("j_per_output_token", result.energy_j / tokens, "J/token"),
         m("dynamic_j_per_output_token", result.dynamic_energy_j / tokens, "J/token"),
-        m("output_tokens_per_j", result.output_tokens / result.energy_j if result.energy_j > 0 else 0.0,
-          "token/J", higher=True),
+        m(
+            "output_tokens_per_j",
+            result.output_tokens / result.energy_j if result.energy_j > 0 else 0.0,
+            "token/J",
+            higher=True,
+        ),
         m("j_per_request", result.energy_j / max(result.requests, 1), "J/request"),
         m("mwh_per_output_token", result.energy_j / tokens / J_PER_MWH, "mWh/token"),
     ]
