@@ -102,3 +102,17 @@ def test_too_few_runs_is_inconclusive_not_pass(slm_pytester, saved: Path) -> Non
     result.assert_outcomes(passed=2)
     assert {r["baseline"]["verdict"] for r in slm_pytester.results()["records"]} == {"inconclusive"}
     result.stdout.fnmatch_lines(["*inconclusive baseline comparison*", "*needs at least 5 repetitions*"])
+
+
+def test_reports_comparison_table_and_dashboard_exports(slm_pytester, saved: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLM_FAKE_TPOT_S", "0.025")
+    run(slm_pytester, saved)
+    md = (slm_pytester.output / "results.md").read_text()
+    assert "## Against the baseline" in md
+    line = next(x for x in md.splitlines() if "| tpot_p50_s" in x and "regressed" in x)
+    assert "+25.0 %" in line and "0.02 " in line and "0.025" in line
+    smaller = json.loads((slm_pytester.output / "github-action-benchmark-customSmallerIsBetter.json").read_text())
+    assert any(e["name"].endswith("tpot_p50_s") and e["unit"] == "s" for e in smaller)
+    bmf = json.loads((slm_pytester.output / "bencher.json").read_text())
+    assert bmf["tiny-model-bf16::test_tpot[tiny-model-bf16-single]"]["tpot-p50-s"]["value"] == pytest.approx(0.025)

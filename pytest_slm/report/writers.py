@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,19 @@ def markdown(
             )
         )
         lines.append("")
+    compared = [r for r in records if (r.get("baseline") or {}).get("verdict") not in (None, "skipped")]
+    if compared:
+        lines.append("## Against the baseline")
+        lines.append("")
+        lines.append(
+            tabulate(
+                [_comparison_row(r) for r in compared],
+                headers=["cell", "metric", "baseline", "current", "Δ", "95 % CI", "p", "verdict"],
+                tablefmt="github",
+                disable_numparse=True,
+            )
+        )
+        lines.append("")
     if skipped:
         lines.append("## Skipped")
         lines.append("")
@@ -76,6 +90,69 @@ def markdown(
         )
         lines.append("")
     return "\n".join(lines)
+
+
+def _comparison_row(r: Mapping[str, Any]) -> list[str]:
+    b = r["baseline"]
+    if b.get("verdict") == "error" or b.get("ratio") is None:
+        return [
+            f"{r.get('model')}-{r.get('precision')}",
+            r["metric"],
+            "",
+            _fmt(r["value"]),
+            "",
+            "",
+            "",
+            f"{b.get('verdict')}: {b.get('note', '')}"[:80],
+        ]
+    points = b.get("rule") == "mcnemar"
+    delta = f"{100 * b['ratio']:+.2f} pt" if points else f"{100 * (b['ratio'] - 1):+.1f} %"
+    lo, hi = b.get("ci_low"), b.get("ci_high")
+    if lo is None or hi is None:
+        ci = ""
+    elif points:
+        ci = f"[{100 * lo:+.2f}, {100 * hi:+.2f}] pt"
+    else:
+        ci = f"[{100 * (lo - 1):+.1f}, {100 * (hi - 1):+.1f}] %"
+    p = "" if b.get("p_value") is None else f"{b['p_value']:.2g}"
+    mark = {"regressed": "❌ regressed", "improved": "✅ improved", "pass": "pass", "inconclusive": "⚠ inconclusive"}
+    return [
+        f"{r.get('model')}-{r.get('precision')}",
+        r["metric"],
+        _fmt(b["baseline_value"]),
+        _fmt(r["value"]),
+        delta,
+        ci,
+        p,
+        mark.get(b["verdict"], b["verdict"]),
+    ]
+
+
+def github_action_benchmark(records: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """github-action-benchmark input, one list per direction (its tool names ``customSmallerIsBetter``
+    and ``customBiggerIsBetter``)."""
+    out: dict[str, list[dict[str, Any]]] = {"customSmallerIsBetter": [], "customBiggerIsBetter": []}
+    for r in records:
+        name = f"{r.get('model')}-{r.get('precision')} {r['test'].split('::')[-1]} {r['metric']}"
+        entry: dict[str, Any] = {"name": name, "unit": r["unit"], "value": r["value"]}
+        if r.get("stderr") is not None:
+            entry["range"] = f"± {r['stderr']:.4g}"
+        out["customBiggerIsBetter" if r["higher_is_better"] else "customSmallerIsBetter"].append(entry)
+    return out
+
+
+def bencher_bmf(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Bencher Metric Format: benchmark name -> measure slug -> value (with bounds from stderr)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in records:
+        bench = f"{r.get('model')}-{r.get('precision')}::{r['test'].split('::')[-1]}"
+        measure = re.sub(r"[^a-z0-9-]+", "-", r["metric"].lower()).strip("-")
+        value: dict[str, float] = {"value": r["value"]}
+        if r.get("stderr") is not None:
+            value["lower_value"] = r["value"] - r["stderr"]
+            value["upper_value"] = r["value"] + r["stderr"]
+        out.setdefault(bench, {})[measure] = value
+    return out
 
 
 def write(
@@ -88,4 +165,8 @@ def write(
     atomic.write_json(output / "results.json", results_document(environment, records, skipped))
     md = markdown(environment, records, skipped)
     atomic.write_text(output / "results.md", md)
+    gab = github_action_benchmark(records)
+    for tool, entries in gab.items():
+        atomic.write_json(output / f"github-action-benchmark-{tool}.json", entries)
+    atomic.write_json(output / "bencher.json", bencher_bmf(records))
     return md
