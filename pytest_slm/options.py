@@ -79,6 +79,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
         kind="int",
         metavar="N",
     ),
+    OptionSpec(
+        "target_ci",
+        "--slm-target-ci",
+        "adaptive repetitions: repeat past --num-runs until the 95 % CI "
+        "of the gated statistic is within this fraction, e.g. 0.02 (default: off)",
+        kind="float",
+        metavar="F",
+    ),
+    OptionSpec(
+        "max_runs", "--slm-max-runs", "cap for adaptive repetitions (default: 10 x --num-runs)", kind="int", metavar="N"
+    ),
     OptionSpec("prompt", "--prompt", "prompt text, or file:PATH to read it from a file", metavar="TEXT"),
     OptionSpec(
         "max_model_len",

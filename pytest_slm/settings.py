@@ -32,7 +32,7 @@ DEFAULT_PROMPT = (
 )
 
 #: Fields a ``@pytest.mark.slm(...)`` marker may override for one test.
-MARKER_FIELDS = ("num_warmup", "num_runs", "batch_size", "max_new_tokens", "prompt")
+MARKER_FIELDS = ("num_warmup", "num_runs", "batch_size", "max_new_tokens", "prompt", "target_ci", "max_runs")
 
 
 class SettingsError(ValueError):
@@ -58,6 +58,8 @@ class Settings:
     max_new_tokens: int = PROFILES["quick"]["max_new_tokens"]
     prompt: str = DEFAULT_PROMPT
     max_model_len: int | None = None
+    target_ci: float | None = None
+    max_runs: int | None = None
     gpu_memory_utilization: float = 0.9
     gpu_index: int = 0
     engine: str = "vllm"
@@ -144,6 +146,7 @@ _MINIMUMS = {
     "num_fewshot": 0,
     "accuracy_batch_size": 1,
     "energy_sample_runs": 1,
+    "max_runs": 1,
 }
 
 
@@ -157,6 +160,11 @@ def _to_float(name: str, raw: Any, source: str) -> float:
 def _validate(name: str, raw: Any, source: str) -> Any:
     if name in _MINIMUMS:
         return _to_int(name, raw, source, _MINIMUMS[name])
+    if name == "target_ci":
+        target = _to_float(name, raw, source)
+        if not 0 < target < 1:
+            raise SettingsError(f"{source}: target_ci must be in (0, 1), got {target}")
+        return target
     if name in ("tolerance", "accuracy_tolerance"):
         tau = _to_float(name, raw, source)
         if not 0 <= tau < 1:

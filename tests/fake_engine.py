@@ -48,6 +48,8 @@ class FakeEngine:
         self.ttft_s = float(os.environ.get("SLM_FAKE_TTFT_S", "0.05"))
         self.tpot_s = float(os.environ.get("SLM_FAKE_TPOT_S", "0.02"))
         self.engine_skew = float(os.environ.get("SLM_FAKE_ENGINE_SKEW", "1.0"))
+        self.jitter = float(os.environ.get("SLM_FAKE_JITTER", "0"))  # relative, deterministic per call
+        self._calls = 0
         self.closed = False
         self._log("load")
 
@@ -67,10 +69,12 @@ class FakeEngine:
         assert not self.closed, "stream on a closed engine"
         t0 = time.perf_counter()
         k = sampling.max_new_tokens
+        self._calls += 1
+        tpot = self.tpot_s * (1 + self.jitter * ((self._calls * 7919) % 13 - 6) / 6)
         return [
             StreamTrace(
                 submit_s=t0,
-                token_times_s=tuple(t0 + self.ttft_s + i * self.tpot_s for i in range(k)),
+                token_times_s=tuple(t0 + self.ttft_s + i * tpot for i in range(k)),
                 prompt_tokens=len(p.split()),
                 engine={"ttft_s": self.ttft_s * self.engine_skew, "tpot_s": self.tpot_s * self.engine_skew},
             )

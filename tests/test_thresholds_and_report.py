@@ -175,3 +175,14 @@ def test_xdist_two_workers_lose_no_record(slm_pytester) -> None:
     parallel = sorted((r["test"].split("::")[-1], r["metric"]) for r in slm_pytester.results()["records"])
     assert parallel == serial and len(serial) == 18
     assert json.loads((slm_pytester.output / "results.json").read_text())["environment"]["engines"]
+
+
+@pytest.mark.parametrize(("target", "expected_reps"), [("0.5", 3), ("0.001", 12)])
+def test_adaptive_repetitions_stop_at_target_or_cap(slm_pytester, monkeypatch, target: str, expected_reps: int) -> None:
+    monkeypatch.setenv("SLM_FAKE_JITTER", "0.2")
+    slm_pytester.pytester.makepyfile(LATENCY_TESTS)
+    slm_pytester.run("-k", "test_ttft", "--slm-target-ci", target, "--slm-max-runs", "12").assert_outcomes(passed=1)
+    (rec,) = [r for r in slm_pytester.results()["records"] if r["metric"] == "ttft_p50_s"]
+    assert rec["info"]["repetitions"] == expected_reps == len(rec["samples"])
+    achieved = rec["info"]["achieved_rel_ci_tpot"]
+    assert (achieved <= float(target)) if expected_reps == 3 else (achieved > float(target))

@@ -37,7 +37,7 @@ class BenchContext(Recorder):
         else:
             raise ValueError(f"streams must be 'single', 'batch' or a positive int, got {streams!r}")
         s = self.settings
-        return Workload(concurrency, s.prompt, s.max_new_tokens, s.num_warmup, s.num_runs)
+        return Workload(concurrency, s.prompt, s.max_new_tokens, s.num_warmup, s.num_runs, s.target_ci, s.max_runs)
 
 
 class RunCache:

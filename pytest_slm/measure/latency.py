@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import statistics
 from collections.abc import Callable, Sequence
 
@@ -73,7 +74,12 @@ def latency_metrics(run: StreamingRun, kind: str) -> list[Metric]:
     pooled = [v for rep in per_rep for v in rep]
     if not pooled:
         raise ValueError(f"{kind}: the run produced no values (requests with fewer than 2 output tokens?)")
-    info = {"workload": run.workload.describe(), "clock": "client perf_counter"}
+    info = {
+        "workload": run.workload.describe(),
+        "clock": "client perf_counter",
+        "repetitions": len(run.repetitions),
+        "achieved_rel_ci_tpot": _finite_or_none(run.achieved_rel_ci),
+    }
     out: list[Metric] = []
     stats: dict[str, Callable[[Sequence[float]], float]] = {
         **{f"p{q}": functools.partial(_percentile_of, q=q) for q in PERCENTILES},
@@ -92,6 +98,10 @@ def latency_metrics(run: StreamingRun, kind: str) -> list[Metric]:
             )
         )
     return out
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def engine_crosscheck(run: StreamingRun, key: str) -> tuple[float, float] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 
 from pytest_slm.measure.workloads import OfflineRun
@@ -14,7 +15,11 @@ def throughput_metrics(run: OfflineRun) -> list[Metric]:
     wall = sum(b.wall_s for b in run.batches)
     if wall <= 0:
         raise ValueError("offline run took no time; the clock is broken")
-    info = {"workload": run.workload.describe(), "batches": len(run.batches)}
+    info = {
+        "workload": run.workload.describe(),
+        "batches": len(run.batches),
+        "achieved_rel_ci": run.achieved_rel_ci if math.isfinite(run.achieved_rel_ci) else None,
+    }
 
     def metric(name: str, unit: str, attr: str) -> Metric:
         total = sum(getattr(b.output, attr) for b in run.batches)
