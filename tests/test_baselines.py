@@ -104,8 +104,9 @@ def test_too_few_runs_is_inconclusive_not_pass(slm_pytester, saved: Path) -> Non
     result.stdout.fnmatch_lines(["*inconclusive baseline comparison*", "*needs at least 5 repetitions*"])
 
 
-def test_reports_comparison_table_and_dashboard_exports(slm_pytester, saved: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reports_comparison_table_and_dashboard_exports(
+    slm_pytester, saved: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SLM_FAKE_TPOT_S", "0.025")
     run(slm_pytester, saved)
     md = (slm_pytester.output / "results.md").read_text()
