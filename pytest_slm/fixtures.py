@@ -184,7 +184,7 @@ def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> BenchContext:
     context: dict[str, Any] = {}
     if isinstance(spec, EngineSpec):
         context = {
-            "model": spec.id[: -len(spec.precision.name) - 1],
+            "model": spec.model_name,
             "precision": spec.precision.name,
             "engine_id": spec.id,
         }

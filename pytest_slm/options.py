@@ -315,7 +315,8 @@ def register(parser: pytest.Parser) -> None:
         if spec.choices:
             kwargs["choices"] = spec.choices
             kwargs.pop("metavar")
-        group.addoption(spec.flag, help=f"{spec.help} [env {spec.env}, ini {spec.ini}]", **kwargs)
+        # argparse %-formats help strings
+        group.addoption(spec.flag, help=f"{spec.help} [env {spec.env}, ini {spec.ini}]".replace("%", "%%"), **kwargs)
         ini_type: Any = {"list": "linelist", "bool": "bool"}.get(spec.kind, "string")
         parser.addini(spec.ini, help=spec.help, type=ini_type, default=None)
 

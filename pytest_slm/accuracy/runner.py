@@ -36,7 +36,7 @@ class AccuracyRunner:
 
     @property
     def model(self) -> str:
-        return self.engine.spec.id[: -len(self.engine.spec.precision.name) - 1]
+        return self.engine.spec.model_name
 
     def run(self, task: str) -> TaskResult:
         """The task's result on this engine (evaluated on first use; a failure is remembered)."""

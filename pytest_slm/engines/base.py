@@ -19,9 +19,14 @@ class EngineSpec:
     precision: Precision
 
     @property
+    def model_name(self) -> str:
+        """The model's short name in ids, reports and baselines, e.g. ``smollm2-135m``."""
+        return slug(self.model)
+
+    @property
     def id(self) -> str:
         """Readable test id, e.g. ``smollm2-135m-bf16``."""
-        return f"{slug(self.model)}-{self.precision.name}"
+        return f"{self.model_name}-{self.precision.name}"
 
 
 @dataclass(frozen=True)

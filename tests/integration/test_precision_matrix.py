@@ -5,10 +5,7 @@ and retention on the same engines. A small calibration keeps CI inside its budge
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,55 +18,37 @@ CALIBRATION = ["--num-calibration-samples", "32", "--max-sequence-length", "64"]
 
 
 @pytest.fixture(scope="module")
-def matrix_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict, Path]:  # type: ignore[type-arg]
-    out = tmp_path_factory.mktemp("matrix")
+def matrix_run(
+    tmp_path_factory: pytest.TempPathFactory, run_benches
+) -> tuple[subprocess.CompletedProcess[str], dict, Path]:  # type: ignore[no-untyped-def, type-arg]
     quantized = tmp_path_factory.mktemp("quantized")  # empty: CI quantizes for real every time
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "benches",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--slm-output",
-            str(out),
-            "--precision",
-            "bf16",
-            "int4",
-            "int8",
-            "--quantized-models-dir",
-            str(quantized),
-            *CALIBRATION,
-            "--num-warmup",
-            "1",
-            "--num-runs",
-            "2",
-            "--batch-size",
-            "4",
-            "--max-new-tokens",
-            "16",
-            "--accuracy-tasks",
-            "gsm8k_local",
-            "slm_mc",
-            "--accuracy-limit",
-            "10",
-            "--retention-floor",
-            "0.01",
-            "-k",
-            "checkpoint or offline_throughput or accuracy or perplexity or retention",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=2400,
-        check=False,
+    proc, doc = run_benches(
+        tmp_path_factory.mktemp("matrix"),
+        "--precision",
+        "bf16",
+        "int4",
+        "int8",
+        "--quantized-models-dir",
+        str(quantized),
+        *CALIBRATION,
+        "--num-warmup",
+        "1",
+        "--num-runs",
+        "2",
+        "--batch-size",
+        "4",
+        "--max-new-tokens",
+        "16",
+        "--accuracy-tasks",
+        "gsm8k_local",
+        "slm_mc",
+        "--accuracy-limit",
+        "10",
+        "--retention-floor",
+        "0.01",
+        "-k",
+        "checkpoint or offline_throughput or accuracy or perplexity or retention",
     )
-    doc = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     return proc, doc, quantized
 
 

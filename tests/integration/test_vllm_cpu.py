@@ -7,10 +7,7 @@ unchanged on CUDA.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,41 +17,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[type-arg]
-    out = tmp_path_factory.mktemp("bench")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "benches",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--slm-output",
-            str(out),
-            "--precision",
-            "bf16",
-            "--num-warmup",
-            "1",
-            "--num-runs",
-            "3",
-            "--batch-size",
-            "4",
-            "--max-new-tokens",
-            "16",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
+def bench_run(tmp_path_factory: pytest.TempPathFactory, run_benches) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[no-untyped-def, type-arg]
+    return run_benches(  # type: ignore[no-any-return]
+        tmp_path_factory.mktemp("bench"),
+        "--precision",
+        "bf16",
+        "--num-warmup",
+        "1",
+        "--num-runs",
+        "3",
+        "--batch-size",
+        "4",
+        "--max-new-tokens",
+        "16",
     )
-    doc = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
-    return proc, doc
 
 
 def metric(doc: dict, test: str, name: str) -> dict:  # type: ignore[type-arg]
