@@ -8,20 +8,27 @@ from pathlib import Path
 from typing import Any
 
 from pytest_slm.compare.baseline import Baseline, BaselineError, BaselineStore, fingerprint
-from pytest_slm.compare.gate import baseline_entry, compare_metric, comparison_row
 from pytest_slm.record import Metric
+from pytest_slm.report.environment import add_gpus
 from pytest_slm.settings import Settings
 
 
 class Gate:
     """Compares a test's metrics with the baseline of this machine's fingerprint, and saves new ones."""
 
-    def __init__(self, settings: Settings, environment: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Settings, environment: dict[str, Any]) -> None:
         self.settings = settings
         self.environment = environment
-        self.fingerprint = fingerprint(environment, settings.engine)
         self.store = BaselineStore(settings.baseline_dir)
+        self._fingerprint: str | None = None
         self._loaded: dict[tuple[str, str], Baseline | BaselineError | None] = {}
+
+    @property
+    def fingerprint(self) -> str:
+        """This machine's baseline fingerprint (GPU facts probed on first use, not at collection)."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(add_gpus(self.environment), self.settings.engine)
+        return self._fingerprint
 
     def _load(self, model: str, precision: str) -> Baseline | None:
         key = (model, precision)
@@ -52,6 +59,8 @@ class Gate:
                 f"baselines exist only for {', '.join(others)}; this machine is {self.fingerprint}: comparison skipped"
             )
             return {m.name: {"verdict": "skipped", "note": note} for m in ctx.metrics}, []
+        from pytest_slm.compare.gate import compare_metric, comparison_row  # scipy: only when comparing
+
         rows: dict[str, dict[str, Any]] = {}
         problems: list[str] = []
         for m in ctx.metrics:
@@ -80,6 +89,9 @@ class Gate:
 
     def save(self, records: Sequence[Mapping[str, Any]]) -> list[Path]:
         """Write the metrics of passing tests as baselines for this fingerprint (atomic, merged)."""
+        from pytest_slm.compare.gate import baseline_entry
+
+        fp = self.fingerprint  # also completes the environment with GPU facts
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         versions = self.environment.get("versions", {})
         commit = self.environment.get("git_commit")
@@ -101,6 +113,6 @@ class Gate:
                 metric, now, commit, versions
             )
         return [
-            self.store.update(self.fingerprint, model, precision, self.environment, entries)
+            self.store.update(fp, model, precision, self.environment, entries)
             for (model, precision), entries in sorted(groups.items())
         ]

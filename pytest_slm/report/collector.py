@@ -16,7 +16,7 @@ from typing import Any
 
 from pytest_slm import atomic
 from pytest_slm.record import USER_PROPERTY_KEY
-from pytest_slm.report import writers
+from pytest_slm.report import environment, writers
 
 ENGINE_PROPERTY_KEY = "slm_engine"
 ATTACHMENT_PROPERTY_KEY = "slm_attachment"
@@ -64,6 +64,7 @@ class ReportCollector:
             self.flush()
 
     def flush(self) -> str:
+        environment.add_gpus(self.environment)
         self.markdown = writers.write(self.output, self.environment, self.records, self.skipped)
         return self.markdown
 

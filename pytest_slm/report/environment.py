@@ -83,13 +83,21 @@ def git_commit(cwd: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def add_gpus(environment: dict[str, Any]) -> dict[str, Any]:
+    """Add GPU facts once, on first use (NVML is not loaded while pytest collects)."""
+    hardware = environment.setdefault("hardware", {})
+    if "gpu_probe" not in hardware:
+        hardware.update(gpus())
+        hardware["gpu_probe"] = "nvml"
+    return environment
+
+
 def collect(rootdir: Path, run_profile: dict[str, Any]) -> dict[str, Any]:
     hardware: dict[str, Any] = {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
     }
-    hardware.update(gpus())
     return {
         "hardware": hardware,
         "platform": platform.platform(),
