@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+# The plugin imports numpy/scipy lazily (first baseline comparison). Import them here, once, so
+# pytester's in-process runs find them already loaded instead of importing numpy a second time
+# after each run's sys.modules restore (numpy warns about that, and warnings are errors here).
+import scipy.stats  # noqa: F401
+
 REPO = Path(__file__).resolve().parent.parent
 FAKE_ENGINE = "tests.fake_engine:FakeEngine"
 
