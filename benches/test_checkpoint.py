@@ -39,4 +39,6 @@ def test_checkpoint_compression(slm_engine_facts, slm):
             samples_used=quant.get("samples_used"),
             calibration=quant.get("calibration"),
         )
-        slm.record("quantized_cache_lookup_s", quant["cache_lookup_s"], unit="s", higher_is_better=False)
+        # a hit costs a hash lookup; a miss includes quantizing, so the two are different metrics
+        name = "quantized_cache_hit_s" if quant["cache_hit"] else "quantized_cache_miss_s"
+        slm.record(name, quant["ready_s"], unit="s", higher_is_better=False)

@@ -52,19 +52,16 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
         from pytest_slm.checkpoints.quantize import quantized_checkpoint, read_meta
 
         source_bytes = checkpoint.size_bytes()
-        t0 = time.perf_counter()
+        stats: dict[str, Any] = {}
         checkpoint = quantized_checkpoint(
             checkpoint,
             spec.precision,
             slm_settings,
             progress=_live_printer(request.config),
             python=slm_settings.quantize_python,
+            stats=stats,
         )
-        checkpoint_meta = {
-            **read_meta(checkpoint.path),
-            "source_bytes": source_bytes,
-            "cache_lookup_s": time.perf_counter() - t0,
-        }
+        checkpoint_meta = {**read_meta(checkpoint.path), "source_bytes": source_bytes, **stats}
     t0 = time.perf_counter()
     engine: Engine = engine_cls(spec, checkpoint, slm_settings)
     load_time_s = time.perf_counter() - t0

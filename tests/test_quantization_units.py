@@ -128,8 +128,9 @@ def test_cache_hit_quantizes_nothing(smol_like: Checkpoint, tmp_path: Path, monk
     (cached / "config.json").write_text("{}")
     (cached / "model.safetensors").write_bytes(b"q")
     monkeypatch.setattr(q, "_quantize", lambda *a, **k: pytest.fail("a cache hit must not quantize"))
-    got = q.quantized_checkpoint(smol_like, int4, s)
-    assert got.path == cached and got.name == "smol"
+    stats: dict[str, object] = {}
+    got = q.quantized_checkpoint(smol_like, int4, s, stats=stats)
+    assert got.path == cached and got.name == "smol" and stats["cache_hit"] is True
 
 
 def test_failed_quantization_raises_with_llmcompressor_output(

@@ -80,8 +80,13 @@ def quantized_checkpoint(
     settings: Settings,
     progress: Callable[[str], None] | None = None,
     python: str | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """The ``precision`` version of ``source``, quantizing it once if the cache has none."""
+    """The ``precision`` version of ``source``, quantizing it once if the cache has none.
+
+    ``stats`` (if given) receives ``cache_hit`` and ``ready_s`` (seconds until the checkpoint was ready)."""
+    t0 = time.perf_counter()
+    hit = True
     from filelock import FileLock
 
     key, doc = cache_key(source, precision, settings)
@@ -91,7 +96,10 @@ def quantized_checkpoint(
         final.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(final) + ".lock"):
             if not is_checkpoint_dir(final):
+                hit = False
                 _quantize(source, precision, settings, doc, calib, final, progress, python)
+    if stats is not None:
+        stats.update(cache_hit=hit, ready_s=time.perf_counter() - t0)
     return Checkpoint(
         name=source.name,
         path=final,

@@ -90,7 +90,9 @@ def test_second_request_hits_the_cache(matrix_run, monkeypatch: pytest.MonkeyPat
     source = resolve("smollm2-135m", settings.cache_dir)
     for name in ("int4", "int8"):
         t0 = time.perf_counter()
-        ck = q.quantized_checkpoint(source, get_precision(name), settings)
+        stats: dict = {}  # type: ignore[type-arg]
+        ck = q.quantized_checkpoint(source, get_precision(name), settings, stats=stats)
+        assert stats["cache_hit"] is True
         assert time.perf_counter() - t0 < 5 and ck.path.parent == quantized
 
 
