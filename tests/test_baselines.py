@@ -54,7 +54,8 @@ def test_slowdown_fails_exactly_the_regressed_tests(slm_pytester, saved: Path, m
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(
         [
-            "*tpot_p50_s regressed: baseline 0.02, current 0.025, ratio 1.25*p = *tau = 5 %*bf16.json)*",
+            "*tpot_p50_s regressed: baseline 0.02, current 0.025, ratio of per-repetition medians 1.25*"
+            "p = *tau = 5 %*bf16.json)*",
         ]
     )
     failed = {r["test"].split("::")[-1] for r in slm_pytester.results()["records"] if r["outcome"] == "failed"}

@@ -34,7 +34,7 @@ def test_repetitions_detect_a_latency_regression_with_ci_and_p() -> None:
     assert c.ci_low < c.ratio < c.ci_high and c.ratio == pytest.approx(1.2, rel=0.05)
     msg = c.message("baselines/x.json")
     assert f"baseline {c.baseline_value:.6g}, current {c.current_value:.6g}" in msg
-    assert all(s in msg for s in ("ratio 1.", "(95 % CI)", "p = ", "tau = 5 %", "baselines/x.json"))
+    assert all(s in msg for s in ("medians 1.", "(95 % CI)", "p = ", "tau = 5 %", "baselines/x.json"))
 
 
 def test_direction_matters() -> None:

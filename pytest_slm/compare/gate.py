@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from pytest_slm.compare.rules import (
@@ -32,10 +32,14 @@ def compare_metric(
     if "task" in metric.info and _is_items(base_samples) and _is_items(cur_samples):
         return compare_paired_items(metric.name, base_samples, cur_samples, tau_points=tau_accuracy)
     if len(base_samples) >= 2 and len(cur_samples) >= 2:
+        # The rules decide on per-repetition values; show the reported figures next to their ratio
+        # (e.g. a p90 next to the ratio of per-repetition medians of p90) so nothing looks re-derived.
         if metric.unit == "s":
-            return compare_repetitions(metric.name, base_samples, cur_samples, higher_is_better=hib, tau=tau)
+            c = compare_repetitions(metric.name, base_samples, cur_samples, higher_is_better=hib, tau=tau)
+            return replace(c, baseline_value=float(entry["value"]), current_value=metric.value)
         if all(x > 0 for x in [*base_samples, *cur_samples]):
-            return compare_few_runs(metric.name, base_samples, cur_samples, higher_is_better=hib, tau=tau)
+            c = compare_few_runs(metric.name, base_samples, cur_samples, higher_is_better=hib, tau=tau)
+            return replace(c, baseline_value=float(entry["value"]), current_value=metric.value)
     base = float(entry["value"])
     ratio = metric.value / base if base else float("inf")
     if metric.unit == "B":  # sizes are exact: no noise to test against

@@ -55,13 +55,18 @@ class Comparison:
     note: str = ""
 
     def message(self, baseline_file: str | None = None) -> str:
-        scale = "points" if self.rule == "mcnemar" else "ratio"
+        scale = {
+            "mcnemar": "change",
+            "mann-whitney": "ratio of per-repetition medians",
+            "welch-log": "ratio of geometric means",
+        }.get(self.rule, "ratio")
         shown = (
             f"{100 * self.ratio:+.2f} points [{100 * self.ci_low:+.2f}, {100 * self.ci_high:+.2f}]"
-            if scale == "points"
+            if self.rule == "mcnemar"
             else f"{self.ratio:.4f} [{self.ci_low:.4f}, {self.ci_high:.4f}]"
         )
-        tau = f"{100 * self.tau:.2g} points" if scale == "points" else f"{100 * self.tau:.3g} %"
+        points = self.rule == "mcnemar"
+        tau = f"{100 * self.tau:.2g} points" if points else f"{100 * self.tau:.3g} %"
         p = "n/a" if self.p_value is None else f"{self.p_value:.3g}"
         text = (
             f"{self.metric} {self.verdict}: baseline {self.baseline_value:.6g}, current {self.current_value:.6g}, "
@@ -69,7 +74,7 @@ class Comparison:
             f"n = {self.n_baseline}/{self.n_current}"
         )
         if self.mde is not None:
-            text += f", detectable change {100 * self.mde:.3g}{' points' if scale == 'points' else ' %'}"
+            text += f", detectable change {100 * self.mde:.3g}{' points' if points else ' %'}"
         if self.note:
             text += f"; {self.note}"
         if baseline_file:
