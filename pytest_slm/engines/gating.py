@@ -21,7 +21,7 @@ MIN_CAPABILITY: dict[str, tuple[int, int]] = {
 
 #: precision name -> why its CPU path is not representative (shown in the report, not skipped)
 CPU_FALLBACK_NOTES: dict[str, str] = {
-    "fp8": "vLLM's CPU backend has no FP8 GEMM; FP8 runs through a slow torch fallback (dequantize per call)",
+    "fp8": "vLLM's CPU backend has no native FP8 GEMM kernel; FP8 runs through a slow fallback path",
 }
 
 
