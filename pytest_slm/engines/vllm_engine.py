@@ -76,7 +76,7 @@ class VLLMEngine:
         import torch
 
         if not torch.cuda.is_available():
-            return None
+            return unsupported_reason(precision, None)
         return unsupported_reason(precision, torch.cuda.get_device_capability(0), torch.cuda.get_device_name(0))
 
     def __init__(self, spec: EngineSpec, checkpoint: Checkpoint, settings: Settings) -> None:
