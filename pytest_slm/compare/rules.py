@@ -103,6 +103,44 @@ def _verdict(
     return "pass"
 
 
+def _ratio_verdict(
+    metric: str,
+    rule: str,
+    values: tuple[float, float],
+    ratio: float,
+    ci: tuple[float, float],
+    p_up: float,
+    p_down: float,
+    *,
+    higher_is_better: bool,
+    tau: float,
+    mde: float | None,
+    alpha: float,
+    counts: tuple[int, int],
+    note: str = "",
+) -> Comparison:
+    """The verdict for a ratio-scale rule, given one-sided p-values for "current is higher" (``p_up``)
+    and "current is lower" (``p_down``); direction decides which of them means worse."""
+    bad_p, good_p = (p_down, p_up) if higher_is_better else (p_up, p_down)
+    worse_by = (1 - ratio) if higher_is_better else (ratio - 1)
+    return Comparison(
+        metric,
+        _verdict(bad_p, good_p, worse_by, -worse_by, tau, mde, alpha),
+        rule,
+        values[0],
+        values[1],
+        ratio,
+        ci[0],
+        ci[1],
+        min(bad_p, good_p),
+        tau,
+        mde,
+        counts[0],
+        counts[1],
+        note,
+    )
+
+
 def _too_few(metric: str, rule: str, b: np.ndarray, c: np.ndarray, tau: float, need: int) -> Comparison:
     return Comparison(
         metric,
@@ -146,28 +184,24 @@ def compare_repetitions(
     else:
         greater_p = float(stats.mannwhitneyu(c, b, alternative="greater").pvalue)
         less_p = float(stats.mannwhitneyu(c, b, alternative="less").pvalue)
-    bad_p, good_p = (less_p, greater_p) if higher_is_better else (greater_p, less_p)
-    worse_by = (1 - ratio) if higher_is_better else (ratio - 1)
     rng = np.random.default_rng(seed)
     boots = np.median(rng.choice(c, (BOOTSTRAP, c.size)), axis=1) / np.median(
         rng.choice(b, (BOOTSTRAP, b.size)), axis=1
     )
     lo, hi = (float(x) for x in np.percentile(boots, [2.5, 97.5]))
-    mde = _mde_log(b, c, alpha)
-    return Comparison(
+    return _ratio_verdict(
         metric,
-        _verdict(bad_p, good_p, worse_by, -worse_by, tau, mde, alpha),
         "mann-whitney",
-        mb,
-        mc,
+        (mb, mc),
         ratio,
-        lo,
-        hi,
-        min(bad_p, good_p),
-        tau,
-        mde,
-        b.size,
-        c.size,
+        (lo, hi),
+        greater_p,
+        less_p,
+        higher_is_better=higher_is_better,
+        tau=tau,
+        mde=_mde_log(b, c, alpha),
+        alpha=alpha,
+        counts=(b.size, c.size),
     )
 
 
@@ -215,23 +249,20 @@ def compare_few_runs(
         lo, hi = math.exp(math.log(ratio) - half), math.exp(math.log(ratio) + half)
         mde = math.expm1((stats.t.ppf(1 - alpha, dof) + POWER_Z) * se)
         note = ""
-    bad_p, good_p = (less_p, greater_p) if higher_is_better else (greater_p, less_p)
-    worse_by = (1 - ratio) if higher_is_better else (ratio - 1)
-    return Comparison(
+    return _ratio_verdict(
         metric,
-        _verdict(bad_p, good_p, worse_by, -worse_by, tau, mde, alpha),
         "welch-log",
-        gb,
-        gc,
+        (gb, gc),
         ratio,
-        lo,
-        hi,
-        min(bad_p, good_p),
-        tau,
-        mde,
-        b.size,
-        c.size,
-        note,
+        (lo, hi),
+        greater_p,
+        less_p,
+        higher_is_better=higher_is_better,
+        tau=tau,
+        mde=mde,
+        alpha=alpha,
+        counts=(b.size, c.size),
+        note=note,
     )
 
 
@@ -315,23 +346,20 @@ def compare_hierarchical(
     ratios = boot(c_runs) / boot(b_runs)
     ratio = pc / pb
     lo, hi = (float(x) for x in np.percentile(ratios, [2.5, 97.5]))
-    worse = ratios < 1 if higher_is_better else ratios > 1
-    bad_p = float(1 - worse.mean())  # one-sided bootstrap p-value of "no worse"
-    good_p = float(worse.mean())
-    worse_by = (1 - ratio) if higher_is_better else (ratio - 1)
+    # one-sided bootstrap p-values: share of resampled ratios on the other side of 1
+    p_up, p_down = float(np.mean(ratios <= 1)), float(np.mean(ratios >= 1))
     spread = (hi - lo) / 2 / max(ratio, 1e-12)
-    return Comparison(
+    return _ratio_verdict(
         metric,
-        _verdict(bad_p, good_p, worse_by, -worse_by, tau, spread, alpha),
         "hierarchical-bootstrap",
-        pb,
-        pc,
+        (pb, pc),
         ratio,
-        lo,
-        hi,
-        min(bad_p, good_p),
-        tau,
-        spread,
-        len(b_runs),
-        len(c_runs),
+        (lo, hi),
+        p_up,
+        p_down,
+        higher_is_better=higher_is_better,
+        tau=tau,
+        mde=spread,
+        alpha=alpha,
+        counts=(len(b_runs), len(c_runs)),
     )
