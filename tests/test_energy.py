@@ -9,6 +9,7 @@ import pytest
 
 from pytest_slm.energy.meters import (
     CounterReset,
+    MeterConfigError,
     MeterUnavailable,
     NvmlMeter,
     RaplMeter,
@@ -128,9 +129,16 @@ def test_cuda_index_maps_to_physical_gpu(visible: str | None, index: int, expect
     assert cuda_to_nvml_index(index, visible, ["GPU-aaaa1111-0000", "GPU-bbbb2222-0000"]) == expected
 
 
-@pytest.mark.parametrize(("visible", "match"), [("0", "out of range"), ("GPU-zz", "matches 0"), ("MIG-1", "MIG")])
-def test_bad_visible_devices(visible: str, match: str) -> None:
-    with pytest.raises(MeterUnavailable, match=match):
+@pytest.mark.parametrize(
+    ("visible", "match", "error"),
+    [
+        ("0", "out of range", MeterConfigError),
+        ("GPU-zz", "matches 0", MeterConfigError),
+        ("MIG-1", "MIG", MeterUnavailable),
+    ],
+)
+def test_bad_visible_devices(visible: str, match: str, error: type[Exception]) -> None:
+    with pytest.raises(error, match=match):
         cuda_to_nvml_index(1 if visible == "0" else 0, visible, ["GPU-aaaa1111-0000"])
 
 
@@ -290,3 +298,11 @@ def test_energy_bench_on_fake_powercap(slm_pytester, tmp_path: Path) -> None:
     names = {r["metric"] for r in recs}
     assert {"energy_j", "output_tokens_per_j", "mwh_per_output_token", "idle_power_w"} <= names
     assert {r["test"].split("[")[-1] for r in recs} == {"tiny-model-bf16-single]", "tiny-model-bf16-batch]"}
+
+
+def test_auto_does_not_fall_back_to_rapl_over_a_bad_gpu_index(tmp_path: Path) -> None:
+    make_zone(tmp_path / "intel-rapl:0", "package-0", 5)
+    with pytest.raises(MeterConfigError, match="--gpu-index 3 is out of range"):
+        open_meter(
+            "auto", 3, nvml=FakeNVML(FakeClock()), powercap_root=tmp_path, environ={"CUDA_VISIBLE_DEVICES": "0,1"}
+        )

@@ -22,6 +22,13 @@ class MeterUnavailable(Exception):
     """No usable meter of this kind here; the message is the skip reason."""
 
 
+class MeterConfigError(ValueError):
+    """A meter asked for something that does not exist (a bad --gpu-index or CUDA_VISIBLE_DEVICES entry).
+
+    Not a reason to skip or to fall back to another meter: ``auto`` must not quietly meter the
+    CPU because of a typo in the GPU selection."""
+
+
 class CounterReset(Exception):
     """An energy counter went backwards (driver reload, GPU reset): the window is invalid."""
 
@@ -58,7 +65,7 @@ def cuda_to_nvml_index(cuda_index: int, visible: str | None, uuids: list[str]) -
         return "index", cuda_index
     entries = [e.strip() for e in visible.split(",") if e.strip()]
     if cuda_index >= len(entries):
-        raise MeterUnavailable(
+        raise MeterConfigError(
             f"--gpu-index {cuda_index} is out of range: CUDA_VISIBLE_DEVICES={visible!r} shows {len(entries)} GPU(s)"
         )
     entry = entries[cuda_index]
@@ -69,7 +76,7 @@ def cuda_to_nvml_index(cuda_index: int, visible: str | None, uuids: list[str]) -
     prefix = entry if entry.startswith("GPU-") else f"GPU-{entry}"
     matches = [u for u in uuids if u.startswith(prefix)]
     if len(matches) != 1:
-        raise MeterUnavailable(f"CUDA_VISIBLE_DEVICES entry {entry!r} matches {len(matches)} GPU UUIDs")
+        raise MeterConfigError(f"CUDA_VISIBLE_DEVICES entry {entry!r} matches {len(matches)} GPU UUIDs")
     return "uuid", matches[0]
 
 
@@ -112,7 +119,7 @@ class NvmlMeter:
         how, which = cuda_to_nvml_index(gpu_index, env.get("CUDA_VISIBLE_DEVICES"), uuids)
         if how == "index":
             if not 0 <= int(which) < count:
-                raise MeterUnavailable(f"GPU index {which} is out of range: NVML sees {count} GPU(s)")
+                raise MeterConfigError(f"GPU index {which} is out of range: NVML sees {count} GPU(s)")
             self.handle = nvml.nvmlDeviceGetHandleByIndex(int(which))
         else:
             self.handle = nvml.nvmlDeviceGetHandleByUUID(str(which))
