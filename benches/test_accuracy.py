@@ -1,7 +1,7 @@
 """Accuracy as tests: lm-eval tasks, perplexity, and retention of quantized precisions vs bf16.
 
 All of it runs on the engine the latency tests already loaded (no second engine). Tasks come
-from ``--accuracy-tasks``; a task whose dataset cannot be loaded here is skipped with the reason.
+from ``--slm-accuracy-tasks``; a task whose dataset cannot be loaded here is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ def test_accuracy(slm_accuracy, slm_task, slm):
 
 
 def test_perplexity(slm_accuracy, slm):
-    """Word, byte and token perplexity and bits per byte over ``--perplexity-corpus``."""
+    """Word, byte and token perplexity and bits per byte over ``--slm-perplexity-corpus``."""
     slm.extend(_run(slm_accuracy, "slm_ppl").metrics)
 
 
 def test_retention(slm_accuracy, slm_retention_task, slm):
     """Quantized ÷ bf16 of the same model on the same items, direction-aware (for perplexity,
-    bf16 ÷ quantized), asserted against ``--retention-floor`` (default 0.95)."""
+    bf16 ÷ quantized), asserted against ``--slm-retention-floor`` (default 0.95)."""
     precision = slm.spec.precision
     if not precision.quantized:
         pytest.skip(f"retention compares a quantized precision with bf16; this cell is {precision.name}")

@@ -1,7 +1,7 @@
 """Energy per request and per token, single stream and batched, from the device's energy counter.
 
 Idle power is measured first and reported (the dynamic figures subtract it); the workload repeats
-until the window reaches ``--energy-window-s``. Skipped, with the reason, where no meter exists.
+until the window reaches ``--slm-energy-window-s``. Skipped, with the reason, where no meter exists.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Latency from streamed token timestamps: TTFT, TPOT, ITL and end-to-end latency, for a single
-stream and for ``--batch-size`` concurrent streams. One streaming run per workload is shared by
+stream and for ``--slm-batch-size`` concurrent streams. One streaming run per workload is shared by
 the tests below (warm-up excluded, prefix caching off, fixed output length)."""
 
 from __future__ import annotations

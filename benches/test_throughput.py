@@ -1,4 +1,4 @@
-"""Offline batch throughput: ``--batch-size`` prompts generated together, ``--num-runs`` times."""
+"""Offline batch throughput: ``--slm-batch-size`` prompts generated together, ``--slm-num-runs`` times."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def test_offline_throughput(slm_runs, slm):
 def test_harness_overhead(slm_engine, slm):
     """Plugin throughput ÷ a raw ``vllm.LLM.generate`` loop on the same prompts, same process.
 
-    The two are interleaved (ABBA) for ``--num-runs`` pairs so machine drift cancels; a ratio
+    The two are interleaved (ABBA) for ``--slm-num-runs`` pairs so machine drift cancels; a ratio
     near 1 means the figures above measure vLLM, not pytest-slm.
     """
     llm = getattr(slm_engine, "llm", None)

@@ -112,8 +112,8 @@ def slm_runs(slm_engine: Engine) -> RunCache:
 
 @pytest.fixture(scope="session")
 def power_meter(slm_settings: Settings) -> Iterator[Any]:
-    """The energy meter for this machine (``--power-meter``): NVML's energy counter on the
-    ``--gpu-index`` GPU, or RAPL on CPUs. Tests using it are skipped, with the reason, where
+    """The energy meter for this machine (``--slm-power-meter``): NVML's energy counter on the
+    ``--slm-gpu-index`` GPU, or RAPL on CPUs. Tests using it are skipped, with the reason, where
     neither is available; latency and accuracy tests are unaffected."""
     from pytest_slm.energy.meters import MeterUnavailable, open_meter
 

@@ -67,14 +67,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "runs 500, batch 8, 256 tokens) (default: quick)",
         choices=("quick", "full"),
     ),
-    OptionSpec("num_warmup", "--num-warmup", "warm-up repetitions, excluded from figures", kind="int", metavar="N"),
-    OptionSpec("num_runs", "--num-runs", "measured repetitions per workload", kind="int", metavar="N"),
+    OptionSpec("num_warmup", "--slm-num-warmup", "warm-up repetitions, excluded from figures", kind="int", metavar="N"),
+    OptionSpec("num_runs", "--slm-num-runs", "measured repetitions per workload", kind="int", metavar="N"),
     OptionSpec(
-        "batch_size", "--batch-size", "prompts per offline batch and concurrent streams", kind="int", metavar="N"
+        "batch_size", "--slm-batch-size", "prompts per offline batch and concurrent streams", kind="int", metavar="N"
     ),
     OptionSpec(
         "max_new_tokens",
-        "--max-new-tokens",
+        "--slm-max-new-tokens",
         "output tokens per request (fixed: EOS is ignored)",
         kind="int",
         metavar="N",
@@ -82,32 +82,32 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "target_ci",
         "--slm-target-ci",
-        "adaptive repetitions: repeat past --num-runs until the 95 % CI "
+        "adaptive repetitions: repeat past --slm-num-runs until the 95 % CI "
         "of the gated statistic is within this fraction, e.g. 0.02 (default: off)",
         kind="float",
         metavar="F",
     ),
     OptionSpec(
-        "max_runs", "--slm-max-runs", "cap for adaptive repetitions (default: 10 x --num-runs)", kind="int", metavar="N"
+        "max_runs", "--slm-max-runs", "cap for adaptive repetitions (default: 10 x --slm-num-runs)", kind="int", metavar="N"
     ),
-    OptionSpec("prompt", "--prompt", "prompt text, or file:PATH to read it from a file", metavar="TEXT"),
+    OptionSpec("prompt", "--slm-prompt", "prompt text, or file:PATH to read it from a file", metavar="TEXT"),
     OptionSpec(
         "max_model_len",
-        "--max-model-len",
+        "--slm-max-model-len",
         "engine context length (default: engine's choice, capped at 2048 on CPU)",
         kind="int",
         metavar="N",
     ),
     OptionSpec(
         "gpu_memory_utilization",
-        "--gpu-memory-utilization",
+        "--slm-gpu-memory-utilization",
         "fraction of GPU memory vLLM may take (default: 0.9)",
         kind="float",
         metavar="F",
     ),
     OptionSpec(
         "gpu_index",
-        "--gpu-index",
+        "--slm-gpu-index",
         "CUDA device index (as CUDA_VISIBLE_DEVICES shows it) to run and meter on (default: 0)",
         kind="int",
         metavar="I",
@@ -127,63 +127,63 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "quantized_models_dir",
-        "--quantized-models-dir",
+        "--slm-quantized-models-dir",
         "cache of quantized checkpoints (default: <slm cache dir>/quantized)",
         kind="path",
         metavar="DIR",
     ),
     OptionSpec(
         "calibration_dataset",
-        "--calibration-dataset",
+        "--slm-calibration-dataset",
         "calibration data for quantization: a local "
         "JSONL/text file or directory, or a Hugging Face dataset id (default: a set pytest-slm generates)",
         metavar="DATA",
     ),
     OptionSpec(
         "calibration_split",
-        "--calibration-split",
+        "--slm-calibration-split",
         "split of a Hugging Face calibration dataset (default: train)",
         metavar="SPLIT",
     ),
     OptionSpec(
         "num_calibration_samples",
-        "--num-calibration-samples",
+        "--slm-num-calibration-samples",
         "calibration samples (default: 512)",
         kind="int",
         metavar="N",
     ),
     OptionSpec(
         "max_sequence_length",
-        "--max-sequence-length",
+        "--slm-max-sequence-length",
         "calibration sequence length in tokens (default: 2048)",
         kind="int",
         metavar="N",
     ),
     OptionSpec(
         "quantize_python",
-        "--quantize-python",
+        "--slm-quantize-python",
         "Python interpreter that runs llmcompressor (a separate quantization venv; default: this one)",
         metavar="PATH",
     ),
     OptionSpec(
         "accuracy_tasks",
-        "--accuracy-tasks",
+        "--slm-accuracy-tasks",
         "lm-eval task or group names, or the local tasks gsm8k_local, slm_mc (default: mmlu gsm8k hellaswag)",
         kind="list",
         metavar="TASK",
     ),
     OptionSpec(
-        "num_fewshot", "--num-fewshot", "few-shot examples per accuracy item (default: 5)", kind="int", metavar="N"
+        "num_fewshot", "--slm-num-fewshot", "few-shot examples per accuracy item (default: 5)", kind="int", metavar="N"
     ),
     OptionSpec(
         "accuracy_limit",
-        "--accuracy-limit",
+        "--slm-accuracy-limit",
         "items per task: a count, or a fraction below 1 (default: all)",
         metavar="N",
     ),
     OptionSpec(
         "accuracy_batch_size",
-        "--accuracy-batch-size",
+        "--slm-accuracy-batch-size",
         "requests per engine call during evaluation (default: 64)",
         kind="int",
         metavar="N",
@@ -204,7 +204,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "perplexity_corpus",
-        "--perplexity-corpus",
+        "--slm-perplexity-corpus",
         "text corpus for perplexity: .txt (blank-line "
         "separated documents) or .jsonl (default: a corpus pytest-slm ships)",
         kind="path",
@@ -212,44 +212,44 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "retention_floor",
-        "--retention-floor",
+        "--slm-retention-floor",
         "minimum accuracy retention of a quantized precision vs bf16: a number, or TASK=number entries (default: 0.95)",
         kind="list",
         metavar="F",
     ),
     OptionSpec(
-        "log_samples", "--log-samples", "write lm-eval's per-item prompts and answers next to the report", kind="bool"
+        "log_samples", "--slm-log-samples", "write lm-eval's per-item prompts and answers next to the report", kind="bool"
     ),
     OptionSpec(
         "power_meter",
-        "--power-meter",
+        "--slm-power-meter",
         "energy meter: auto (NVML, then RAPL), nvml, rapl or none (default: auto)",
         choices=("auto", "nvml", "rapl", "none"),
     ),
     OptionSpec(
         "energy_window_s",
-        "--energy-window-s",
+        "--slm-energy-window-s",
         "minimum energy measurement window in seconds (default: 5; counters update about every 100 ms)",
         kind="float",
         metavar="S",
     ),
     OptionSpec(
         "energy_idle_s",
-        "--energy-idle-s",
+        "--slm-energy-idle-s",
         "idle-power measurement before the workload, seconds (default: 2)",
         kind="float",
         metavar="S",
     ),
     OptionSpec(
         "energy_settle_s",
-        "--energy-settle-s",
+        "--slm-energy-settle-s",
         "quiet time before the idle measurement, seconds (default: 3; a GPU draws above idle for a while after work)",
         kind="float",
         metavar="S",
     ),
     OptionSpec(
         "energy_sample_runs",
-        "--energy-sample-runs",
+        "--slm-energy-sample-runs",
         "minimum workload repetitions inside the energy window (default: 1)",
         kind="int",
         metavar="N",

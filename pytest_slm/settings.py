@@ -1,7 +1,7 @@
 """One frozen :class:`Settings` object, resolved once per session from the options.
 
 Pytest-free: :func:`resolve` takes a lookup callable that returns the raw value of an
-option and where it came from (``--num-runs``, ``environment variable SLM_NUM_RUNS``,
+option and where it came from (``--slm-num-runs``, ``environment variable SLM_NUM_RUNS``,
 ``ini option slm_num_runs``). Errors name the bad value and its source.
 """
 

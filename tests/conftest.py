@@ -50,11 +50,11 @@ class SlmPytester:
             str(self.output),
             "--slm-cache-dir",
             str(self.pytester.path / "cache"),
-            "--num-runs",
+            "--slm-num-runs",
             "3",
-            "--num-warmup",
+            "--slm-num-warmup",
             "1",
-            "--max-new-tokens",
+            "--slm-max-new-tokens",
             "8",
         ]
 

@@ -61,14 +61,14 @@ def test_generation_and_multiple_choice_tasks(slm_pytester, arith_task: Path) ->
     result = slm_pytester.run(
         "-k",
         "accuracy or perplexity",
-        "--accuracy-tasks",
+        "--slm-accuracy-tasks",
         "arith",
         "slm_mc",
         "--slm-task-path",
         str(arith_task),
-        "--num-fewshot",
+        "--slm-num-fewshot",
         "1",
-        "--accuracy-limit",
+        "--slm-accuracy-limit",
         "5",
         subprocess=True,
     )
@@ -95,7 +95,7 @@ def test_unavailable_dataset_is_skipped_with_task_name(
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     slm_pytester.pytester.makepyfile(BENCH)
     result = slm_pytester.run(
-        "--accuracy-tasks", "arc_easy", "--accuracy-limit", "2", "-k", "test_accuracy", subprocess=True
+        "--slm-accuracy-tasks", "arc_easy", "--slm-accuracy-limit", "2", "-k", "test_accuracy", subprocess=True
     )
     result.assert_outcomes(skipped=1)
     (skip,) = slm_pytester.results()["skipped"]
@@ -104,7 +104,7 @@ def test_unavailable_dataset_is_skipped_with_task_name(
 
 def test_unknown_task_fails_with_a_clear_message(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
-    result = slm_pytester.run("--accuracy-tasks", "no_such_task_xyz", "-k", "test_accuracy", subprocess=True)
+    result = slm_pytester.run("--slm-accuracy-tasks", "no_such_task_xyz", "-k", "test_accuracy", subprocess=True)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*UnknownTask: unknown lm-eval task 'no_such_task_xyz'*"])
 
@@ -112,16 +112,16 @@ def test_unknown_task_fails_with_a_clear_message(slm_pytester) -> None:
 def test_retention_of_a_quantized_precision_against_bf16(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
     result = slm_pytester.run(
-        "--accuracy-tasks",
+        "--slm-accuracy-tasks",
         "slm_mc",
-        "--accuracy-limit",
+        "--slm-accuracy-limit",
         "20",
-        "--num-fewshot",
+        "--slm-num-fewshot",
         "0",
         "--precision",
         "bf16",
         "int4",
-        "--retention-floor",
+        "--slm-retention-floor",
         "0.5",
         "slm_ppl=0.99",
         subprocess=True,
@@ -143,9 +143,9 @@ def test_retention_of_a_quantized_precision_against_bf16(slm_pytester) -> None:
 def test_retention_without_bf16_in_session_skips(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
     result = slm_pytester.run(
-        "--accuracy-tasks",
+        "--slm-accuracy-tasks",
         "slm_mc",
-        "--accuracy-limit",
+        "--slm-accuracy-limit",
         "4",
         "--precision",
         "int4",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 LATENCY = (Path(__file__).resolve().parents[1] / "benches" / "test_latency.py").read_text()
-ARGS = ("-k", "test_tpot or test_ttft", "--num-runs", "6")
+ARGS = ("-k", "test_tpot or test_ttft", "--slm-num-runs", "6")
 
 
 def run(slm_pytester, baselines: Path, *extra: str):  # type: ignore[no-untyped-def]
@@ -99,7 +99,7 @@ def test_corrupt_baseline_names_the_file_and_keeps_the_measurement(slm_pytester,
 
 
 def test_too_few_runs_is_inconclusive_not_pass(slm_pytester, saved: Path) -> None:
-    result = slm_pytester.run("-k", "test_tpot", "--num-runs", "3", "--slm-baseline-dir", str(saved))
+    result = slm_pytester.run("-k", "test_tpot", "--slm-num-runs", "3", "--slm-baseline-dir", str(saved))
     result.assert_outcomes(passed=2)
     assert {r["baseline"]["verdict"] for r in slm_pytester.results()["records"]} == {"inconclusive"}
     result.stdout.fnmatch_lines(["*inconclusive baseline comparison*", "*needs at least 5 repetitions*"])

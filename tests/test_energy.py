@@ -255,7 +255,7 @@ def test_rapl_unreadable_counter_names_the_file(tmp_path: Path, monkeypatch: pyt
 def test_auto_without_any_meter_gives_both_reasons(tmp_path: Path) -> None:
     with pytest.raises(MeterUnavailable, match=r"no power meter: NVML unavailable: .*; no RAPL powercap interface"):
         open_meter("auto", nvml=FakeNVML(FakeClock(), missing=True), powercap_root=tmp_path / "none")
-    with pytest.raises(MeterUnavailable, match="disabled by --power-meter none"):
+    with pytest.raises(MeterUnavailable, match="disabled by --slm-power-meter none"):
         open_meter("none")
     with pytest.raises(ValueError, match="valid: auto, nvml, rapl, none"):
         open_meter("joulescope")
@@ -272,7 +272,7 @@ ENERGY_BENCH = (Path(__file__).resolve().parents[1] / "benches" / "test_energy.p
 
 def test_energy_tests_skip_with_reason_where_no_meter(slm_pytester, tmp_path: Path) -> None:
     slm_pytester.pytester.makepyfile(ENERGY_BENCH)
-    result = slm_pytester.run("--power-meter", "rapl", "--slm-powercap-root", str(tmp_path / "nothing"))
+    result = slm_pytester.run("--slm-power-meter", "rapl", "--slm-powercap-root", str(tmp_path / "nothing"))
     result.assert_outcomes(skipped=2)
     reasons = {s["reason"] for s in slm_pytester.results()["skipped"]}
     assert reasons == {f"no RAPL powercap interface at {tmp_path / 'nothing'}"}
@@ -282,15 +282,15 @@ def test_energy_bench_on_fake_powercap(slm_pytester, tmp_path: Path) -> None:
     make_zone(tmp_path / "intel-rapl:0", "package-0", 5, max_range=1 << 40)
     slm_pytester.pytester.makepyfile(ENERGY_BENCH)
     result = slm_pytester.run(
-        "--power-meter",
+        "--slm-power-meter",
         "rapl",
         "--slm-powercap-root",
         str(tmp_path),
-        "--energy-window-s",
+        "--slm-energy-window-s",
         "0.05",
-        "--energy-idle-s",
+        "--slm-energy-idle-s",
         "0.01",
-        "--energy-settle-s",
+        "--slm-energy-settle-s",
         "0",
     )
     result.assert_outcomes(passed=2)
@@ -302,7 +302,7 @@ def test_energy_bench_on_fake_powercap(slm_pytester, tmp_path: Path) -> None:
 
 def test_auto_does_not_fall_back_to_rapl_over_a_bad_gpu_index(tmp_path: Path) -> None:
     make_zone(tmp_path / "intel-rapl:0", "package-0", 5)
-    with pytest.raises(MeterConfigError, match="--gpu-index 3 is out of range"):
+    with pytest.raises(MeterConfigError, match="--slm-gpu-index 3 is out of range"):
         open_meter(
             "auto", 3, nvml=FakeNVML(FakeClock()), powercap_root=tmp_path, environ={"CUDA_VISIBLE_DEVICES": "0,1"}
         )

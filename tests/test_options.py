@@ -38,7 +38,7 @@ def test_defaults_are_the_quick_profile(slm_pytester) -> None:
 
 def test_full_profile_and_explicit_knob(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(SHOW_SETTINGS)
-    result = slm_pytester.pytester.runpytest("-s", "--slm-profile", "full", "--batch-size", "4")
+    result = slm_pytester.pytester.runpytest("-s", "--slm-profile", "full", "--slm-batch-size", "4")
     assert settings_line(result)[:4] == ["500", "4", "256", "full"]
 
 
@@ -50,8 +50,8 @@ def test_precedence_cli_over_env_over_ini(slm_pytester, monkeypatch: pytest.Monk
     monkeypatch.setenv("SLM_NUM_RUNS", "5")
     out = settings_line(p.runpytest("-s"))
     assert out[0] == "5" and out[4] == "fp16" and out[5] == "environment"
-    out = settings_line(p.runpytest("-s", "--num-runs", "3"))
-    assert out[0] == "3" and out[5] == "--num-runs"
+    out = settings_line(p.runpytest("-s", "--slm-num-runs", "3"))
+    assert out[0] == "3" and out[5] == "--slm-num-runs"
 
 
 def test_marker_overrides_everything(slm_pytester) -> None:
@@ -65,7 +65,7 @@ def test_m(slm):
     assert slm.workload("single").concurrency == 1
     assert slm.workload("batch").concurrency == slm.settings.batch_size
 """)
-    p.runpytest("--num-runs", "9").assert_outcomes(passed=1)
+    p.runpytest("--slm-num-runs", "9").assert_outcomes(passed=1)
 
 
 def test_unknown_precision_is_a_usage_error_listing_valid_names(slm_pytester) -> None:
@@ -98,9 +98,9 @@ def test_m(slm):
 
 def test_prompt_from_missing_file_is_a_usage_error(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(SHOW_SETTINGS)
-    result = slm_pytester.pytester.runpytest("--prompt", "file:nope.txt")
+    result = slm_pytester.pytester.runpytest("--slm-prompt", "file:nope.txt")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--prompt: cannot read prompt file nope.txt*"])
+    result.stderr.fnmatch_lines(["*--slm-prompt: cannot read prompt file nope.txt*"])
 
 
 @pytest.mark.parametrize(
@@ -123,6 +123,6 @@ def test_unknown_precision_message_lists_aliases() -> None:
 
 def test_resolve_validates_ranges() -> None:
     with pytest.raises(SettingsError, match="num_runs must be >= 1, got 0"):
-        resolve(lambda spec: ("0", "--num-runs") if spec.field == "num_runs" else None)
+        resolve(lambda spec: ("0", "--slm-num-runs") if spec.field == "num_runs" else None)
     with pytest.raises(SettingsError, match=r"gpu_memory_utilization must be in \(0, 1\]"):
-        resolve(lambda spec: ("1.5", "--gpu-memory-utilization") if spec.field == "gpu_memory_utilization" else None)
+        resolve(lambda spec: ("1.5", "--slm-gpu-memory-utilization") if spec.field == "gpu_memory_utilization" else None)

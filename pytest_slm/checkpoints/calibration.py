@@ -186,7 +186,7 @@ def resolve_calibration(dataset: str | None, split: str, num_samples: int) -> Ca
         if len(texts) < num_samples:
             raise CalibrationError(
                 f"calibration data {path} has {len(texts)} samples; {num_samples} were asked for "
-                f"(--num-calibration-samples). Pass a smaller number or more data."
+                f"(--slm-num-calibration-samples). Pass a smaller number or more data."
             )
         texts = texts[:num_samples]
         return Calibration(str(path.resolve()), _digest(texts), tuple(texts))

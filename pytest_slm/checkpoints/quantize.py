@@ -121,7 +121,7 @@ def _quantize(
     say = progress or (lambda line: None)
     if calib is not None and calib.generated:
         say(
-            f"[pytest-slm] no --calibration-dataset: using {len(calib.texts)} calibration texts pytest-slm "
+            f"[pytest-slm] no --slm-calibration-dataset: using {len(calib.texts)} calibration texts pytest-slm "
             "generates itself (explanations, dialogues, word problems, code)"
         )
     with atomic.staged_dir(final) as tmp, tempfile.TemporaryDirectory(prefix="slm-quant-") as work:

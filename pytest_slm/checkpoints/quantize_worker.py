@@ -1,7 +1,7 @@
 """Quantize one checkpoint with llmcompressor ``oneshot``; run as a subprocess.
 
 ``python -m pytest_slm.checkpoints.quantize_worker SPEC.json``. The subprocess frees all its
-memory when done, and can run in a separate virtual environment (``--quantize-python``).
+memory when done, and can run in a separate virtual environment (``--slm-quantize-python``).
 Its last stdout line is ``SLM_RESULT {json}`` with what it actually used.
 """
 

@@ -157,7 +157,7 @@ def _too_few(metric: str, rule: str, b: np.ndarray, c: np.ndarray, tau: float, n
         b.size,
         c.size,
         note=f"needs at least {need} repetitions on each side (baseline has {b.size}, current {c.size}); "
-        f"raise --num-runs",
+        f"raise --slm-num-runs",
     )
 
 

@@ -23,7 +23,7 @@ class MeterUnavailable(Exception):
 
 
 class MeterConfigError(ValueError):
-    """A meter asked for something that does not exist (a bad --gpu-index or CUDA_VISIBLE_DEVICES entry).
+    """A meter asked for something that does not exist (a bad --slm-gpu-index or CUDA_VISIBLE_DEVICES entry).
 
     Not a reason to skip or to fall back to another meter: ``auto`` must not quietly meter the
     CPU because of a typo in the GPU selection."""
@@ -66,7 +66,7 @@ def cuda_to_nvml_index(cuda_index: int, visible: str | None, uuids: list[str]) -
     entries = [e.strip() for e in visible.split(",") if e.strip()]
     if cuda_index >= len(entries):
         raise MeterConfigError(
-            f"--gpu-index {cuda_index} is out of range: CUDA_VISIBLE_DEVICES={visible!r} shows {len(entries)} GPU(s)"
+            f"--slm-gpu-index {cuda_index} is out of range: CUDA_VISIBLE_DEVICES={visible!r} shows {len(entries)} GPU(s)"
         )
     entry = entries[cuda_index]
     if entry.isdigit():
@@ -300,7 +300,7 @@ def open_meter(
     if kind not in KINDS:
         raise ValueError(f"unknown power meter {kind!r}; valid: {', '.join(KINDS)}")
     if kind == "none":
-        raise MeterUnavailable("power metering disabled by --power-meter none")
+        raise MeterUnavailable("power metering disabled by --slm-power-meter none")
     if kind == "nvml":
         return NvmlMeter(gpu_index, nvml=nvml, environ=environ)
     if kind == "rapl":

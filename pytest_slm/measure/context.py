@@ -26,7 +26,7 @@ class BenchContext(Recorder):
         self.attachments[relpath] = rows
 
     def workload(self, streams: str | int) -> Workload:
-        """The request shape for ``"single"`` (one stream), ``"batch"`` (``--batch-size``
+        """The request shape for ``"single"`` (one stream), ``"batch"`` (``--slm-batch-size``
         concurrent streams) or an explicit concurrency, with this test's run-size settings."""
         if streams == "single":
             concurrency = 1

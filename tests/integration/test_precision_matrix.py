@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-CALIBRATION = ["--num-calibration-samples", "32", "--max-sequence-length", "64"]
+CALIBRATION = ["--slm-num-calibration-samples", "32", "--slm-max-sequence-length", "64"]
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +28,23 @@ def matrix_run(
         "bf16",
         "int4",
         "int8",
-        "--quantized-models-dir",
+        "--slm-quantized-models-dir",
         str(quantized),
         *CALIBRATION,
-        "--num-warmup",
+        "--slm-num-warmup",
         "1",
-        "--num-runs",
+        "--slm-num-runs",
         "2",
-        "--batch-size",
+        "--slm-batch-size",
         "4",
-        "--max-new-tokens",
+        "--slm-max-new-tokens",
         "16",
-        "--accuracy-tasks",
+        "--slm-accuracy-tasks",
         "gsm8k_local",
         "slm_mc",
-        "--accuracy-limit",
+        "--slm-accuracy-limit",
         "10",
-        "--retention-floor",
+        "--slm-retention-floor",
         "0.01",
         "-k",
         "checkpoint or offline_throughput or accuracy or perplexity or retention",

@@ -22,13 +22,13 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory, run_benches) -> tuple[su
         tmp_path_factory.mktemp("bench"),
         "--precision",
         "bf16",
-        "--num-warmup",
+        "--slm-num-warmup",
         "1",
-        "--num-runs",
+        "--slm-num-runs",
         "3",
-        "--batch-size",
+        "--slm-batch-size",
         "4",
-        "--max-new-tokens",
+        "--slm-max-new-tokens",
         "16",
     )
 
