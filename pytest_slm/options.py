@@ -88,7 +88,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="F",
     ),
     OptionSpec(
-        "max_runs", "--slm-max-runs", "cap for adaptive repetitions (default: 10 x --slm-num-runs)", kind="int", metavar="N"
+        "max_runs",
+        "--slm-max-runs",
+        "cap for adaptive repetitions (default: 10 x --slm-num-runs)",
+        kind="int",
+        metavar="N",
     ),
     OptionSpec("prompt", "--slm-prompt", "prompt text, or file:PATH to read it from a file", metavar="TEXT"),
     OptionSpec(
@@ -218,7 +222,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="F",
     ),
     OptionSpec(
-        "log_samples", "--slm-log-samples", "write lm-eval's per-item prompts and answers next to the report", kind="bool"
+        "log_samples",
+        "--slm-log-samples",
+        "write lm-eval's per-item prompts and answers next to the report",
+        kind="bool",
     ),
     OptionSpec(
         "power_meter",

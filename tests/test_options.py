@@ -125,4 +125,6 @@ def test_resolve_validates_ranges() -> None:
     with pytest.raises(SettingsError, match="num_runs must be >= 1, got 0"):
         resolve(lambda spec: ("0", "--slm-num-runs") if spec.field == "num_runs" else None)
     with pytest.raises(SettingsError, match=r"gpu_memory_utilization must be in \(0, 1\]"):
-        resolve(lambda spec: ("1.5", "--slm-gpu-memory-utilization") if spec.field == "gpu_memory_utilization" else None)
+        resolve(
+            lambda spec: ("1.5", "--slm-gpu-memory-utilization") if spec.field == "gpu_memory_utilization" else None
+        )
