@@ -66,7 +66,8 @@ def cuda_to_nvml_index(cuda_index: int, visible: str | None, uuids: list[str]) -
     entries = [e.strip() for e in visible.split(",") if e.strip()]
     if cuda_index >= len(entries):
         raise MeterConfigError(
-            f"--slm-gpu-index {cuda_index} is out of range: CUDA_VISIBLE_DEVICES={visible!r} shows {len(entries)} GPU(s)"
+            f"--slm-gpu-index {cuda_index} is out of range: "
+            f"CUDA_VISIBLE_DEVICES={visible!r} shows {len(entries)} GPU(s)"
         )
     entry = entries[cuda_index]
     if entry.isdigit():

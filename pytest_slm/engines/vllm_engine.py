@@ -43,7 +43,8 @@ def select_gpu(gpu_index: int, environ: dict[str, str] | os._Environ[str] = os.e
         return
     if gpu_index >= len(entries):
         raise ValueError(
-            f"--slm-gpu-index {gpu_index} is out of range: CUDA_VISIBLE_DEVICES={visible!r} shows {len(entries)} device(s)"
+            f"--slm-gpu-index {gpu_index} is out of range: "
+            f"CUDA_VISIBLE_DEVICES={visible!r} shows {len(entries)} device(s)"
         )
     environ["CUDA_VISIBLE_DEVICES"] = entries[gpu_index]
 
