@@ -21,6 +21,7 @@ from pytest_slm.parametrize import engine_specs
 from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import environment
 from pytest_slm.report.collector import ATTACHMENT_PROPERTY_KEY, ENGINE_PROPERTY_KEY, ReportCollector
+from pytest_slm.report.summary import terminal_lines
 from pytest_slm.settings import Settings, SettingsError, resolve
 from pytest_slm.thresholds import ThresholdError, ThresholdTable, check, marker_limits
 
@@ -219,18 +220,6 @@ class ReportHooks:
         if not self.collector.markdown:
             return
         terminalreporter.write_sep("=", "pytest-slm results")
-        terminalreporter.write_line(self.collector.markdown)
-        terminalreporter.write_line(
-            f"written: {self.collector.output / 'results.json'}, {self.collector.output / 'results.md'}"
-        )
-        inconclusive = [r for r in self.collector.records if (r.get("baseline") or {}).get("verdict") == "inconclusive"]
-        if inconclusive:
-            terminalreporter.write_sep(
-                "-", f"pytest-slm: {len(inconclusive)} inconclusive baseline comparison(s)", yellow=True
-            )
-            for r in inconclusive:
-                terminalreporter.write_line(
-                    f"{r['test']} {r['metric']}: {r['baseline'].get('note') or 'run too small'}"
-                )
-        for path in self.saved:
-            terminalreporter.write_line(f"baseline saved: {path}")
+        lines = terminal_lines(self.collector.records, self.collector.skipped, self.collector.output, self.saved)
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -27,8 +27,11 @@ def _fmt(value: float) -> str:
 def markdown(
     environment: Mapping[str, Any], records: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str, Any]]
 ) -> str:
-    """One table per model × precision, then skipped tests with their reasons."""
+    """The compact table (one row per model × precision), then one detail table per model × precision,
+    the baseline comparisons and the skipped tests with their reasons."""
     from tabulate import tabulate
+
+    from pytest_slm.report.summary import compact_markdown
 
     profile = environment.get("run_profile", {})
     hw = environment.get("hardware", {})
@@ -40,6 +43,10 @@ def markdown(
         + ", ".join(f"{k} {v}" for k, v in environment.get("versions", {}).items() if k in ("vllm", "torch")),
         f"Profile: {profile.get('profile', '?')} (warmup {profile.get('num_warmup')}, runs {profile.get('num_runs')}, "
         f"batch {profile.get('batch_size')}, {profile.get('max_new_tokens')} new tokens)",
+        "",
+        "## Summary",
+        "",
+        compact_markdown(records),
         "",
     ]
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}

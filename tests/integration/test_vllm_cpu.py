@@ -17,9 +17,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench_run(tmp_path_factory: pytest.TempPathFactory, run_benches) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[no-untyped-def, type-arg]
+def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the module's bench run writes its reports."""
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.fixture(scope="module")
+def bench_run(bench_dir: Path, run_benches) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[no-untyped-def, type-arg]
     return run_benches(  # type: ignore[no-any-return]
-        tmp_path_factory.mktemp("bench"),
+        bench_dir,
         "--precision",
         "bf16",
         "--slm-num-warmup",
@@ -37,11 +43,12 @@ def metric(doc: dict, test: str, name: str) -> dict:  # type: ignore[type-arg]
     return next(r for r in doc["records"] if test in r["test"] and r["metric"] == name)
 
 
-def test_suite_passes_and_writes_both_reports(bench_run) -> None:  # type: ignore[no-untyped-def]
+def test_suite_passes_and_writes_both_reports(bench_run, bench_dir: Path) -> None:  # type: ignore[no-untyped-def]
     proc, doc = bench_run
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     assert doc["schema"] == "pytest-slm/1"
-    assert "pytest-slm results" in proc.stdout and "## smollm2-135m · bf16" in proc.stdout
+    assert "pytest-slm results" in proc.stdout and "| smollm2-135m " in proc.stdout
+    assert "## smollm2-135m · bf16" in (bench_dir / "results.md").read_text()
     engine = doc["environment"]["engines"]["smollm2-135m-bf16"]
     assert engine["engine"] == "vllm" and len(engine["checkpoint_sha256"]) == 64
     assert engine["dtype"] == "bfloat16" and engine["load_time_s"] > 0

@@ -1,0 +1,346 @@
+"""Plots of merged results with matplotlib's object API on the Agg canvas (no pyplot state, no display).
+
+Each ``plot_*`` function takes the records' DataFrame (``tables.records_frame``) and the compact
+table, writes ``<name>.png`` and ``<name>.svg``, and returns their paths; where there is nothing to
+draw it raises :class:`NoData` with the reason, so no plot is ever drawn blank.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_slm.analysis import tables
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+LATENCY_KINDS = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2e": "end-to-end"}
+PERCENTILES = ("p50", "p90", "p99")
+
+
+class NoData(Exception):
+    """Nothing to draw; the message says why."""
+
+
+def _figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 4.2) -> tuple[Figure, list[Axes]]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def _save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "svg"):
+        path = out_dir / f"{name}.{ext}"
+        tmp = out_dir / f".{name}.tmp.{ext}"
+        fig.savefig(tmp, dpi=120)
+        tmp.replace(path)  # atomic: a crash never leaves half a picture
+        paths.append(path)
+    return paths
+
+
+def _label(row: Mapping[str, Any], several_machines: bool) -> str:
+    label = f"{row['model']} · {row['precision']}"
+    if several_machines and row.get("fingerprint"):
+        label += f"\n{str(row['fingerprint'])[:28]}"
+    return label
+
+
+def _lowest_concurrency(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, metric): the record of the lowest concurrency (the compact table's choice)."""
+    by = ["fingerprint", "model", "precision", "metric"]
+    ordered = df.assign(_fp=df["fingerprint"].fillna("")).sort_values("concurrency", na_position="last", kind="stable")
+    return ordered.drop_duplicates(["_fp", *by[1:]]).drop(columns="_fp")
+
+
+def _bars(ax: Axes, groups: Sequence[str], series: Mapping[str, Sequence[float]], errors: Any = None) -> None:
+    """Grouped bars: one group per entry of ``groups``, one bar per series."""
+    n = max(len(series), 1)
+    width = 0.8 / n
+    for i, (name, values) in enumerate(series.items()):
+        xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
+        err = None if errors is None else errors.get(name)
+        ax.bar(xs, values, width, label=name, yerr=err, capsize=3 if err is not None else 0)
+    ax.set_xticks(range(len(groups)), groups)
+
+
+def plot_latency_percentiles(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path) -> list[Path]:
+    """TTFT, TPOT, ITL and end-to-end p50/p90/p99 per model × precision (lowest-concurrency workload)."""
+    lat = _lowest_concurrency(df[df["metric"].str.fullmatch(r"(ttft|tpot|itl|e2e)_p\d+_s")])
+    if lat.empty:
+        raise NoData("no latency percentiles recorded (ttft/tpot/itl/e2e _pNN_s metrics)")
+    several = lat["fingerprint"].dropna().nunique() > 1
+    kinds = [k for k in LATENCY_KINDS if lat["metric"].str.startswith(f"{k}_").any()]
+    fig, axes = _figure(ncols=min(len(kinds), 2), nrows=math.ceil(len(kinds) / 2))
+    cells = list(dict.fromkeys((r.fingerprint, r.model, r.precision) for r in lat.itertuples()))
+    for ax, kind in zip(axes, kinds, strict=False):
+        series = {}
+        for fp, model, precision in cells:
+            rows = lat[(lat["model"] == model) & (lat["precision"] == precision)]
+            if several:
+                rows = rows[rows["fingerprint"] == fp]
+            values = dict(zip(rows["metric"], rows["value"], strict=True))
+            label = _label({"model": model, "precision": precision, "fingerprint": fp}, several)
+            series[label] = [values.get(f"{kind}_{p}_s", math.nan) * 1e3 for p in PERCENTILES]
+        _bars(ax, list(PERCENTILES), series)
+        ax.set_title(f"{LATENCY_KINDS[kind]} latency")
+        ax.set_ylabel("ms")
+        ax.legend(fontsize="small")
+    for ax in axes[len(kinds) :]:
+        ax.set_visible(False)
+    return _save(fig, out_dir, "latency_percentiles")
+
+
+def _cell_labels(compact: tables.CompactTable) -> list[str]:
+    f = compact.frame
+    several = "fingerprint" in f.columns
+    return [_label(r, several) for r in f.to_dict("records")]
+
+
+def plot_memory(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path) -> list[Path]:
+    """Weights (or checkpoint on disk), KV cache and peak memory per model × precision, in GB."""
+    f = compact.frame
+    kv = [tables.cell_value(_cell_rows(df, r), ("kv_cache_bytes",)) for r in f.to_dict("records")]
+    series = {
+        "weights / checkpoint": list(f["weights_bytes"] / 1e9),
+        "KV cache": [v / 1e9 for v in kv],
+        "peak": list(f["peak_bytes"] / 1e9),
+    }
+    series = {k: v for k, v in series.items() if any(not math.isnan(x) for x in v)}
+    if not series:
+        raise NoData("no memory figures recorded (weights_bytes, checkpoint_bytes, kv_cache_bytes, peak memory)")
+    fig, (ax,) = _figure(width=max(6.4, 1.6 * len(f)))
+    _bars(ax, _cell_labels(compact), series)
+    ax.set_ylabel("GB")
+    ax.set_title("Memory per model × precision")
+    ax.legend(fontsize="small")
+    return _save(fig, out_dir, "memory")
+
+
+def _cell_rows(df: pd.DataFrame, row: Mapping[str, Any]) -> pd.DataFrame:
+    mask = (df["model"] == row["model"]) & (df["precision"] == row["precision"])
+    if "fingerprint" in row:
+        mask &= df["fingerprint"] == row["fingerprint"]
+    return df[mask]
+
+
+def _no_energy_reason(skipped: Sequence[Mapping[str, Any]]) -> str:
+    reasons = [str(s.get("reason")) for s in skipped if "energy" in str(s.get("test", ""))]
+    why = f" (energy tests skipped: {reasons[0][:160]})" if reasons else ""
+    return f"no energy measured: no j_per_output_token records{why}"
+
+
+def plot_energy_per_token(
+    df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path, skipped: Sequence[Mapping[str, Any]] = ()
+) -> list[Path]:
+    """Joules per output token per model × precision, one bar per workload (single stream, batch)."""
+    energy = df[df["metric"] == "j_per_output_token"]
+    if energy.empty:
+        raise NoData(_no_energy_reason(skipped))
+    variants = list(dict.fromkeys(energy["variant"]))
+    labels = _cell_labels(compact)
+    series = {}
+    for variant in variants:
+        series[variant or "all"] = [
+            tables.cell_value(_cell_rows(energy[energy["variant"] == variant], r), ("j_per_output_token",))
+            for r in compact.frame.to_dict("records")
+        ]
+    fig, (ax,) = _figure(width=max(6.4, 1.6 * len(labels)))
+    _bars(ax, labels, series)
+    ax.set_ylabel("J / output token")
+    ax.set_title("Energy per output token")
+    ax.legend(title="workload", fontsize="small")
+    return _save(fig, out_dir, "energy_per_token")
+
+
+def plot_accuracy(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path) -> list[Path]:
+    """Each task's headline metric per model × precision, with lm-eval's stderr as error bars."""
+    if not compact.tasks:
+        raise NoData("no accuracy task recorded (no records with an lm-eval task)")
+    tasks = list(compact.tasks.items())
+    fig, axes = _figure(ncols=min(len(tasks), 2), nrows=math.ceil(len(tasks) / 2))
+    labels = _cell_labels(compact)
+    for ax, (task, metric) in zip(axes, tasks, strict=False):
+        values, errors = [], []
+        for r in compact.frame.to_dict("records"):
+            row = tables.pick_record(_cell_rows(df, r), (metric,))
+            values.append(math.nan if row is None else float(row["value"]))
+            se = math.nan if row is None or row["stderr"] is None else float(row["stderr"])
+            errors.append(0.0 if math.isnan(se) else se)
+        ax.bar(range(len(labels)), values, yerr=errors, capsize=3)
+        ax.set_xticks(range(len(labels)), labels)
+        arrow = "higher is better" if compact.higher_is_better[task] else "lower is better"
+        ax.set_title(f"{task}: {metric.removeprefix(task + '.')} ({arrow})")
+    for ax in axes[len(tasks) :]:
+        ax.set_visible(False)
+    return _save(fig, out_dir, "accuracy")
+
+
+#: quantization-impact bars: (label, metric names, concurrency rule) — the compact table's figures
+IMPACT_METRICS = (
+    ("TTFT p50", ("ttft_p50_s",)),
+    ("TPOT p50", ("tpot_p50_s",)),
+    ("output tok/s", ("output_tokens_per_s",)),
+    ("weights", tables.WEIGHTS_METRICS),
+    ("peak memory", tables.PEAK_METRICS),
+    ("J/token", tables.ENERGY_METRICS),
+)
+
+
+def plot_quantization_impact(
+    df: pd.DataFrame, compact: tables.CompactTable, impact: pd.DataFrame, out_dir: Path
+) -> list[Path]:
+    """Retention (direction-aware ratio against bf16; above 1 is better) of the headline figures per
+    quantized model × precision, with 95 % intervals where the records carry them."""
+    if impact.empty:
+        raise NoData("no precision has a bf16 run of the same model to compare with")
+    metrics = list(IMPACT_METRICS) + [(task, (m,)) for task, m in compact.tasks.items()]
+    impact = impact.sort_values("concurrency", na_position="last", kind="stable")
+    cells = list(dict.fromkeys((r.fingerprint, r.model, r.precision) for r in impact.itertuples()))
+    series: dict[str, list[float]] = {}
+    errors: dict[str, list[list[float]]] = {}
+    for fp, model, precision in cells:
+        rows = impact[(impact["model"] == model) & (impact["precision"] == precision)]
+        if isinstance(fp, str):
+            rows = rows[rows["fingerprint"] == fp]
+        label = f"{model} · {precision}"
+        vals, lo, hi = [], [], []
+        for _, wanted in metrics:
+            hit = rows[rows["metric"].isin(wanted)]
+            if hit.empty:
+                vals.append(math.nan)
+                lo.append(0.0)
+                hi.append(0.0)
+                continue
+            h = hit.iloc[0]
+            vals.append(h["retention"])
+            ok = not (math.isnan(h["retention_ci_low"]) or math.isnan(h["retention_ci_high"]))
+            lo.append(max(h["retention"] - h["retention_ci_low"], 0.0) if ok else 0.0)
+            hi.append(max(h["retention_ci_high"] - h["retention"], 0.0) if ok else 0.0)
+        series[label] = vals
+        errors[label] = [lo, hi]
+    keep = [i for i in range(len(metrics)) if any(not math.isnan(v[i]) for v in series.values())]
+    shown = [metrics[i][0] for i in keep]
+    fig, (ax,) = _figure(width=max(6.4, 1.1 * len(shown)))
+    _bars(
+        ax,
+        shown,
+        {k: [v[i] for i in keep] for k, v in series.items()},
+        {k: [[e[0][i] for i in keep], [e[1][i] for i in keep]] for k, e in errors.items()},
+    )
+    ax.axhline(1.0, color="grey", linewidth=1)
+    ax.set_ylabel("retention vs bf16 (>1 is better)")
+    ax.set_title("Quantization impact against bf16 of the same model")
+    ax.tick_params(axis="x", labelrotation=20)
+    ax.legend(fontsize="small")
+    return _save(fig, out_dir, "quantization_impact")
+
+
+def _pareto(
+    compact: tables.CompactTable, out_dir: Path, x_col: str, x_label: str, maximize_x: bool, name: str, why: str
+) -> list[Path]:
+    f = compact.frame
+    tasks = [t for t in compact.tasks if not f[f"task:{t}"].isna().all()]
+    if f.empty or not tasks:
+        raise NoData("no accuracy task recorded")
+    if f[x_col].isna().all():
+        raise NoData(why)
+    fig, axes = _figure(ncols=min(len(tasks), 2), nrows=math.ceil(len(tasks) / 2))
+    labels = _cell_labels(compact)
+    for ax, task in zip(axes, tasks, strict=False):
+        xs, ys = list(f[x_col]), list(f[f"task:{task}"])
+        ax.scatter(xs, ys, zorder=3)
+        for x, y, label in zip(xs, ys, labels, strict=True):
+            if not (math.isnan(x) or math.isnan(y)):
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize="small")
+        hib = compact.higher_is_better[task]
+        front = tables.pareto_front(xs, ys, maximize_x=maximize_x, maximize_y=hib)
+        ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="tab:red", label="Pareto front")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(f"{compact.tasks[task]} ({'higher' if hib else 'lower'} is better)")
+        ax.set_title(task)
+        ax.legend(fontsize="small")
+    for ax in axes[len(tasks) :]:
+        ax.set_visible(False)
+    return _save(fig, out_dir, name)
+
+
+def plot_pareto_throughput(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path) -> list[Path]:
+    """Accuracy against output tokens/s, the Pareto front dashed."""
+    why = "no output_tokens_per_s recorded"
+    return _pareto(compact, out_dir, "output_tokens_per_s", "output tokens/s", True, "pareto_accuracy_throughput", why)
+
+
+def plot_pareto_energy(
+    df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path, skipped: Sequence[Mapping[str, Any]] = ()
+) -> list[Path]:
+    """Accuracy against joules per output token (lower is better), the Pareto front dashed."""
+    why = _no_energy_reason(skipped)
+    return _pareto(compact, out_dir, "j_per_token", "J / output token", False, "pareto_accuracy_energy", why)
+
+
+def plot_latency_vs_output_tokens(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path) -> list[Path]:
+    """End-to-end, TTFT and ITL p50 against the number of output tokens (the workload's max_new_tokens),
+    one line per model × precision × concurrency; needs runs with at least two output lengths."""
+    lat = df[df["metric"].isin(["e2e_p50_s", "ttft_p50_s", "itl_p50_s"]) & df["max_new_tokens"].notna()]
+    if lat.empty:
+        raise NoData("no latency record carries its workload's max_new_tokens")
+    lengths = sorted(set(lat["max_new_tokens"]))
+    if len(lengths) < 2:
+        raise NoData(
+            f"every latency record has max_new_tokens={lengths[0]:g}: a relation needs at least two output "
+            "lengths (merge runs made with different --slm-max-new-tokens)"
+        )
+    metrics = [m for m in ("e2e_p50_s", "ttft_p50_s", "itl_p50_s") if (lat["metric"] == m).any()]
+    fig, axes = _figure(ncols=len(metrics))
+    for ax, metric in zip(axes, metrics, strict=True):
+        rows = lat[lat["metric"] == metric]
+        for (model, precision, conc), g in rows.groupby(["model", "precision", "concurrency"], dropna=False):
+            g = g.groupby("max_new_tokens", as_index=False)["value"].median()
+            label = f"{model} · {precision}" + ("" if math.isnan(conc) else f" ×{conc:g}")
+            ax.plot(g["max_new_tokens"], g["value"] * 1e3, "o-", label=label)
+        ax.set_xlabel("output tokens (max_new_tokens)")
+        ax.set_ylabel(f"{metric.removesuffix('_s')} (ms)")
+        ax.legend(fontsize="small")
+    return _save(fig, out_dir, "latency_vs_output_tokens")
+
+
+def draw_all(
+    records: Sequence[Mapping[str, Any]],
+    compact: tables.CompactTable,
+    impact: pd.DataFrame,
+    out_dir: Path,
+    skipped: Sequence[Mapping[str, Any]] = (),
+) -> tuple[list[Path], dict[str, str]]:
+    """Every plot that has data; returns the files written and, per plot left out, why."""
+    df = tables.records_frame(records)
+    plots: dict[str, Callable[[], list[Path]]] = {
+        "latency_percentiles": lambda: plot_latency_percentiles(df, compact, out_dir),
+        "memory": lambda: plot_memory(df, compact, out_dir),
+        "energy_per_token": lambda: plot_energy_per_token(df, compact, out_dir, skipped),
+        "accuracy": lambda: plot_accuracy(df, compact, out_dir),
+        "quantization_impact": lambda: plot_quantization_impact(df, compact, impact, out_dir),
+        "pareto_accuracy_throughput": lambda: plot_pareto_throughput(df, compact, out_dir),
+        "pareto_accuracy_energy": lambda: plot_pareto_energy(df, compact, out_dir, skipped),
+        "latency_vs_output_tokens": lambda: plot_latency_vs_output_tokens(df, compact, out_dir),
+    }
+    written: list[Path] = []
+    omitted: dict[str, str] = {}
+    if df.empty:
+        return [], {name: "no records" for name in plots}
+    for name, draw in plots.items():
+        try:
+            written += draw()
+        except NoData as exc:
+            omitted[name] = str(exc)
+    return written, omitted
