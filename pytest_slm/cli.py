@@ -37,7 +37,7 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_NOTHING
     for c in merged.conflicts[:LISTED_CONFLICTS]:
         print(f"pytest-slm report: conflict: {c.describe()}", file=err)
-    built = build(merged, args.output_dir, plots=not args.no_plots)
+    built = build(merged, args.output_dir, html=args.html, plots=not args.no_plots)
     if len(merged.conflicts) > LISTED_CONFLICTS:
         print(
             f"pytest-slm report: {len(merged.conflicts)} conflicts in all: {args.output_dir / 'conflicts.json'}",
@@ -68,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("results", nargs="+", type=Path, help="results.json files or directories containing them")
     rep.add_argument("--output-dir", "-o", type=Path, required=True, help="where the report is written")
+    rep.add_argument("--html", action="store_true", help="also write leaderboard.html (one self-contained page)")
     rep.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
     rep.set_defaults(func=_report)
     return p

@@ -9,83 +9,14 @@ import math
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pytest_slm.analysis.merge import merge
 from pytest_slm.cli import main
-from pytest_slm.report.writers import SCHEMA
+from tests.report_docs import cell, document, rec, write
 
 SCRIPT = Path(sys.executable).parent / "pytest-slm"
-
-
-def rec(precision: str, test: str, metric: str, value: float, **kw: Any) -> dict[str, Any]:
-    """A results.json record of model ``m`` as the plugin writes it."""
-    unit = kw.pop("unit", "s" if metric.endswith("_s") else "1")
-    return {
-        "test": f"benches/t.py::{test}[m-{precision}" + (f"-{kw.pop('variant')}]" if "variant" in kw else "]"),
-        "outcome": kw.pop("outcome", "passed"),
-        "model": kw.pop("model", "m"),
-        "precision": precision,
-        "engine_id": f"m-{precision}",
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "higher_is_better": kw.pop("higher_is_better", not metric.endswith("_s")),
-        "n": kw.pop("n", None),
-        "stderr": kw.pop("stderr", None),
-        "samples": kw.pop("samples", []),
-        "info": kw.pop("info", {}),
-        "threshold": None,
-        "baseline": kw.pop("baseline", None),
-        "baseline_key": None,
-        **kw,
-    }
-
-
-def cell(precision: str, ttft: float, tps: float, acc: float, acc_se: float, verdict: str | None = None) -> list:
-    base = {"verdict": verdict} if verdict else None
-    workload = {"workload": {"concurrency": 1, "max_new_tokens": 16}}
-    return [
-        rec(precision, "test_ttft", "ttft_p50_s", ttft, variant="single", samples=[ttft, ttft * 1.1], info=workload),
-        rec(precision, "test_ttft", "ttft_p50_s", ttft * 3, variant="batch", info={"workload": {"concurrency": 4}}),
-        rec(precision, "test_tpot", "tpot_p50_s", ttft / 2, variant="single", baseline=base, info=workload),
-        rec(
-            precision, "test_offline_throughput", "output_tokens_per_s", tps, unit="token/s", samples=[tps - 1, tps + 1]
-        ),
-        rec(precision, "test_memory", "peak_rss_bytes", 3.4e9, unit="B", higher_is_better=False),
-        rec(precision, "test_checkpoint_size", "checkpoint_bytes", 2.7e8, unit="B", higher_is_better=False),
-        rec(
-            precision,
-            "test_accuracy",
-            "slm_mc.acc",
-            acc,
-            variant="slm_mc",
-            stderr=acc_se,
-            n=40,
-            info={"task": "slm_mc", "metric": "acc", "filter": "none"},
-        ),
-        rec(
-            precision,
-            "test_accuracy",
-            "slm_mc.acc_norm",
-            acc / 2,
-            variant="slm_mc",
-            info={"task": "slm_mc", "metric": "acc_norm", "filter": "none"},
-        ),
-    ]
-
-
-def document(records: list, **env: Any) -> dict[str, Any]:
-    environment = {"hardware": {"cpu_model": "Test CPU", "cpu_count": 2}, "versions": {"vllm": "0.32.0"}, **env}
-    return {"schema": SCHEMA, "environment": environment, "records": records, "skipped": []}
-
-
-def write(path: Path, doc: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
-    return path
 
 
 @pytest.fixture

@@ -108,7 +108,7 @@ def _pareto_lines(compact: tables.CompactTable) -> list[str]:
     return out
 
 
-def build(merged: Merged, output_dir: Path, *, plots: bool = True) -> Built:
+def build(merged: Merged, output_dir: Path, *, html: bool = False, plots: bool = True) -> Built:
     """Write every output of the report for ``merged`` under ``output_dir``."""
     built = Built()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +147,10 @@ def build(merged: Merged, output_dir: Path, *, plots: bool = True) -> Built:
         drawn, omitted = plotting.draw_all(merged.records, compact, impact, output_dir / "plots", merged.skipped)
         built.plots += drawn
         built.omitted.update(omitted)
+    if html:
+        from pytest_slm.analysis import leaderboard
+
+        built.files.append(leaderboard.write(merged, compact, output_dir / "leaderboard.html"))
     summary = executive_summary(merged, compact, versus, built, output_dir)
     atomic.write_text(output_dir / "executive_summary.md", summary)
     built.files.append(output_dir / "executive_summary.md")
