@@ -198,7 +198,7 @@ class ResultsFileError(Exception):
     """A results file that cannot be used; the message names it."""
 
 
-def _started_at(path: Path, environment: Mapping[str, Any]) -> tuple[str, str]:
+def run_started_at(path: Path, environment: Mapping[str, Any]) -> tuple[str, str]:
     started = environment.get("started_at")
     if isinstance(started, str) and started:
         return started, "environment.started_at"
@@ -225,7 +225,7 @@ def merge(paths: Sequence[Path]) -> Merged:
         out.errors.extend(problems)
         env = doc["environment"]
         fp = env.get("fingerprint") if isinstance(env.get("fingerprint"), str) else None
-        started, time_source = _started_at(path, env)
+        started, time_source = run_started_at(path, env)
         out.sources.append(Source(str(path), started, time_source, fp, env, len(doc["records"])))
         for raw in doc["records"]:
             rec = {**raw, "fingerprint": raw.get("fingerprint") or fp, "source": str(path)}

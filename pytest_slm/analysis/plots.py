@@ -27,7 +27,7 @@ class NoData(Exception):
     """Nothing to draw; the message says why."""
 
 
-def _figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 4.2) -> tuple[Figure, list[Axes]]:
+def new_figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 4.2) -> tuple[Figure, list[Axes]]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -37,7 +37,7 @@ def _figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 
     return fig, [ax for row in axes for ax in row]
 
 
-def _save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
+def save_figure(fig: Figure, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "svg"):
@@ -81,7 +81,7 @@ def plot_latency_percentiles(df: pd.DataFrame, compact: tables.CompactTable, out
         raise NoData("no latency percentiles recorded (ttft/tpot/itl/e2e _pNN_s metrics)")
     several = lat["fingerprint"].dropna().nunique() > 1
     kinds = [k for k in LATENCY_KINDS if lat["metric"].str.startswith(f"{k}_").any()]
-    fig, axes = _figure(ncols=min(len(kinds), 2), nrows=math.ceil(len(kinds) / 2))
+    fig, axes = new_figure(ncols=min(len(kinds), 2), nrows=math.ceil(len(kinds) / 2))
     cells = list(dict.fromkeys((r.fingerprint, r.model, r.precision) for r in lat.itertuples()))
     for ax, kind in zip(axes, kinds, strict=False):
         series = {}
@@ -98,7 +98,7 @@ def plot_latency_percentiles(df: pd.DataFrame, compact: tables.CompactTable, out
         ax.legend(fontsize="small")
     for ax in axes[len(kinds) :]:
         ax.set_visible(False)
-    return _save(fig, out_dir, "latency_percentiles")
+    return save_figure(fig, out_dir, "latency_percentiles")
 
 
 def _cell_labels(compact: tables.CompactTable) -> list[str]:
@@ -119,12 +119,12 @@ def plot_memory(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path) -
     series = {k: v for k, v in series.items() if any(not math.isnan(x) for x in v)}
     if not series:
         raise NoData("no memory figures recorded (weights_bytes, checkpoint_bytes, kv_cache_bytes, peak memory)")
-    fig, (ax,) = _figure(width=max(6.4, 1.6 * len(f)))
+    fig, (ax,) = new_figure(width=max(6.4, 1.6 * len(f)))
     _bars(ax, _cell_labels(compact), series)
     ax.set_ylabel("GB")
     ax.set_title("Memory per model × precision")
     ax.legend(fontsize="small")
-    return _save(fig, out_dir, "memory")
+    return save_figure(fig, out_dir, "memory")
 
 
 def _cell_rows(df: pd.DataFrame, row: Mapping[str, Any]) -> pd.DataFrame:
@@ -155,12 +155,12 @@ def plot_energy_per_token(
             tables.cell_value(_cell_rows(energy[energy["variant"] == variant], r), ("j_per_output_token",))
             for r in compact.frame.to_dict("records")
         ]
-    fig, (ax,) = _figure(width=max(6.4, 1.6 * len(labels)))
+    fig, (ax,) = new_figure(width=max(6.4, 1.6 * len(labels)))
     _bars(ax, labels, series)
     ax.set_ylabel("J / output token")
     ax.set_title("Energy per output token")
     ax.legend(title="workload", fontsize="small")
-    return _save(fig, out_dir, "energy_per_token")
+    return save_figure(fig, out_dir, "energy_per_token")
 
 
 def plot_accuracy(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path) -> list[Path]:
@@ -168,7 +168,7 @@ def plot_accuracy(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path)
     if not compact.tasks:
         raise NoData("no accuracy task recorded (no records with an lm-eval task)")
     tasks = list(compact.tasks.items())
-    fig, axes = _figure(ncols=min(len(tasks), 2), nrows=math.ceil(len(tasks) / 2))
+    fig, axes = new_figure(ncols=min(len(tasks), 2), nrows=math.ceil(len(tasks) / 2))
     labels = _cell_labels(compact)
     for ax, (task, metric) in zip(axes, tasks, strict=False):
         values, errors = [], []
@@ -183,7 +183,7 @@ def plot_accuracy(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path)
         ax.set_title(f"{task}: {metric.removeprefix(task + '.')} ({arrow})")
     for ax in axes[len(tasks) :]:
         ax.set_visible(False)
-    return _save(fig, out_dir, "accuracy")
+    return save_figure(fig, out_dir, "accuracy")
 
 
 #: quantization-impact bars: (label, metric names, concurrency rule) — the compact table's figures
@@ -231,7 +231,7 @@ def plot_quantization_impact(
         errors[label] = [lo, hi]
     keep = [i for i in range(len(metrics)) if any(not math.isnan(v[i]) for v in series.values())]
     shown = [metrics[i][0] for i in keep]
-    fig, (ax,) = _figure(width=max(6.4, 1.1 * len(shown)))
+    fig, (ax,) = new_figure(width=max(6.4, 1.1 * len(shown)))
     _bars(
         ax,
         shown,
@@ -243,7 +243,7 @@ def plot_quantization_impact(
     ax.set_title("Quantization impact against bf16 of the same model")
     ax.tick_params(axis="x", labelrotation=20)
     ax.legend(fontsize="small")
-    return _save(fig, out_dir, "quantization_impact")
+    return save_figure(fig, out_dir, "quantization_impact")
 
 
 def _pareto(
@@ -255,7 +255,7 @@ def _pareto(
         raise NoData("no accuracy task recorded")
     if f[x_col].isna().all():
         raise NoData(why)
-    fig, axes = _figure(ncols=min(len(tasks), 2), nrows=math.ceil(len(tasks) / 2))
+    fig, axes = new_figure(ncols=min(len(tasks), 2), nrows=math.ceil(len(tasks) / 2))
     labels = _cell_labels(compact)
     for ax, task in zip(axes, tasks, strict=False):
         xs, ys = list(f[x_col]), list(f[f"task:{task}"])
@@ -272,7 +272,7 @@ def _pareto(
         ax.legend(fontsize="small")
     for ax in axes[len(tasks) :]:
         ax.set_visible(False)
-    return _save(fig, out_dir, name)
+    return save_figure(fig, out_dir, name)
 
 
 def plot_pareto_throughput(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path) -> list[Path]:
@@ -302,7 +302,7 @@ def plot_latency_vs_output_tokens(df: pd.DataFrame, compact: tables.CompactTable
             "lengths (merge runs made with different --slm-max-new-tokens)"
         )
     metrics = [m for m in ("e2e_p50_s", "ttft_p50_s", "itl_p50_s") if (lat["metric"] == m).any()]
-    fig, axes = _figure(ncols=len(metrics))
+    fig, axes = new_figure(ncols=len(metrics))
     for ax, metric in zip(axes, metrics, strict=True):
         rows = lat[lat["metric"] == metric]
         for (model, precision, conc), g in rows.groupby(["model", "precision", "concurrency"], dropna=False):
@@ -312,7 +312,7 @@ def plot_latency_vs_output_tokens(df: pd.DataFrame, compact: tables.CompactTable
         ax.set_xlabel("output tokens (max_new_tokens)")
         ax.set_ylabel(f"{metric.removesuffix('_s')} (ms)")
         ax.legend(fontsize="small")
-    return _save(fig, out_dir, "latency_vs_output_tokens")
+    return save_figure(fig, out_dir, "latency_vs_output_tokens")
 
 
 def draw_all(

@@ -71,7 +71,7 @@ def _max_new_tokens(record: Mapping[str, Any]) -> float:
     return float(value) if isinstance(value, (int, float)) else math.nan
 
 
-def _stderr(record: Mapping[str, Any]) -> float:
+def stderr_of(record: Mapping[str, Any]) -> float:
     """The record's stderr; else the standard error of its per-repetition samples (≥ 2); else NaN."""
     se = record.get("stderr")
     if isinstance(se, (int, float)) and math.isfinite(se):
@@ -107,7 +107,7 @@ def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 "higher_is_better": bool(r.get("higher_is_better")),
                 "n": r.get("n"),
                 "stderr": r.get("stderr"),
-                "se": _stderr(r),
+                "se": stderr_of(r),
                 "samples": [float(x) for x in r.get("samples") or ()],
                 "outcome": r.get("outcome"),
                 "verdict": baseline.get("verdict"),
