@@ -106,6 +106,10 @@ def test_diff_against_a_baseline_directory_in_either_order(results_ab, tmp_path:
     assert main(["diff", str(tmp_path / "baselines"), str(other)]) == 2
     err = capsys.readouterr().err
     assert f"no baselines for fingerprint gpu-x (the results' environment); available: {FP}, gpu-y" in err
+    assert main(["diff", str(tmp_path / "baselines"), str(other), "--fingerprint", "gpu-y"]) == 0
+    assert (
+        f"A (reference): {tmp_path / 'baselines' / 'gpu-y'} (fingerprint from --fingerprint)" in capsys.readouterr().out
+    )
 
 
 def test_trend_orders_runs_by_start_time(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -149,6 +153,7 @@ def test_tps(slm_engine, slm):
     results = slm_pytester.output / "results.json"
     csv_path = slm_pytester.pytester.path / "d.csv"
     assert main(["diff", str(baselines), str(results), "--csv", str(csv_path)]) == 0
+    assert "(fingerprint from the only fingerprint in the directory)" in capsys.readouterr().out
     rows = read_csv(csv_path)
     assert len(rows) == 2 * 5 and {r["precision"] for r in rows} == {"bf16", "int4"}
     assert not [r for r in rows if r["verdict"] in ("only in A", "only in B", "error")]  # every key matched

@@ -127,6 +127,7 @@ def test_leaderboard_in_headless_chromium(page, browser, tmp_path: Path) -> None
     by_tps = sorted(CELLS, key=lambda c: -CELLS[c][1])
     assert visible_ids(driver) == [f"{m} · {p}" for m, p in by_tps]
     assert column(driver, "output_tokens_per_s")[0] == "320"
+    assert "sort=output_tokens_per_s" in driver.find_element("id", "permalink").get_attribute("href")
     header.click()
     assert visible_ids(driver) == [f"{m} · {p}" for m, p in reversed(by_tps)]
 
@@ -149,6 +150,7 @@ def test_leaderboard_in_headless_chromium(page, browser, tmp_path: Path) -> None
     assert [li.text for li in top] == ["gamma-1b · bf16: 0.71", "gamma-1b · int8: 0.7", "beta-360m · bf16: 0.62"]
     points = driver.find_elements("css selector", "#scatter-svg g.point")
     assert {p.get_attribute("data-id") for p in points} == expected
+    assert driver.find_elements("css selector", "#scatter-svg polyline")  # the Pareto front
 
     # compare: tick three rows; the compare view shows exactly those, side by side
     chosen = ["alpha-135m · int4", "beta-360m · bf16", "gamma-1b · int8"]
@@ -198,3 +200,10 @@ def test_leaderboard_in_headless_chromium(page, browser, tmp_path: Path) -> None
         ttft, tps, acc, _ = CELLS[(row["model"], row["precision"])]
         assert float(row["output_tokens_per_s"]) == tps and float(row["task:slm_mc"]) == acc
         assert float(row["ttft_p50_ms"]) == pytest.approx(ttft * 1e3)
+
+    # the export holds the visible rows only
+    Select(driver.find_element("id", "precision-filter")).select_by_value("bf16")
+    driver.find_element("id", "export-csv").click()
+    filtered = list(csv.DictReader(io.StringIO(driver.execute_script("return window.slmLastCsv"))))
+    assert sorted(r["model"] for r in filtered) == ["alpha-135m", "beta-360m", "gamma-1b"]
+    assert {r["precision"] for r in filtered} == {"bf16"}

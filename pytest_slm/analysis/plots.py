@@ -259,13 +259,13 @@ def _pareto(
     labels = _cell_labels(compact)
     for ax, task in zip(axes, tasks, strict=False):
         xs, ys = list(f[x_col]), list(f[f"task:{task}"])
-        ax.scatter(xs, ys, zorder=3)
-        for x, y, label in zip(xs, ys, labels, strict=True):
-            if not (math.isnan(x) or math.isnan(y)):
-                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize="small")
         hib = compact.higher_is_better[task]
         front = tables.pareto_front(xs, ys, maximize_x=maximize_x, maximize_y=hib)
-        ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="tab:red", label="Pareto front")
+        ax.scatter(xs, ys, zorder=3, color="tab:blue", label="model × precision")
+        ax.plot([xs[i] for i in front], [ys[i] for i in front], "o--", color="tab:red", label="Pareto front", zorder=4)
+        # Only the front is labelled: with 20 cells, labels on every point overlap into noise.
+        for i in front:
+            ax.annotate(labels[i], (xs[i], ys[i]), textcoords="offset points", xytext=(4, 4), fontsize="small")
         ax.set_xlabel(x_label)
         ax.set_ylabel(f"{compact.tasks[task]} ({'higher' if hib else 'lower'} is better)")
         ax.set_title(task)

@@ -7,7 +7,11 @@ unchanged on CUDA.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +91,41 @@ def test_throughput_and_memory(bench_run) -> None:  # type: ignore[no-untyped-de
     kv = metric(doc, "test_memory", "kv_cache_bytes")
     assert rss["value"] > kv["value"] > 0
     assert metric(doc, "test_checkpoint_size", "checkpoint_bytes")["value"] > 100e6
+
+
+def test_report_command_on_this_run(bench_run, bench_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`pytest-slm report --html` (the console script) on the results this module's bench run wrote."""
+    _, doc = bench_run
+    out = tmp_path / "report"
+    script = Path(sys.executable).parent / "pytest-slm"
+    proc = subprocess.run(
+        [str(script), "report", str(bench_dir / "results.json"), "--output-dir", str(out), "--html"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = csv.DictReader(io.StringIO((out / "results_table.csv").read_text()))
+    assert (row["model"], row["precision"]) == ("smollm2-135m", "bf16")
+    ttft = metric(doc, "test_ttft[smollm2-135m-bf16-single]", "ttft_p50_s")["value"]
+    assert float(row["ttft_p50_ms"]) == pytest.approx(ttft * 1e3)
+    tps = metric(doc, "test_offline_throughput", "output_tokens_per_s")["value"]
+    assert float(row["output_tokens_per_s"]) == pytest.approx(tps)
+    assert float(row["peak_gb"]) == pytest.approx(metric(doc, "test_memory", "peak_rss_bytes")["value"] / 1e9)
+    assert float(row["weights_gb"]) == pytest.approx(
+        metric(doc, "test_checkpoint_size", "checkpoint_bytes")["value"] / 1e9
+    )
+    complete = json.loads((out / "complete_results.json").read_text())
+    assert len(complete["records"]) == len(doc["records"]) and not complete["conflicts"]
+    stats = list(csv.DictReader(io.StringIO((out / "summary_statistics.csv").read_text())))
+    assert len(stats) == len(doc["records"])
+    assert (out / "quantization_impact.csv").read_text().startswith("fingerprint,model,precision,")  # bf16 only
+    drawn = ["latency_percentiles", "memory"] + (
+        ["accuracy", "pareto_accuracy_throughput"] if "slm_mc.acc" in row else []
+    )
+    for name in drawn:
+        assert (out / "plots" / f"{name}.png").stat().st_size > 5000
+    assert "plot left out: energy_per_token — no energy measured" in proc.stdout  # no meter on this VM
+    assert "smollm2-135m" in (out / "leaderboard.html").read_text()
+    assert "| smollm2-135m " in (out / "executive_summary.md").read_text()
