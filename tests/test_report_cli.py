@@ -266,3 +266,24 @@ def test_energy_and_output_length_plots_once_there_is_data(tmp_path: Path, capsy
     for name in ("energy_per_token", "pareto_accuracy_energy", "latency_vs_output_tokens"):
         assert (tmp_path / "r" / "plots" / f"{name}.png").stat().st_size > 5000
         assert f"plot left out: {name}" not in out
+
+
+def test_several_machines_get_a_row_each(two_precisions: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    doc = json.loads(two_precisions.read_text())
+    paths = [two_precisions]
+    for fp in ("gpu-a", "gpu-b"):
+        paths.append(
+            write(tmp_path / fp / "results.json", {**doc, "environment": {**doc["environment"], "fingerprint": fp}})
+        )
+    rc, _, _ = run_cli("report", *paths, "--output-dir", tmp_path / "r", "--html", capsys=capsys)
+    assert rc == 0
+    rows = read_csv(tmp_path / "r" / "results_table.csv")
+    assert [(r["fingerprint"], r["precision"]) for r in rows] == [
+        ("unknown", "bf16"),
+        ("unknown", "int4"),
+        ("gpu-a", "bf16"),
+        ("gpu-a", "int4"),
+        ("gpu-b", "bf16"),
+        ("gpu-b", "int4"),
+    ]
+    assert all(float(r["retention_vs_bf16"]) == pytest.approx(0.8 if r["precision"] == "int4" else 1) for r in rows)

@@ -182,10 +182,11 @@ def pick_record(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.Series | None:
         found = rows[rows["metric"] == name]
         if found.empty:
             continue
-        found = found.assign(_invalid=found["outcome"] == "invalid").sort_values(
-            ["_invalid", "concurrency"], na_position="last", kind="stable"
-        )
-        return found.iloc[0]
+        ranks = [
+            (outcome == "invalid", math.inf if math.isnan(c) else c, i)
+            for i, (outcome, c) in enumerate(zip(found["outcome"], found["concurrency"], strict=True))
+        ]
+        return found.iloc[min(ranks)[2]]
     return None
 
 
@@ -269,11 +270,21 @@ def compact_table(records: Sequence[Mapping[str, Any]]) -> CompactTable:
     if df.empty:
         return CompactTable(pd.DataFrame(), {})
     by = cell_columns(df)
+    if "fingerprint" in by:  # files from before fingerprints: one "unknown" machine, not a NaN key
+        df = df.assign(fingerprint=df["fingerprint"].fillna("unknown"))
     tasks = main_task_metrics(df)
     rows = []
-    groups = {k if isinstance(k, tuple) else (k,): g for k, g in df.groupby(by, sort=False, dropna=False)}
+    wanted = {m for _, names, _, _ in LATENCY_COLUMNS for m in names}
+    wanted |= {*WEIGHTS_METRICS, *PEAK_METRICS, *ENERGY_METRICS, *tasks.values()}
+    # Only the columns and metrics the table shows: filtering the full frame per cell is what costs.
+    slim = df.loc[df["metric"].isin(wanted), [*by, "metric", "value", "outcome", "concurrency"]]
+    groups = {k if isinstance(k, tuple) else (k,): g for k, g in slim.groupby(by, sort=False, dropna=False)}
+    verdicts = {
+        k if isinstance(k, tuple) else (k,): g
+        for k, g in df[[*by, "verdict", "outcome"]].groupby(by, sort=False, dropna=False)
+    }
     for cell in _ordered_cells(df, by):
-        g = groups[cell]
+        g = groups.get(cell, slim.iloc[0:0])
         row: dict[str, Any] = dict(zip(by, cell, strict=True))
         for col, metrics, scale, _ in LATENCY_COLUMNS:
             row[col] = cell_value(g, metrics, scale)
@@ -283,7 +294,7 @@ def compact_table(records: Sequence[Mapping[str, Any]]) -> CompactTable:
         for task, metric in tasks.items():
             row[f"task:{task}"] = cell_value(g, (metric,))
         row["retention"] = math.nan
-        row["gate"] = _verdicts(g)
+        row["gate"] = _verdicts(verdicts[cell])
         rows.append(row)
     # Retention: the worst headline-task ratio against the same model's (and machine's) bf16.
     keys = by[:-1]
