@@ -63,15 +63,24 @@ def _lowest_concurrency(df: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates(["_fp", *by[1:]]).drop(columns="_fp")
 
 
-def _bars(ax: Axes, groups: Sequence[str], series: Mapping[str, Sequence[float]], errors: Any = None) -> None:
-    """Grouped bars: one group per entry of ``groups``, one bar per series."""
+def _bars(
+    ax: Axes, groups: Sequence[str], series: Mapping[str, Sequence[float]], errors: Mapping[str, Any] | None = None
+) -> None:
+    """Horizontal grouped bars: one group per entry of ``groups`` (top to bottom), one bar per series.
+    Cells go on the y axis so 20 model × precision labels stay readable."""
     n = max(len(series), 1)
-    width = 0.8 / n
+    height = 0.8 / n
     for i, (name, values) in enumerate(series.items()):
-        xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
+        ys = [g + (i - (n - 1) / 2) * height for g in range(len(groups))]
         err = None if errors is None else errors.get(name)
-        ax.bar(xs, values, width, label=name, yerr=err, capsize=3 if err is not None else 0)
-    ax.set_xticks(range(len(groups)), groups)
+        ax.barh(ys, values, height, label=name, xerr=err, capsize=2 if err is not None else 0)
+    ax.set_yticks(range(len(groups)), groups)
+    ax.set_ylim(len(groups) - 0.5, -0.5)  # first cell on top
+
+
+def _height(groups: int, series: int = 1) -> float:
+    """Figure height (inches) for ``groups`` bar groups of ``series`` bars each."""
+    return max(2.6, 0.9 + groups * (0.22 + 0.1 * series))
 
 
 def plot_latency_percentiles(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path) -> list[Path]:
@@ -81,20 +90,21 @@ def plot_latency_percentiles(df: pd.DataFrame, compact: tables.CompactTable, out
         raise NoData("no latency percentiles recorded (ttft/tpot/itl/e2e _pNN_s metrics)")
     several = lat["fingerprint"].dropna().nunique() > 1
     kinds = [k for k in LATENCY_KINDS if lat["metric"].str.startswith(f"{k}_").any()]
-    fig, axes = new_figure(ncols=min(len(kinds), 2), nrows=math.ceil(len(kinds) / 2))
     cells = list(dict.fromkeys((r.fingerprint, r.model, r.precision) for r in lat.itertuples()))
+    labels = [_label({"model": m, "precision": p, "fingerprint": fp}, several) for fp, m, p in cells]
+    fig, axes = new_figure(ncols=min(len(kinds), 2), nrows=math.ceil(len(kinds) / 2), height=_height(len(cells), 3))
     for ax, kind in zip(axes, kinds, strict=False):
-        series = {}
+        values: dict[str, list[float]] = {p: [] for p in PERCENTILES}
         for fp, model, precision in cells:
             rows = lat[(lat["model"] == model) & (lat["precision"] == precision)]
             if several:
                 rows = rows[rows["fingerprint"] == fp]
-            values = dict(zip(rows["metric"], rows["value"], strict=True))
-            label = _label({"model": model, "precision": precision, "fingerprint": fp}, several)
-            series[label] = [values.get(f"{kind}_{p}_s", math.nan) * 1e3 for p in PERCENTILES]
-        _bars(ax, list(PERCENTILES), series)
+            got = dict(zip(rows["metric"], rows["value"], strict=True))
+            for p in PERCENTILES:
+                values[p].append(got.get(f"{kind}_{p}_s", math.nan) * 1e3)
+        _bars(ax, labels, values)
         ax.set_title(f"{LATENCY_KINDS[kind]} latency")
-        ax.set_ylabel("ms")
+        ax.set_xlabel("ms")
         ax.legend(fontsize="small")
     for ax in axes[len(kinds) :]:
         ax.set_visible(False)
@@ -119,9 +129,9 @@ def plot_memory(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path) -
     series = {k: v for k, v in series.items() if any(not math.isnan(x) for x in v)}
     if not series:
         raise NoData("no memory figures recorded (weights_bytes, checkpoint_bytes, kv_cache_bytes, peak memory)")
-    fig, (ax,) = new_figure(width=max(6.4, 1.6 * len(f)))
+    fig, (ax,) = new_figure(height=_height(len(f), len(series)))
     _bars(ax, _cell_labels(compact), series)
-    ax.set_ylabel("GB")
+    ax.set_xlabel("GB")
     ax.set_title("Memory per model × precision")
     ax.legend(fontsize="small")
     return save_figure(fig, out_dir, "memory")
@@ -155,9 +165,9 @@ def plot_energy_per_token(
             tables.cell_value(_cell_rows(energy[energy["variant"] == variant], r), ("j_per_output_token",))
             for r in compact.frame.to_dict("records")
         ]
-    fig, (ax,) = new_figure(width=max(6.4, 1.6 * len(labels)))
+    fig, (ax,) = new_figure(height=_height(len(labels), len(series)))
     _bars(ax, labels, series)
-    ax.set_ylabel("J / output token")
+    ax.set_xlabel("J / output token")
     ax.set_title("Energy per output token")
     ax.legend(title="workload", fontsize="small")
     return save_figure(fig, out_dir, "energy_per_token")
@@ -168,8 +178,8 @@ def plot_accuracy(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path)
     if not compact.tasks:
         raise NoData("no accuracy task recorded (no records with an lm-eval task)")
     tasks = list(compact.tasks.items())
-    fig, axes = new_figure(ncols=min(len(tasks), 2), nrows=math.ceil(len(tasks) / 2))
     labels = _cell_labels(compact)
+    fig, axes = new_figure(ncols=min(len(tasks), 2), nrows=math.ceil(len(tasks) / 2), height=_height(len(labels)))
     for ax, (task, metric) in zip(axes, tasks, strict=False):
         values, errors = [], []
         for r in compact.frame.to_dict("records"):
@@ -177,8 +187,7 @@ def plot_accuracy(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path)
             values.append(math.nan if row is None else float(row["value"]))
             se = math.nan if row is None or row["stderr"] is None else float(row["stderr"])
             errors.append(0.0 if math.isnan(se) else se)
-        ax.bar(range(len(labels)), values, yerr=errors, capsize=3)
-        ax.set_xticks(range(len(labels)), labels)
+        _bars(ax, labels, {metric: values}, {metric: errors})
         arrow = "higher is better" if compact.higher_is_better[task] else "lower is better"
         ax.set_title(f"{task}: {metric.removeprefix(task + '.')} ({arrow})")
     for ax in axes[len(tasks) :]:
@@ -200,49 +209,50 @@ IMPACT_METRICS = (
 def plot_quantization_impact(
     df: pd.DataFrame, compact: tables.CompactTable, impact: pd.DataFrame, out_dir: Path
 ) -> list[Path]:
-    """Retention (direction-aware ratio against bf16; above 1 is better) of the headline figures per
-    quantized model × precision, with 95 % intervals where the records carry them."""
+    """Retention (direction-aware ratio against bf16; above 1 is better) of the headline figures, one panel
+    per figure, one bar per quantized model × precision, with 95 % intervals where the records carry them."""
     if impact.empty:
         raise NoData("no precision has a bf16 run of the same model to compare with")
     metrics = list(IMPACT_METRICS) + [(task, (m,)) for task, m in compact.tasks.items()]
     impact = impact.sort_values("concurrency", na_position="last", kind="stable")
     cells = list(dict.fromkeys((r.fingerprint, r.model, r.precision) for r in impact.itertuples()))
-    series: dict[str, list[float]] = {}
-    errors: dict[str, list[list[float]]] = {}
-    for fp, model, precision in cells:
-        rows = impact[(impact["model"] == model) & (impact["precision"] == precision)]
-        if isinstance(fp, str):
-            rows = rows[rows["fingerprint"] == fp]
-        label = f"{model} · {precision}"
+    several = len({fp for fp, _, _ in cells if isinstance(fp, str)}) > 1
+    labels = [_label({"model": m, "precision": p, "fingerprint": fp}, several) for fp, m, p in cells]
+    panels = []
+    for title, wanted in metrics:
+        hits = impact[impact["metric"].isin(wanted)]
+        if hits.empty:
+            continue
         vals, lo, hi = [], [], []
-        for _, wanted in metrics:
-            hit = rows[rows["metric"].isin(wanted)]
-            if hit.empty:
+        for fp, model, precision in cells:
+            rows = hits[(hits["model"] == model) & (hits["precision"] == precision)]
+            if isinstance(fp, str):
+                rows = rows[rows["fingerprint"] == fp]
+            if rows.empty:
                 vals.append(math.nan)
                 lo.append(0.0)
                 hi.append(0.0)
                 continue
-            h = hit.iloc[0]
+            h = rows.iloc[0]
             vals.append(h["retention"])
             ok = not (math.isnan(h["retention_ci_low"]) or math.isnan(h["retention_ci_high"]))
             lo.append(max(h["retention"] - h["retention_ci_low"], 0.0) if ok else 0.0)
             hi.append(max(h["retention_ci_high"] - h["retention"], 0.0) if ok else 0.0)
-        series[label] = vals
-        errors[label] = [lo, hi]
-    keep = [i for i in range(len(metrics)) if any(not math.isnan(v[i]) for v in series.values())]
-    shown = [metrics[i][0] for i in keep]
-    fig, (ax,) = new_figure(width=max(6.4, 1.1 * len(shown)))
-    _bars(
-        ax,
-        shown,
-        {k: [v[i] for i in keep] for k, v in series.items()},
-        {k: [[e[0][i] for i in keep], [e[1][i] for i in keep]] for k, e in errors.items()},
-    )
-    ax.axhline(1.0, color="grey", linewidth=1)
-    ax.set_ylabel("retention vs bf16 (>1 is better)")
-    ax.set_title("Quantization impact against bf16 of the same model")
-    ax.tick_params(axis="x", labelrotation=20)
-    ax.legend(fontsize="small")
+        if any(not math.isnan(v) for v in vals):  # e.g. a bf16 score of 0 has no ratio: no empty panel
+            panels.append((title, vals, [lo, hi]))
+    if not panels:
+        raise NoData("no headline figure has a finite ratio against bf16")
+    ncols = min(len(panels), 4)
+    fig, axes = new_figure(ncols=ncols, nrows=math.ceil(len(panels) / ncols), width=3.6, height=_height(len(cells)))
+    for k, (ax, (title, vals, err)) in enumerate(zip(axes, panels, strict=False)):
+        _bars(ax, labels, {title: vals}, {title: err})
+        ax.axvline(1.0, color="grey", linewidth=1)
+        ax.set_title(title)
+        if k % ncols:
+            ax.tick_params(axis="y", labelleft=False)  # the cells are named in the first column
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle("Retention against bf16 of the same model (>1 is better; 95 % intervals where known)")
     return save_figure(fig, out_dir, "quantization_impact")
 
 
