@@ -263,6 +263,7 @@ def test_energy_and_output_length_plots_once_there_is_data(tmp_path: Path, capsy
     path = write(tmp_path / "results.json", document(records))
     rc, out, _ = run_cli("report", path, "--output-dir", tmp_path / "r", capsys=capsys)
     assert rc == 0
+    assert float(read_csv(tmp_path / "r" / "results_table.csv")[1]["j_per_token"]) == 0.4  # measured: a column
     for name in ("energy_per_token", "pareto_accuracy_energy", "latency_vs_output_tokens"):
         assert (tmp_path / "r" / "plots" / f"{name}.png").stat().st_size > 5000
         assert f"plot left out: {name}" not in out
@@ -287,3 +288,25 @@ def test_several_machines_get_a_row_each(two_precisions: Path, tmp_path: Path, c
         ("gpu-b", "int4"),
     ]
     assert all(float(r["retention_vs_bf16"]) == pytest.approx(0.8 if r["precision"] == "int4" else 1) for r in rows)
+
+
+def test_invalid_measurements_are_counted_and_never_headline(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    records = [
+        rec(
+            "bf16",
+            "test_ttft",
+            "ttft_p50_s",
+            9.9,
+            variant="single",
+            outcome="invalid",
+            info={"workload": {"concurrency": 1}},
+        ),
+        rec("bf16", "test_ttft", "ttft_p50_s", 0.05, variant="batch", info={"workload": {"concurrency": 8}}),
+        rec("bf16", "test_tpot", "tpot_p50_s", 0.02, baseline={"verdict": "regressed"}),
+        rec("bf16", "test_tpot2", "tpot_p90_s", 0.03, baseline={"verdict": "pass"}),
+    ]
+    path = write(tmp_path / "results.json", document(records))
+    assert run_cli("report", path, "-o", tmp_path / "r", "--no-plots", capsys=capsys)[0] == 0
+    (row,) = read_csv(tmp_path / "r" / "results_table.csv")
+    assert float(row["ttft_p50_ms"]) == 50.0  # the valid record, though its concurrency is higher
+    assert row["gate_verdicts"] == "pass 1, regressed 1, invalid 1"
