@@ -187,7 +187,7 @@ def plot_accuracy(df: pd.DataFrame, compact: tables.CompactTable, out_dir: Path)
             values.append(math.nan if row is None else float(row["value"]))
             se = math.nan if row is None or row["stderr"] is None else float(row["stderr"])
             errors.append(0.0 if math.isnan(se) else se)
-        _bars(ax, labels, {metric: values}, {metric: errors})
+        _bars(ax, labels, {metric: values}, {metric: errors} if any(errors) else None)
         arrow = "higher is better" if compact.higher_is_better[task] else "lower is better"
         ax.set_title(f"{task}: {metric.removeprefix(task + '.')} ({arrow})")
     for ax in axes[len(tasks) :]:
