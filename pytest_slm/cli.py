@@ -1,7 +1,8 @@
 """The ``pytest-slm`` console script: small commands over stored results.json files.
 
     pytest-slm report RESULTS... --output-dir DIR [--html] [--no-plots]
-    pytest-slm diff A B [--tau 0.05] [--tau-accuracy 0.01] [--fingerprint FP] [--csv PATH] [--fail-on-regression]
+    pytest-slm diff A B [--tau 0.05] [--tau-accuracy 0.01] [--alpha 0.05] [--min-sessions N] [--fingerprint FP]
+                        [--csv PATH] [--fail-on-regression]
     pytest-slm trend DIR... --metric NAME [--model M] [--precision P] [--test SUBSTR] [--output-dir OUT]
 
 Exit status of ``report``: 0 when every input was read (conflicting records are listed, in
@@ -73,7 +74,14 @@ def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except DiffError as exc:
         print(f"pytest-slm diff: error: {exc}", file=err)
         return EXIT_NOTHING
-    rows = diff_rows(reference, current, tau=args.tau, tau_accuracy=args.tau_accuracy)
+    rows = diff_rows(
+        reference,
+        current,
+        tau=args.tau,
+        tau_accuracy=args.tau_accuracy,
+        alpha_family=args.alpha,
+        min_sessions=args.min_sessions,
+    )
     if swapped:
         print("the baseline directory is the reference (A); the results file is compared against it", file=out)
     print(f"A (reference): {reference.label}\nB: {current.label}", file=out)
@@ -168,6 +176,16 @@ def parser() -> argparse.ArgumentParser:
     diff.add_argument("b", type=Path, help="results.json (or a directory with one) compared against A")
     diff.add_argument("--tau", type=float, default=0.05, help="relative tolerance (default 0.05 = 5 %%)")
     diff.add_argument("--tau-accuracy", type=float, default=0.01, help="accuracy tolerance in points (0.01 = 1 pt)")
+    diff.add_argument(
+        "--alpha", type=float, default=0.05, help="family-wise false-alarm level; each of m comparisons at alpha/m"
+    )
+    diff.add_argument(
+        "--min-sessions",
+        type=int,
+        default=None,
+        help="saved sessions the reference needs before a timing change is called a regression (the gate's default: "
+        "3); a results file is one session",
+    )
     diff.add_argument("--fingerprint", help="baseline fingerprint to compare with (default: B's machine)")
     diff.add_argument("--csv", type=Path, help="also write every row (with p-values and intervals) as CSV")
     diff.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any metric regressed")

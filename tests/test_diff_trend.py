@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pytest_slm.cli import main
+from pytest_slm.compare import policy
 from pytest_slm.compare.baseline import BaselineStore
 from pytest_slm.compare.gate import baseline_entry, compare_metric
 from pytest_slm.record import Metric
@@ -54,29 +55,35 @@ def results_ab(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_diff_two_results_uses_the_gate_rule(results_ab, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     a, b = results_ab
-    rc = main(["diff", str(a), str(b.parent), "--csv", str(tmp_path / "diff.csv")])
+    csv_path = tmp_path / "diff.csv"
+    # a results file is one saved session: by the gate's default (3 sessions) a timing change is only inconclusive
+    assert main(["diff", str(a), str(b.parent), "--csv", str(csv_path)]) == 0
+    rows = {r["metric"]: r for r in read_csv(csv_path)}
+    assert rows["ttft_p50_s"]["verdict"] == "inconclusive" and "the gate needs 3" in rows["ttft_p50_s"]["note"]
+    capsys.readouterr()
+    assert main(["diff", str(a), str(b.parent), "--min-sessions", "1", "--csv", str(csv_path)]) == 0
     out = capsys.readouterr().out
-    assert rc == 0
-    rows = {r["metric"]: r for r in read_csv(tmp_path / "diff.csv")}
+    rows = {r["metric"]: r for r in read_csv(csv_path)}
     assert set(rows) == {"ttft_p50_s", "output_tokens_per_s", "slm_mc.acc"}
     a_doc, b_doc = (json.loads(p.read_text())["records"] for p in (a, b))
+    gated = [m for m in rows if policy.is_gated(m)]
     for metric, row in rows.items():
         ra = next(r for r in a_doc if r["metric"] == metric)
         rb = next(r for r in b_doc if r["metric"] == metric)
-        expected = compare_metric(
-            Metric(
-                metric, rb["value"], rb["unit"], rb["higher_is_better"], samples=tuple(rb["samples"]), info=rb["info"]
-            ),
-            ra,
-        )
-        assert row["verdict"] == expected.verdict, metric
         assert float(row["b"]) / float(row["a"]) == pytest.approx(float(row["ratio"]))
-    assert rows["ttft_p50_s"]["verdict"] == "regressed" and rows["ttft_p50_s"]["rule"] == "mann-whitney"
-    assert rows["slm_mc.acc"]["rule"] == "mcnemar"  # per-item samples: the paired test
+        if metric not in gated:
+            assert row["verdict"] == "not gated"
+            continue
+        current = Metric(metric, rb["value"], rb["unit"], rb["higher_is_better"], samples=tuple(rb["samples"]),
+                         info=rb["info"])  # fmt: skip
+        expected = compare_metric(current, ra, alpha=0.05 / len(gated), min_sessions=1)
+        assert (row["verdict"], row["rule"]) == (expected.verdict, expected.rule), metric
+        assert float(row["alpha"]) == pytest.approx(0.05 / len(gated))
+    assert rows["ttft_p50_s"]["verdict"] == "regressed"  # 30 % slower, within-session noise ~2 %
     line = next(line for line in out.splitlines() if "| ttft_p50_s " in line)
-    assert "| 1.3 " in line and line.rstrip().endswith("| regressed    |")
-    assert main(["diff", str(a), str(b), "--fail-on-regression"]) == 1
-    assert main(["diff", str(a), str(a), "--fail-on-regression"]) == 0
+    assert "| 1.3 " in line and line.split("|")[-2].strip() == "regressed"
+    assert main(["diff", str(a), str(b), "--min-sessions", "1", "--fail-on-regression"]) == 1
+    assert main(["diff", str(a), str(a), "--min-sessions", "1", "--fail-on-regression"]) == 0
 
 
 def test_diff_against_a_baseline_directory_in_either_order(results_ab, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -90,16 +97,16 @@ def test_diff_against_a_baseline_directory_in_either_order(results_ab, tmp_path:
     entries = {}
     for r in json.loads(a.read_text())["records"]:
         m = Metric(r["metric"], r["value"], r["unit"], r["higher_is_better"], samples=tuple(r["samples"]))
-        entries[keys[r["metric"]]] = baseline_entry(m, "2026-01-01T00:00:00+00:00", None, {})
+        entries[keys[r["metric"]]] = baseline_entry(m, r.get("workload") or {}, "2026-01-01T00:00:00+00:00", None, {})
     store.update(FP, "m", "bf16", {}, entries)
     for order in ((tmp_path / "baselines", b), (b, tmp_path / "baselines")):
         capsys.readouterr()
-        assert main(["diff", *map(str, order), "--csv", str(tmp_path / "d.csv")]) == 0
+        assert main(["diff", *map(str, order), "--min-sessions", "1", "--csv", str(tmp_path / "d.csv")]) == 0
         out = capsys.readouterr().out
         assert f"A (reference): {tmp_path / 'baselines' / FP}" in out
         assert ("the baseline directory is the reference" in out) == (order[0] == b)
         rows = {r["metric"]: r for r in read_csv(tmp_path / "d.csv")}
-        assert rows["ttft_p50_s"]["verdict"] == "regressed" and rows["slm_mc.acc"]["rule"] == "mcnemar"
+        assert rows["ttft_p50_s"]["verdict"] == "regressed"
     # another machine's results: the fingerprint is named, never silently compared
     other = write(tmp_path / "c" / "results.json", document(run(tmp_path, REPS_B, ITEMS_B, 1.0), fingerprint="gpu-x"))
     store.update("gpu-y", "m", "bf16", {}, entries)
@@ -155,6 +162,22 @@ def test_tps(slm_engine, slm):
     assert main(["diff", str(baselines), str(results), "--csv", str(csv_path)]) == 0
     assert "(fingerprint from the only fingerprint in the directory)" in capsys.readouterr().out
     rows = read_csv(csv_path)
-    assert len(rows) == 2 * 5 and {r["precision"] for r in rows} == {"bf16", "int4"}
-    assert not [r for r in rows if r["verdict"] in ("only in A", "only in B", "error")]  # every key matched
-    assert all(float(r["ratio"]) == 1.0 for r in rows)  # the same run against its own baseline
+    assert {r["precision"] for r in rows} == {"bf16", "int4"} and len(rows) == 2 * 5
+    matched = [r for r in rows if r["a"] and r["b"]]
+    # the plugin saves gated figures only: every one of them is found under the key diff derives
+    assert matched and all(policy.is_gated(r["metric"]) for r in matched)
+    assert [r["metric"] for r in rows if not r["a"]] == [r["metric"] for r in rows if not policy.is_gated(r["metric"])]
+    assert not [r for r in rows if r["verdict"] in ("only in A", "error")]
+    assert all(float(r["ratio"]) == 1.0 for r in matched)  # the same run against its own baseline
+
+
+def test_diff_a_changed_workload_is_incomparable(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    def doc(tokens: int) -> dict:
+        wl = {"concurrency": 1, "max_new_tokens": tokens}
+        return document([rec("bf16", "test_ttft", "ttft_p50_s", 0.05, variant="single", samples=REPS_A, workload=wl)])
+
+    a = write(tmp_path / "a.json", doc(16))
+    b = write(tmp_path / "b.json", doc(64))
+    assert main(["diff", str(a), str(b), "--min-sessions", "1", "--csv", str(tmp_path / "d.csv")]) == 0
+    (row,) = read_csv(tmp_path / "d.csv")
+    assert row["verdict"] == "incomparable" and "max_new_tokens was 16, is 64" in row["note"]

@@ -146,12 +146,30 @@ def gate_text(row: Mapping[str, Any]) -> str:
     return f"×{stat:.3f}{ci}"
 
 
-def diff_rows(reference: Side, current: Side, *, tau: float, tau_accuracy: float) -> list[dict[str, Any]]:
-    """One row per metric on both sides (and one per metric on one side only, without a verdict)."""
-    from pytest_slm.compare.gate import compare_metric
+def diff_rows(
+    reference: Side,
+    current: Side,
+    *,
+    tau: float,
+    tau_accuracy: float,
+    alpha_family: float = 0.05,
+    min_sessions: int | None = None,
+) -> list[dict[str, Any]]:
+    """One row per metric on both sides (and one per metric on one side only, without a verdict).
 
+    As the gate does: only gated metrics get a verdict ("not gated" otherwise), a changed workload is
+    "incomparable", a changed unit an "error", and each of the m gated comparisons is made at
+    ``alpha_family / m`` (Bonferroni), with the gate's session rule (``min_sessions``)."""
+    from pytest_slm.compare import policy
+    from pytest_slm.compare.gate import compare_metric, incomparable
+    from pytest_slm.compare.rules import MIN_SESSIONS
+
+    keys = sorted(set(reference.entries) | set(current.entries))
+    both = [k for k in keys if k in reference.entries and k in current.entries]
+    family = sum(1 for k in both if policy.is_gated(str(current.entries[k]["metric"])))
+    alpha = alpha_family / max(1, family)
     rows = []
-    for key in sorted(set(reference.entries) | set(current.entries)):
+    for key in keys:
         model, precision, bkey = key
         a, b = reference.entries.get(key), current.entries.get(key)
         test, _, metric = bkey.rpartition("::")
@@ -170,26 +188,47 @@ def diff_rows(reference: Side, current: Side, *, tau: float, tau_accuracy: float
             "ci_low": None,
             "ci_high": None,
             "rule": None,
+            "alpha": None,
             "note": "",
         }
-        if a is not None and b is not None:
-            row["ratio"] = row["b"] / row["a"] if row["a"] else None
-            if a.get("unit") not in (None, b.get("unit")):
-                row.update(verdict="error", note=f"unit changed from {a.get('unit')} to {b.get('unit')}")
-            else:
-                try:
-                    c = compare_metric(_metric(b), a, tau=tau, tau_accuracy=tau_accuracy)
-                except ValueError as exc:
-                    row.update(verdict="error", note=str(exc))
-                else:
-                    row.update(
-                        verdict=c.verdict,
-                        gate_statistic=_finite(c.ratio),
-                        p_value=c.p_value,
-                        ci_low=_finite(c.ci_low),
-                        ci_high=_finite(c.ci_high),
-                        rule=c.rule,
-                        note=c.note or "",
-                    )
         rows.append(row)
+        if a is None or b is None:
+            continue
+        row["ratio"] = row["b"] / row["a"] if row["a"] else None
+        current_workload = b.get("workload") if isinstance(b.get("workload"), Mapping) else None
+        stored_workload = a.get("workload") if isinstance(a.get("workload"), Mapping) else None
+        if not policy.is_gated(metric):
+            row["verdict"] = "not gated"
+        elif a.get("unit") not in (None, b.get("unit")):
+            row.update(verdict="error", note=f"unit changed from {a.get('unit')} to {b.get('unit')}")
+        elif b.get("outcome") == "invalid":
+            row.update(verdict="invalid", note="; ".join(b.get("invalid_reasons") or []))
+        elif (
+            stored_workload is not None
+            and (mismatch := incomparable(metric, stored_workload, current_workload or {})) is not None
+        ):
+            row.update(verdict="incomparable", note=mismatch["note"])
+        else:
+            try:
+                c = compare_metric(
+                    _metric(b),
+                    a,
+                    tau=tau,
+                    tau_accuracy=tau_accuracy,
+                    alpha=alpha,
+                    min_sessions=MIN_SESSIONS if min_sessions is None else min_sessions,
+                )
+            except ValueError as exc:
+                row.update(verdict="error", note=str(exc))
+            else:
+                row.update(
+                    verdict=c.verdict,
+                    gate_statistic=_finite(c.ratio),
+                    p_value=c.p_value,
+                    ci_low=_finite(c.ci_low),
+                    ci_high=_finite(c.ci_high),
+                    rule=c.rule,
+                    alpha=alpha,
+                    note=c.note or "",
+                )
     return rows

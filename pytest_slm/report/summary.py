@@ -29,28 +29,17 @@ def _capped(title: str, items: Sequence[str]) -> list[str]:
 
 
 def terminal_lines(
-    records: Sequence[Mapping[str, Any]],
-    skipped: Sequence[Mapping[str, Any]],
-    output: Path,
-    saved: Sequence[Path] = (),
+    records: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str, Any]], output: Path
 ) -> list[str]:
-    """The terminal summary: the compact table, then short lists (failed tests, inconclusive
-    comparisons, skip reasons), the files written and the baselines saved. At most about
-    12 lines besides the table, so three precisions fit in 30 lines."""
+    """The terminal summary: the compact table, then short lists (failed tests, skip reasons) and the
+    files written; at most 12 lines besides the table. The gate's own lines (verdicts, regressions,
+    baselines saved) follow from ``report.gate_summary``."""
     lines = compact_markdown(records).splitlines()
     failed = list(dict.fromkeys(str(r.get("test")) for r in records if r.get("outcome") in ("failed", "invalid")))
     lines += _capped("failed or invalid tests with records", failed)
-    inconclusive = []
-    for r in records:
-        baseline = r.get("baseline") or {}
-        if baseline.get("verdict") == "inconclusive":
-            test = str(r.get("test")).split("::")[-1]
-            inconclusive.append(f"{test} {r.get('metric')}: {baseline.get('note') or 'run too small'}")
-    lines += _capped("inconclusive baseline comparisons", inconclusive)
     reasons = Counter(str(s.get("reason")) for s in skipped)
     lines += _capped(
         f"skipped: {len(skipped)} tests, by reason", [f"{n} × {reason[:150]}" for reason, n in reasons.most_common()]
     )
     lines.append(f"written: {output / 'results.json'}, {output / 'results.md'} (detail tables per model × precision)")
-    lines += _capped("baseline saved", [str(p) for p in saved])
     return lines
