@@ -299,8 +299,10 @@ def test_invalid_measurements_are_counted_and_never_headline(tmp_path: Path, cap
             9.9,
             variant="single",
             outcome="invalid",
+            baseline={"verdict": "invalid", "note": "invalid measurement: busy machine"},  # as the plugin writes it
             info={"workload": {"concurrency": 1}},
         ),
+        rec("bf16", "test_itl", "itl_p50_s", 0.02, outcome="invalid"),  # invalid, no baseline to compare with
         rec("bf16", "test_ttft", "ttft_p50_s", 0.05, variant="batch", info={"workload": {"concurrency": 8}}),
         rec("bf16", "test_tpot", "tpot_p50_s", 0.02, baseline={"verdict": "regressed"}),
         rec("bf16", "test_tpot2", "tpot_p90_s", 0.03, baseline={"verdict": "pass"}),
@@ -309,4 +311,4 @@ def test_invalid_measurements_are_counted_and_never_headline(tmp_path: Path, cap
     assert run_cli("report", path, "-o", tmp_path / "r", "--no-plots", capsys=capsys)[0] == 0
     (row,) = read_csv(tmp_path / "r" / "results_table.csv")
     assert float(row["ttft_p50_ms"]) == 50.0  # the valid record, though its concurrency is higher
-    assert row["gate_verdicts"] == "pass 1, regressed 1, invalid 1"
+    assert row["gate_verdicts"] == "pass 1, regressed 1, invalid 2"  # each invalid record counted once

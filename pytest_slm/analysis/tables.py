@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -196,12 +195,16 @@ def cell_value(rows: pd.DataFrame, metrics: Sequence[str], scale: float = 1.0) -
 
 
 def _verdicts(rows: pd.DataFrame) -> str:
-    counts = Counter(v for v in rows["verdict"] if isinstance(v, str))
-    invalid = int((rows["outcome"] == "invalid").sum())
-    parts = [f"{k} {counts[k]}" for k in ("pass", "regressed", "improved", "inconclusive") if counts[k]]
-    parts += [f"{k} {n}" for k, n in counts.items() if k not in ("pass", "regressed", "improved", "inconclusive")]
-    if invalid:
-        parts.append(f"invalid {invalid}")
+    """The gate's verdict counts (an invalid measurement counts as "invalid"), in the gate's order."""
+    from pytest_slm.report.gate_summary import VERDICTS, verdict_counts
+
+    records = [
+        {"baseline": {"verdict": v if isinstance(v, str) else None}, "outcome": o}  # pandas: NaN for no verdict
+        for v, o in zip(rows["verdict"], rows["outcome"], strict=True)
+    ]
+    counts = verdict_counts(records)
+    parts = [f"{v} {counts[v]}" for v in VERDICTS if counts[v]]
+    parts += [f"{v} {n}" for v, n in counts.items() if v not in VERDICTS]
     return ", ".join(parts) if parts else "no baseline"
 
 

@@ -35,8 +35,9 @@ def terminal_lines(
     files written; at most 12 lines besides the table. The gate's own lines (verdicts, regressions,
     baselines saved) follow from ``report.gate_summary``."""
     lines = compact_markdown(records).splitlines()
-    failed = list(dict.fromkeys(str(r.get("test")) for r in records if r.get("outcome") in ("failed", "invalid")))
-    lines += _capped("failed or invalid tests with records", failed)
+    # invalid measurements are listed, with their reasons, by the gate's lines
+    failed = list(dict.fromkeys(str(r.get("test")) for r in records if r.get("outcome") == "failed"))
+    lines += _capped("failed tests with records", failed)
     reasons = Counter(str(s.get("reason")) for s in skipped)
     lines += _capped(
         f"skipped: {len(skipped)} tests, by reason", [f"{n} × {reason[:150]}" for reason, n in reasons.most_common()]
