@@ -80,6 +80,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="N",
     ),
     OptionSpec(
+        "offline_requests",
+        "--slm-offline-requests",
+        "distinct prompts per offline throughput batch (default: 32 quick, 64 full: enough to saturate a small "
+        "model; the saturation bench shows the knee)",
+        kind="int",
+        metavar="N",
+    ),
+    OptionSpec(
         "target_ci",
         "--slm-target-ci",
         "adaptive repetitions: repeat past --slm-num-runs until the 95 % CI "
