@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.integration
+# vLLM and torch import with deprecation warnings of their own; they say nothing about the engine's
+# output, so this module shows them instead of raising them (as benches/ does)
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("default")]
 
 PROMPTS = [
     "The capital of France is",
