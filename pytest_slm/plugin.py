@@ -287,6 +287,8 @@ class ReportHooks:
         if gate.settings.save_baseline:
             self.saved = gate.save(self.collector.records)
         if self.collector.records or self.collector.skipped:
+            # the baseline fingerprint, so `pytest-slm diff` finds this run's baseline directory
+            self.collector.environment["fingerprint"] = gate.fingerprint
             self.collector.flush()
             self.collector.publish_step_summary()
 
