@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_slm import atomic
+from pytest_slm import atomic, naming
 
 SCHEMA = "pytest-slm/1"
 
@@ -170,7 +169,7 @@ def bencher_bmf(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dic
     out: dict[str, dict[str, dict[str, float]]] = {}
     for r in records:
         bench = f"{r.get('model')}-{r.get('precision')}::{r['test'].split('::')[-1]}"
-        measure = re.sub(r"[^a-z0-9-]+", "-", r["metric"].lower()).strip("-")
+        measure = naming.slug(r["metric"], keep="-")  # Bencher measure slugs: a-z, 0-9 and -
         value: dict[str, float] = {"value": r["value"]}
         if r.get("stderr") is not None:
             value["lower_value"] = r["value"] - r["stderr"]
