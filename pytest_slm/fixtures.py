@@ -54,6 +54,8 @@ def device_for(config: pytest.Config, settings: Settings) -> devices.DeviceChoic
             raise pytest.UsageError(f"pytest-slm: {exc}") from None
         devices.apply(choice)
         config.stash[stash.DEVICE] = choice
+        if choice.gpu is not None:  # baselines are filed under the GPU this process measures on
+            config.stash[stash.GATE].device_gpu_name = choice.gpu.name
     return choice
 
 

@@ -19,6 +19,7 @@ from pytest_slm.compare import identity
 from pytest_slm.compare.policy import is_gated
 from pytest_slm.compare.session import Gate, SaveReport
 from pytest_slm.engines.base import EngineSpec
+from pytest_slm.fixtures import device_for
 from pytest_slm.parametrize import engine_specs
 from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import environment
@@ -166,6 +167,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if spec is not None:
             tests.append((spec.model_name, spec.precision.name, baseline_key(item, spec.id)))
     if tests:
+        # the device first: the baselines to count are those of the GPU this process measures on
+        try:
+            device_for(session.config, session.config.stash[stash.SETTINGS])
+        except pytest.UsageError:
+            pass  # a bad selection errors the tests that need the device, with the reason (slm_device)
         session.config.stash[stash.GATE].plan(tests)
 
 
@@ -285,7 +291,7 @@ class ReportHooks:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         gate: Gate = session.config.stash[stash.GATE]
         if gate.settings.save_baseline:
-            self.saved = gate.save(self.collector.records)
+            self.saved = gate.save(self.collector.records, self.collector.environment.get("engines"))
         if self.collector.records or self.collector.skipped:
             # the baseline fingerprint, so `pytest-slm diff` finds this run's baseline directory
             self.collector.environment["fingerprint"] = gate.fingerprint
