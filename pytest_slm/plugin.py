@@ -6,6 +6,7 @@ Nothing heavy is imported here: vLLM, torch and NVML load inside fixtures, so
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Generator
@@ -168,10 +169,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             tests.append((spec.model_name, spec.precision.name, baseline_key(item, spec.id)))
     if tests:
         # the device first: the baselines to count are those of the GPU this process measures on
-        try:
+        # (a bad selection errors the tests that need the device, with the reason: see slm_device)
+        with contextlib.suppress(pytest.UsageError):
             device_for(session.config, session.config.stash[stash.SETTINGS])
-        except pytest.UsageError:
-            pass  # a bad selection errors the tests that need the device, with the reason (slm_device)
         session.config.stash[stash.GATE].plan(tests)
 
 
