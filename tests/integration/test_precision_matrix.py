@@ -1,7 +1,7 @@
 """Integration tier: really quantize SmolLM2 to int4 (GPTQ W4A16) and int8 (SmoothQuant + GPTQ
-W8A8) with llmcompressor, serve both with vLLM next to bf16, and measure accuracy (GSM8K from
-../shared/data through lm-eval's own gsm8k config, the shipped multiple-choice set, perplexity)
-and retention on the same engines. A small calibration keeps CI inside its budget."""
+W8A8) with llmcompressor, serve both with vLLM next to bf16, and measure accuracy (the GSM8K
+subset pytest-slm ships, through lm-eval's own gsm8k config; the shipped multiple-choice set;
+perplexity) and retention on the same engines. A small calibration keeps CI inside its budget."""
 
 from __future__ import annotations
 
