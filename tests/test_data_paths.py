@@ -62,6 +62,42 @@ def test_dataset_not_found_on_the_hub_is_unavailable(tmp_path: Path, monkeypatch
     assert _is_data_unavailable(exc)
 
 
+def test_hub_offline_mode_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    exc = raised(lambda: huggingface_hub.HfApi().dataset_info("no-such-org/no-such-dataset"))
+    assert isinstance(exc, OfflineModeIsEnabled)
+    assert _is_data_unavailable(exc)
+
+
+def test_no_connection_to_the_hub_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:  # a port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    api = huggingface_hub.HfApi(endpoint=f"http://127.0.0.1:{port}")
+    exc = raised(lambda: api.dataset_info("no-such-org/no-such-dataset"))
+    assert isinstance(exc, httpx.ConnectError)
+    assert _is_data_unavailable(exc)
+
+
+def test_repository_not_found_is_unavailable() -> None:
+    import httpx
+    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub.utils import hf_raise_for_status
+
+    request = httpx.Request("GET", "https://huggingface.co/api/datasets/no-such-org/no-such-dataset")
+    response = httpx.Response(404, headers={"X-Error-Code": "RepoNotFound"}, request=request)
+    exc = raised(lambda: hf_raise_for_status(response))
+    assert isinstance(exc, RepositoryNotFoundError)
+    assert _is_data_unavailable(exc)
+
+
 def test_unavailable_error_wrapped_with_raise_from_is_unavailable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
