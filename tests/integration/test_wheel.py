@@ -79,7 +79,10 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def wheel_run(wheel_venv: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     python, site = wheel_venv
-    where = subprocess.run([str(python), "-c", WHERE], capture_output=True, text=True, check=True)
+    user = tmp_path_factory.mktemp("user-project")  # outside the repository: no ini, no conftest
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_") and k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    where = subprocess.run([str(python), "-c", WHERE], cwd=user, env=env, capture_output=True, text=True, check=True)
     located = json.loads(where.stdout)
     if not (
         Path(located["package"]).is_relative_to(site)
@@ -88,10 +91,7 @@ def wheel_run(wheel_venv: tuple[Path, Path], tmp_path_factory: pytest.TempPathFa
         and not located["editable_finder"]
     ):
         pytest.fail(f"the fresh venv does not import the wheel's pytest_slm (site-packages {site}): {located}")
-    user = tmp_path_factory.mktemp("user-project")  # outside the repository: no ini, no conftest
     (user / "test_from_wheel.py").write_text(USER_TEST)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_") and k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     proc = subprocess.run(
         [
             str(python),
