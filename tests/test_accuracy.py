@@ -147,6 +147,8 @@ def test_gsm8k_local_reads_the_shipped_subset_or_local_data(slm_pytester, tmp_pa
     em = next(r for r in slm_pytester.results()["records"] if r["metric"] == "gsm8k_local.exact_match.strict_match")
     assert em["n"] == 3 and em["info"]["num_fewshot"] == 1
     test_file = Path(em["info"]["data_files"]["test"])
+    data_id = em["info"]["workload"]  # the baseline identity names the files by content, not by path
+    assert set(data_id) == {"data.test", "data.train"} and data_id["data.test"].startswith(test_file.name + "@")
     if source == "shipped":
         assert test_file.name == "test_first100.jsonl" and test_file.parent.name == "gsm8k"
         assert test_file.parent.parent.name == "data" and test_file.parent.parent.parent.name == "accuracy"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -114,11 +115,28 @@ def evaluate(
                         "num_fewshot": fewshot,
                         "limit": limit,
                         "lm_eval_version": out.get("lm_eval_version") or out.get("config", {}).get("lm_eval_version"),
-                        **({"data_files": data_files} if isinstance(data_files, dict) else {}),
+                        **_data_identity(data_files),
                     },
                 )
             )
     return TaskResult(task, metrics, num_fewshot, limit, n_items, raw=out)
+
+
+def _data_identity(data_files: Any) -> dict[str, Any]:
+    """For a task that read local files: ``data_files`` (the paths read) and a ``workload`` naming each
+    split by file name and content hash, so a baseline is compared only with runs on the same items
+    and few-shot pool (the shipped GSM8K subset and a full copy are different workloads), wherever
+    the files live."""
+    if not isinstance(data_files, dict) or not all(isinstance(v, str) for v in data_files.values()):
+        return {}
+    ids = {}
+    for split, path in sorted(data_files.items()):
+        try:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+        except OSError:
+            digest = "unreadable"
+        ids[f"data.{split}"] = f"{Path(path).name}@{digest}"
+    return {"data_files": dict(data_files), "workload": ids}
 
 
 def _data_unavailable_types() -> tuple[type[BaseException], ...]:
