@@ -33,9 +33,6 @@ class TaskResult:
     n_items: int
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
-    def metric(self, name: str) -> Metric:
-        return next(m for m in self.metrics if m.name == name)
-
 
 def metric_name(task: str, metric: str, filt: str) -> str:
     base = f"{task}.{metric}" if filt in ("none", "") else f"{task}.{metric}.{filt}"
@@ -48,8 +45,20 @@ def task_manager(include_paths: list[Path]) -> Any:
     return TaskManager(include_path=[str(p) for p in include_paths])
 
 
+def _scalar(value: Any) -> Any:
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
 def evaluate(
-    lm: Any, task: str, *, manager: Any, num_fewshot: int | None, limit: int | float | None, bootstrap_iters: int = 1000
+    lm: Any,
+    task: str,
+    *,
+    manager: Any,
+    num_fewshot: int | None,
+    limit: int | float | None,
+    bootstrap_iters: int = 1000,
+    workload: dict[str, Any] | None = None,
+    chat_template: bool = False,
 ) -> TaskResult:
     """Run ``task`` through ``lm_eval.simple_evaluate`` on ``lm`` and collect its metrics.
 
@@ -70,6 +79,8 @@ def evaluate(
             task_manager=manager,
             log_samples=True,
             bootstrap_iters=bootstrap_iters,
+            apply_chat_template=chat_template,
+            fewshot_as_multiturn=chat_template,
         )
     except Exception as exc:  # lm-eval surfaces dataset loading problems from `datasets`/hub clients
         if _is_data_unavailable(exc):
@@ -89,15 +100,19 @@ def evaluate(
         fewshot = out.get("n-shot", {}).get(sub, num_fewshot)
         # which files a local (json) task read: the shipped GSM8K subset or a --slm-local-data copy
         data_files = (out.get("configs", {}).get(sub, {}).get("dataset_kwargs") or {}).get("data_files")
+        data_ids = _data_identity(data_files)
         for key, value in values.items():
             if "," not in key or "_stderr," in key or not isinstance(value, (int, float)):
                 continue
             name, filt = key.split(",", 1)
             stderr = values.get(f"{name}_stderr,{filt}")
-            per_item = [
-                float(s[name])
-                for s in sorted(samples, key=lambda s: s["doc_id"])
-                if s.get("filter", filt) == filt and isinstance(s.get(name), (int, float))
+            ordered = [s for s in sorted(samples, key=lambda s: s["doc_id"]) if s.get("filter", filt) == filt]
+            per_item = [float(s[name]) for s in ordered if isinstance(s.get(name), (int, float))]
+            # corpus metrics (perplexity) keep (log-likelihood, words or bytes) per document
+            per_doc = [
+                [float(s[name][0]), float(s[name][1])]
+                for s in ordered
+                if isinstance(s.get(name), (list, tuple)) and len(s[name]) == 2
             ]
             metrics.append(
                 Metric(
@@ -112,21 +127,31 @@ def evaluate(
                         "task": sub,
                         "metric": name,
                         "filter": filt,
+                        "kind": "quality",
                         "num_fewshot": fewshot,
                         "limit": limit,
                         "lm_eval_version": out.get("lm_eval_version") or out.get("config", {}).get("lm_eval_version"),
-                        **_data_identity(data_files),
+                        **({"per_doc": per_doc} if per_doc else {}),
+                        **({"data_files": data_files} if data_ids else {}),
+                        "workload": {
+                            "task": sub,
+                            "task_version": _scalar(out.get("versions", {}).get(sub)),
+                            "num_fewshot": fewshot,
+                            "limit": limit,
+                            **data_ids,
+                            **dict(workload or {}),
+                        },
                     },
                 )
             )
     return TaskResult(task, metrics, num_fewshot, limit, n_items, raw=out)
 
 
-def _data_identity(data_files: Any) -> dict[str, Any]:
-    """For a task that read local files: ``data_files`` (the paths read) and a ``workload`` naming each
-    split by file name and content hash, so a baseline is compared only with runs on the same items
-    and few-shot pool (the shipped GSM8K subset and a full copy are different workloads), wherever
-    the files live."""
+def _data_identity(data_files: Any) -> dict[str, str]:
+    """For a task that read local files, each split named by file name and content hash
+    (``{"data.test": "test_first100.jsonl@1a2b..."}``), for the workload identity: a baseline is
+    compared only with runs on the same items and few-shot pool (the shipped GSM8K subset and a
+    full copy are different workloads), wherever the files live."""
     if not isinstance(data_files, dict) or not all(isinstance(v, str) for v in data_files.values()):
         return {}
     ids = {}
@@ -136,7 +161,7 @@ def _data_identity(data_files: Any) -> dict[str, Any]:
         except OSError:
             digest = "unreadable"
         ids[f"data.{split}"] = f"{Path(path).name}@{digest}"
-    return {"data_files": dict(data_files), "workload": ids}
+    return ids
 
 
 def _data_unavailable_types() -> tuple[type[BaseException], ...]:

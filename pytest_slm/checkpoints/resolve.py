@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_slm import atomic
+from pytest_slm import atomic, naming
 
 #: Embedded models: alias -> (distribution, file inside it, display name).
 EMBEDDED = {
@@ -53,7 +52,7 @@ def slug(model: str) -> str:
     if model.lower() in EMBEDDED:
         return model.lower()
     name = Path(model.rstrip("/")).name if os.sep in model or os.path.exists(model) else model.split("/")[-1]
-    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-") or "model"
+    return naming.slug(name) or "model"
 
 
 def is_checkpoint_dir(path: Path) -> bool:
