@@ -111,6 +111,7 @@ def slm_engine(
         "precision": spec.precision.name,
         "checkpoint": str(checkpoint.path),
         "checkpoint_sha256": checkpoint.sha256,
+        "checkpoint_origin": checkpoint.origin,
         "checkpoint_bytes": checkpoint.size_bytes(),
         "load_time_s": load_time_s,
         "import_s": import_s,

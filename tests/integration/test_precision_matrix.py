@@ -1,7 +1,7 @@
 """Integration tier: really quantize SmolLM2 to int4 (GPTQ W4A16) and int8 (SmoothQuant + GPTQ
-W8A8) with llmcompressor, serve both with vLLM next to bf16, and measure accuracy (GSM8K from
-../shared/data through lm-eval's own gsm8k config, the shipped multiple-choice set, perplexity)
-and retention on the same engines. A small calibration keeps CI inside its budget."""
+W8A8) with llmcompressor, serve both with vLLM next to bf16, and measure accuracy (the GSM8K
+subset pytest-slm ships, through lm-eval's own gsm8k config; the shipped multiple-choice set;
+perplexity) and retention on the same engines. A small calibration keeps CI inside its budget."""
 
 from __future__ import annotations
 
@@ -86,8 +86,17 @@ def test_quantized_checkpoint_is_what_vllm_serves(matrix_run, precision: str, ke
     assert ratio["info"]["quantization_config"]["weight_bits"] == bits
     assert ratio["info"]["quantization_config"]["ignore"] == ["lm_head"]
     assert any(kernel in k for k in ratio["info"]["linear_kernels"]), ratio["info"]["linear_kernels"]
-    quant = rec(doc, precision, "quantize_s")
+    quant = rec(doc, precision, "quantize_s")  # measured in this run: the cache dir starts empty
     assert quant["value"] > 0 and quant["info"]["samples_used"] == 32
+    assert rec(doc, precision, "quantize_cache_hit")["value"] == 0
+    assert not [r for r in doc["records"] if r["precision"] == precision and r["metric"] == "quantize_recorded_s"]
+    # a re-quantization of the embedded bf16 checkpoint, itself dequantized from the Q4_1 GGUF
+    origin = doc["environment"]["engines"][f"smollm2-135m-{precision}"]["checkpoint_origin"]
+    assert (
+        origin["precision"] == precision
+        and origin["quantized_from"] == doc["environment"]["engines"]["smollm2-135m-bf16"]["checkpoint"]
+    )
+    assert origin["source_origin"]["gguf_file_type"] == "Q4_1"
     if precision == "int4":
         assert quant["info"]["group_size"] == 64  # SmolLM2's 576 rules out 128
     assert rec(doc, precision, "output_tokens_per_s")["value"] > 0
