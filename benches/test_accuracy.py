@@ -37,16 +37,23 @@ def test_perplexity(slm_accuracy, slm):
 
 
 def test_retention(slm_accuracy, slm_retention_task, slm):
-    """Quantized ÷ bf16 of the same model on the same items, direction-aware (for perplexity,
-    bf16 ÷ quantized), asserted against ``--slm-retention-floor`` (default 0.95)."""
+    """Quantized (or pruned) ÷ bf16 of the same model on the same items, direction-aware (for
+    perplexity, bf16 ÷ quantized), asserted against ``--slm-retention-floor`` (default 0.95). A
+    non-default KV-cache dtype is compared with the same precision at KV dtype auto."""
     precision = slm.spec.precision
-    if not precision.quantized:
-        pytest.skip(f"retention compares a quantized precision with bf16; this cell is {precision.name}")
+    kv = slm.spec.kv_cache_dtype
+    if not precision.quantized and kv == "auto":
+        pytest.skip(
+            f"retention compares a quantized/pruned precision with bf16, or a KV-cache dtype with auto; "
+            f"this cell is {precision.name}"
+        )
+    ref_name = slm_accuracy.reference_name
+    label = precision.name if kv == "auto" else f"{precision.name} (kv {kv})"
     reference = slm_accuracy.reference(slm_retention_task)
     if reference is None:
+        how = f"--precision bf16 {precision.name}" if kv == "auto" else f"--slm-kv-cache-dtype auto {kv}"
         pytest.skip(
-            f"no bf16 result for {slm_accuracy.model} on {slm_retention_task} in this session; "
-            f"run with --precision bf16 {precision.name}"
+            f"no {ref_name} result for {slm_accuracy.model} on {slm_retention_task} in this session; run with {how}"
         )
     current = _run(slm_accuracy, slm_retention_task)
     floor = slm.settings.floor_for(slm_retention_task)
@@ -66,10 +73,11 @@ def test_retention(slm_accuracy, slm_retention_task, slm):
             current=m.value,
             current_stderr=m.stderr,
             floor=floor,
+            reference_precision=ref_name,
         )
         if retention < floor:
             low.append(
-                f"{m.name}: {precision.name} {m.value:.4g}{_pm(m.stderr)} vs bf16 {ref.value:.4g}"
+                f"{m.name}: {label} {m.value:.4g}{_pm(m.stderr)} vs {ref_name} {ref.value:.4g}"
                 f"{_pm(ref.stderr)} -> retention {retention:.3f} < floor {floor}"
             )
     assert not low, "retention below the floor:\n" + "\n".join(low)

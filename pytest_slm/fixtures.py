@@ -184,6 +184,7 @@ def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> BenchContext:
             "model": spec.model_name,
             "precision": spec.precision.name,
             "engine_id": spec.id,
+            "kv_cache_dtype": spec.kv_cache_dtype,
         }
     ctx = BenchContext(context=context, settings=settings, spec=spec if isinstance(spec, EngineSpec) else None)
     request.node.stash[stash.CONTEXT] = ctx

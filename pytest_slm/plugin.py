@@ -156,10 +156,13 @@ def _tolerances(item: pytest.Item) -> dict[str, float]:
 
 
 def baseline_key(item: pytest.Item, ctx: Any) -> str:
-    """The test's identity across engines: ``file::function[other params]`` (engine id removed)."""
+    """The test's identity across engines: ``file::function[other params]`` (model and precision
+    removed; a non-default KV-cache dtype stays, e.g. ``[kvfp8-single]``)."""
     callspec = getattr(item, "callspec", None)
     params = callspec.id if callspec is not None else ""
     engine_id = ctx.context.get("engine_id")
+    if engine_id and ctx.context.get("model") and ctx.context.get("precision"):
+        engine_id = f"{ctx.context['model']}-{ctx.context['precision']}"
     if engine_id and params.startswith(engine_id):
         params = params[len(engine_id) :].lstrip("-")
     name = getattr(item, "originalname", item.name)

@@ -17,11 +17,22 @@ RESULT_PREFIX = "SLM_RESULT "
 
 def _modifiers(steps: list[dict[str, Any]]) -> list[Any]:
     from llmcompressor.modifiers.gptq import GPTQModifier
+    from llmcompressor.modifiers.pruning import SparseGPTModifier, WandaPruningModifier
     from llmcompressor.modifiers.quantization import QuantizationModifier
     from llmcompressor.modifiers.transform import SmoothQuantModifier  # type: ignore[attr-defined]
     from llmcompressor.modifiers.transform.awq import AWQModifier
 
-    classes = {c.__name__: c for c in (GPTQModifier, QuantizationModifier, SmoothQuantModifier, AWQModifier)}
+    classes = {
+        c.__name__: c
+        for c in (
+            GPTQModifier,
+            QuantizationModifier,
+            SmoothQuantModifier,
+            AWQModifier,
+            SparseGPTModifier,
+            WandaPruningModifier,
+        )
+    }
     out = []
     for step in steps:
         kwargs = dict(step)

@@ -50,3 +50,16 @@ def unsupported_reason(
             f"{device_name} has {cuda_capability[0]}.{cuda_capability[1]}"
         )
     return None
+
+
+#: why a pruned checkpoint runs dense in vLLM 0.32 (recorded in the engine facts, on every device)
+SPARSE_DENSE_NOTE = (
+    "no sparse kernel: vLLM 0.32 removed compressed-tensors sparsity support (a checkpoint with a "
+    "sparsity_config is refused) and llmcompressor 0.14 saves pruned weights dense without one, so vLLM "
+    "loads them as ordinary weights and multiplies the zeros; sparsity saves neither memory nor time here"
+)
+
+
+def execution_note(precision: Precision) -> str | None:
+    """How the engine really executes ``precision`` where that differs from its name (sparsity), or None."""
+    return SPARSE_DENSE_NOTE if precision.sparsity is not None else None

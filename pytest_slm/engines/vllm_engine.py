@@ -19,7 +19,7 @@ from typing import Any
 
 from pytest_slm.checkpoints.resolve import Checkpoint
 from pytest_slm.engines.base import BatchOutput, EngineSpec, SamplingSpec, StreamTrace
-from pytest_slm.engines.gating import CPU_FALLBACK_NOTES, unsupported_reason
+from pytest_slm.engines.gating import CPU_FALLBACK_NOTES, execution_note, unsupported_reason
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
@@ -96,6 +96,7 @@ class VLLMEngine:
             "model": str(checkpoint.path),
             "tokenizer": str(checkpoint.path),
             "dtype": spec.precision.dtype,
+            "kv_cache_dtype": spec.kv_cache_dtype,
             "seed": 0,
             "enable_prefix_caching": False,  # every request must pay for its own prefill
             "disable_log_stats": False,  # per-request engine timings for the cross-check
@@ -267,8 +268,11 @@ class VLLMEngine:
         }
         if not self.on_cuda and self.spec.precision.name in CPU_FALLBACK_NOTES:
             desc["fallback"] = CPU_FALLBACK_NOTES[self.spec.precision.name]
+        if execution_note(self.spec.precision):
+            desc["sparse_execution"] = execution_note(self.spec.precision)
         try:
             desc.update(self.llm.collective_rpc("slm_kernels")[0])
+            desc.update(self.llm.collective_rpc("slm_kv_cache")[0])
         except Exception as exc:  # facts only; never lose a measurement over them
             desc["linear_kernels_error"] = repr(exc)
         return desc
