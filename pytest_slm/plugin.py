@@ -64,6 +64,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[stash.ENGINE_FACTS] = {}
     env = environment.collect(Path(config.rootpath), settings.run_profile())
     config.stash[stash.GATE] = Gate(settings, env)
+    if config.pluginmanager.hasplugin("benchmark"):  # pytest-benchmark is optional
+        from pytest_slm.interop.benchmark_hooks import BenchmarkRecords
+
+        config.pluginmanager.register(BenchmarkRecords(), "slm-benchmark")
     if not is_xdist_worker(config):
         collector = ReportCollector(settings.output, env)
         config.stash[stash.COLLECTOR] = collector

@@ -122,7 +122,9 @@ PRECISIONS: tuple[Precision, ...] = (
     ),
     Precision(
         "sparse-2of4-int4",
-        "2:4 sparsity (SparseGPT) plus INT4 W4A16",
+        # W4A16 by round-to-nearest: GPTQ's error compensation refills the pruned weights (measured
+        # on SmolLM2: 0 of 210 layers kept 2:4, 45 % zeros), while symmetric RTN maps 0 to 0.
+        "2:4 sparsity (SparseGPT) plus INT4 W4A16 (round-to-nearest, which keeps the zeros)",
         dtype="auto",
         scheme="W4A16",
         method="sparsegpt+rtn",
