@@ -128,6 +128,18 @@ def power_meter(slm_settings: Settings) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def slm_memory_bandwidth(request: pytest.FixtureRequest, slm_settings: Settings) -> Any:
+    """The machine's achievable memory bandwidth (STREAM copy and triad with torch on the engines'
+    device), measured once per baseline fingerprint and cached under ``--slm-cache-dir``/bandwidth."""
+    import torch
+
+    from pytest_slm.measure.bandwidth import cached_bandwidth
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return cached_bandwidth(slm_settings.cache_dir, request.config.stash[stash.GATE].fingerprint, device)
+
+
+@pytest.fixture(scope="session")
 def slm_task_manager(slm_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """lm-eval's ``TaskManager`` with the local tasks (gsm8k_local, slm_mc, slm_ppl) and
     ``--slm-task-path`` on its include path."""
