@@ -51,6 +51,14 @@ class AccuracyRunner:
             raise done
         return done
 
+    def evaluate_again(self, task: str) -> TaskResult:
+        """Evaluate ``task`` once more, not memoized (for a measurement window around a whole run)."""
+        return self._evaluate(task)
+
+    def wall_s(self, task: str) -> float:
+        """Seconds the (memoized) evaluation of ``task`` took on this engine."""
+        return float(self.run(task).metric(f"{task}.items_per_s").info["wall_s"])
+
     def _evaluate(self, task: str) -> TaskResult:
         rolling = task == PERPLEXITY_TASK
         if rolling:
