@@ -72,6 +72,13 @@ def pytest_configure(config: pytest.Config) -> None:
         collector = ReportCollector(settings.output, env)
         config.stash[stash.COLLECTOR] = collector
         config.pluginmanager.register(ReportHooks(collector), "slm-report")
+        if settings.wandb:  # optional: wandb is imported only when asked for
+            from pytest_slm.interop.wandb_logger import WandbHooks, WandbUnavailable, require_wandb
+
+            try:
+                config.pluginmanager.register(WandbHooks(settings.wandb, require_wandb()), "slm-wandb")
+            except WandbUnavailable as exc:
+                raise pytest.UsageError(f"pytest-slm: {exc}") from None
 
 
 def _anchor_paths(settings: Settings, config: pytest.Config) -> Settings:
