@@ -26,7 +26,9 @@ def test_harness_overhead(slm_engine, slm):
         pytest.skip(f"the {slm_engine.kind!r} engine has no vllm.LLM to compare against")
     w = slm.workload("batch")
     one = Workload(w.concurrency, w.prompt, w.max_new_tokens, num_warmup=0, num_runs=1)
-    params = slm_engine.sampling_params(w.sampling)
+    from pytest_slm.engines.vllm_args import sampling_params
+
+    params = sampling_params(w.sampling, streaming=False)
     prompts = w.prompts()
     llm.generate(prompts, params, use_tqdm=False)  # warm
 

@@ -8,13 +8,14 @@ reports what it recorded).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from pytest_slm import stash
+from pytest_slm import devices, stash
 from pytest_slm.engines.base import Engine, EngineSpec
 from pytest_slm.measure.context import BenchContext, RunCache
 from pytest_slm.settings import Settings, SettingsError
@@ -28,7 +29,38 @@ def slm_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterator[Engine]:
+def slm_device(pytestconfig: pytest.Config, slm_settings: Settings) -> devices.DeviceChoice:
+    """The device this process measures on, chosen once before any engine loads and read by the
+    engine, the power meter and precision gating alike: ``--slm-gpu-index`` in a single process,
+    GPU *i* for pytest-xdist worker *i*, the CPU where no GPU is visible."""
+    return device_for(pytestconfig, slm_settings)
+
+
+def device_for(config: pytest.Config, settings: Settings) -> devices.DeviceChoice:
+    """Choose (once per process) and apply this process's device; a bad selection is a usage error."""
+    choice = config.stash.get(stash.DEVICE, None)
+    if choice is None:
+        visible_env = os.environ.get("CUDA_VISIBLE_DEVICES")
+        try:
+            gpus = devices.visible_gpus(devices.nvml_gpus(), visible_env)
+            choice = devices.choose(
+                gpus,
+                gpu_index=settings.gpu_index,
+                gpu_index_source=settings.sources.get("gpu_index"),
+                worker=devices.worker_position(getattr(config, "workerinput", None)),
+                cuda_visible_devices=visible_env,
+            )
+        except devices.DeviceError as exc:
+            raise pytest.UsageError(f"pytest-slm: {exc}") from None
+        devices.apply(choice)
+        config.stash[stash.DEVICE] = choice
+    return choice
+
+
+@pytest.fixture(scope="session")
+def slm_engine(
+    request: pytest.FixtureRequest, slm_settings: Settings, slm_device: devices.DeviceChoice
+) -> Iterator[Engine]:
     """A loaded engine for one model × precision (vLLM unless ``--slm-engine`` says otherwise).
 
     Parametrized by pytest-slm over ``--models`` × ``--precision`` with ids such as
@@ -42,11 +74,11 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
     from pytest_slm.engines.registry import load_engine_class
 
     engine_cls = load_engine_class(slm_settings.engine)
+    checkpoint = resolve(spec.model, slm_settings.cache_dir)
     gate = getattr(engine_cls, "unsupported_reason", None)
-    reason = gate(spec.precision) if gate is not None else None
+    reason = gate(spec.precision, slm_device, checkpoint.path) if gate is not None else None
     if reason:
         pytest.skip(reason)
-    checkpoint = resolve(spec.model, slm_settings.cache_dir)
     checkpoint_meta: dict[str, Any] = {}
     if spec.precision.quantized and getattr(engine_cls, "needs_quantized_checkpoint", True):
         from pytest_slm.checkpoints.quantize import quantized_checkpoint, read_meta
@@ -62,8 +94,14 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
             stats=stats,
         )
         checkpoint_meta = {**read_meta(checkpoint.path), "source_bytes": source_bytes, **stats}
+    import_s = None
+    preload = getattr(engine_cls, "preload", None)
+    if preload is not None:  # importing vLLM is not loading the model: timed apart
+        t0 = time.perf_counter()
+        preload()
+        import_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    engine: Engine = engine_cls(spec, checkpoint, slm_settings)
+    engine: Engine = engine_cls(spec, checkpoint, slm_settings, slm_device)
     load_time_s = time.perf_counter() - t0
     facts: dict[str, Any] = {
         "id": spec.id,
@@ -73,6 +111,8 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
         "checkpoint_sha256": checkpoint.sha256,
         "checkpoint_bytes": checkpoint.size_bytes(),
         "load_time_s": load_time_s,
+        "import_s": import_s,
+        "device_choice": slm_device.describe(),
         "quantized_checkpoint": checkpoint_meta or None,
     }
     try:
@@ -111,14 +151,18 @@ def slm_runs(slm_engine: Engine) -> RunCache:
 
 
 @pytest.fixture(scope="session")
-def power_meter(slm_settings: Settings) -> Iterator[Any]:
-    """The energy meter for this machine (``--slm-power-meter``): NVML's energy counter on the
-    ``--slm-gpu-index`` GPU, or RAPL on CPUs. Tests using it are skipped, with the reason, where
-    neither is available; latency and accuracy tests are unaffected."""
+def power_meter(slm_settings: Settings, slm_device: devices.DeviceChoice) -> Iterator[Any]:
+    """The energy meter for this machine (``--slm-power-meter``): NVML's energy counter on the GPU
+    this process measures on (``slm_device``), or RAPL on CPUs. Tests using it are skipped, with
+    the reason, where neither is available; latency and accuracy tests are unaffected."""
     from pytest_slm.energy.meters import MeterUnavailable, open_meter
 
     try:
-        meter = open_meter(slm_settings.power_meter, slm_settings.gpu_index, powercap_root=slm_settings.powercap_root)
+        meter = open_meter(
+            slm_settings.power_meter,
+            gpu_uuid=slm_device.gpu.uuid if slm_device.gpu else None,
+            powercap_root=slm_settings.powercap_root,
+        )
     except MeterUnavailable as exc:
         pytest.skip(str(exc))
     try:
@@ -128,15 +172,15 @@ def power_meter(slm_settings: Settings) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def slm_memory_bandwidth(request: pytest.FixtureRequest, slm_settings: Settings) -> Any:
-    """The machine's achievable memory bandwidth (STREAM copy and triad with torch on the engines'
-    device), measured once per baseline fingerprint and cached under ``--slm-cache-dir``/bandwidth."""
-    import torch
-
+def slm_memory_bandwidth(
+    request: pytest.FixtureRequest, slm_settings: Settings, slm_device: devices.DeviceChoice
+) -> Any:
+    """The achievable memory bandwidth of this process's device (STREAM copy and triad with torch),
+    measured once per baseline fingerprint and cached under ``--slm-cache-dir``/bandwidth."""
     from pytest_slm.measure.bandwidth import cached_bandwidth
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return cached_bandwidth(slm_settings.cache_dir, request.config.stash[stash.GATE].fingerprint, device)
+    gate = request.config.stash[stash.GATE]
+    return cached_bandwidth(slm_settings.cache_dir, gate.fingerprint, "cuda" if slm_device.on_cuda else "cpu")
 
 
 @pytest.fixture(scope="session")

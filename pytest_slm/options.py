@@ -117,6 +117,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="I",
     ),
     OptionSpec(
+        "prefix_caching",
+        "--slm-prefix-caching",
+        "let the engine reuse cached prompt prefixes (default: off, so every request pays for its own prefill)",
+        kind="bool",
+    ),
+    OptionSpec(
         "engine",
         "--slm-engine",
         "engine backend: a registered name (vllm) or module:Class (default: vllm)",

@@ -68,17 +68,38 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_slm.interop.benchmark_hooks import BenchmarkRecords
 
         config.pluginmanager.register(BenchmarkRecords(), "slm-benchmark")
+
+    if is_xdist_worker(config) and config.workerinput.get(WORKER_LOADGROUP):  # type: ignore[attr-defined]
+        config.option.loadgroup = True  # the worker suffixes node ids with their group, as for --dist loadgroup
     if not is_xdist_worker(config):
+        schedule_models_on_one_worker(config)
         collector = ReportCollector(settings.output, env)
-        config.stash[stash.COLLECTOR] = collector
         config.pluginmanager.register(ReportHooks(collector), "slm-report")
         if settings.wandb:  # optional: wandb is imported only when asked for
             from pytest_slm.interop.wandb_logger import WandbHooks, WandbUnavailable, require_wandb
 
             try:
-                config.pluginmanager.register(WandbHooks(settings.wandb, require_wandb()), "slm-wandb")
+                config.pluginmanager.register(WandbHooks(settings.wandb, require_wandb(), collector), "slm-wandb")
             except WandbUnavailable as exc:
                 raise pytest.UsageError(f"pytest-slm: {exc}") from None
+
+
+WORKER_LOADGROUP = "slm_loadgroup"
+
+
+def schedule_models_on_one_worker(config: pytest.Config) -> None:
+    """Under ``-n N``, schedule by ``xdist_group`` (one model per worker) without the user passing
+    ``--dist loadgroup``. xdist turns ``-n`` into ``--dist load``; an explicitly chosen other mode
+    (loadscope, worksteal, ...) is kept. Workers re-parse the command line, so they learn it
+    through ``workerinput`` (:func:`pytest_configure_node`)."""
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", None) == "load":
+        config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Tell each xdist worker whether tests are scheduled by group (see :func:`schedule_models_on_one_worker`)."""
+    node.workerinput[WORKER_LOADGROUP] = node.config.getvalue("dist") == "loadgroup"
 
 
 def _anchor_paths(settings: Settings, config: pytest.Config) -> Settings:
@@ -120,12 +141,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # With `-n N --dist loadgroup`, all tests of one engine go to one worker: one load each.
+    # Under `-n N`, every test of one model (all its precisions: retention needs the bf16
+    # reference in the same process) goes to one worker, which loads each engine once.
     for item in items:
         callspec = getattr(item, "callspec", None)
         spec = callspec.params.get("slm_engine") if callspec is not None else None
         if isinstance(spec, EngineSpec):
-            item.add_marker(pytest.mark.xdist_group(spec.id))
+            item.add_marker(pytest.mark.xdist_group(spec.model_name))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` on a GPU machine: one worker per visible GPU (xdist's CPU count elsewhere)."""
+    from pytest_slm import devices
+
+    try:
+        gpus = devices.visible_gpus(devices.nvml_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    except devices.DeviceError:
+        return None
+    return len(gpus) or None
 
 
 @pytest.hookimpl(wrapper=True)

@@ -65,6 +65,7 @@ class Settings:
     max_runs: int | None = None
     gpu_memory_utilization: float = 0.9
     gpu_index: int = 0
+    prefix_caching: bool = False
     engine: str = "vllm"
     cache_dir: Path = field(default_factory=lambda: _default_cache_dir(os.environ))
     thresholds_file: Path | None = None

@@ -170,7 +170,7 @@ def test_xdist_two_workers_lose_no_record(slm_pytester) -> None:
     slm_pytester.run("--precision", "bf16", "fp16")
     serial = sorted((r["test"].split("::")[-1], r["metric"]) for r in slm_pytester.results()["records"])
     (slm_pytester.output / "results.json").unlink()
-    result = slm_pytester.run("--precision", "bf16", "fp16", "-n", "2", "--dist", "loadgroup", subprocess=True)
+    result = slm_pytester.run("--precision", "bf16", "fp16", "-n", "2", subprocess=True)
     result.assert_outcomes(passed=4, failed=2)
     parallel = sorted((r["test"].split("::")[-1], r["metric"]) for r in slm_pytester.results()["records"])
     assert parallel == serial and len(serial) == 18

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from pytest_slm.report.collector import ReportCollector
+
 COLUMNS = (
     "test",
     "model",
@@ -83,16 +85,15 @@ def log_session(
 class WandbHooks:
     """Controller-only: logs the session to W&B after the report files are written."""
 
-    def __init__(self, project: str, wandb: Any) -> None:
+    def __init__(self, project: str, wandb: Any, collector: ReportCollector) -> None:
         self.project = project
         self.wandb = wandb
+        self.collector = collector
         self.outcome: str | None = None
 
     @pytest.hookimpl(trylast=True)  # after the report hooks flushed results.json / results.md
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from pytest_slm import stash
-
-        collector = session.config.stash[stash.COLLECTOR]
+        collector = self.collector
         files = sorted(p for p in collector.output.rglob("*") if p.is_file()) if collector.output.is_dir() else []
         try:
             run_id = log_session(

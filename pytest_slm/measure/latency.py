@@ -15,7 +15,7 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 
-from pytest_slm.engines.base import StreamTrace
+from pytest_slm.engines.base import StreamTrace, tpot_s
 from pytest_slm.measure.workloads import StreamingRun
 from pytest_slm.record import Metric
 
@@ -28,8 +28,9 @@ def ttft(t: StreamTrace) -> list[float]:
 
 
 def tpot(t: StreamTrace) -> list[float]:
-    n = len(t.token_times_s)
-    return [(t.token_times_s[-1] - t.token_times_s[0]) / (n - 1)] if n > 1 else []
+    ts = t.token_times_s
+    value = tpot_s(ts[0], ts[-1], len(ts)) if ts else None
+    return [] if value is None else [value]
 
 
 def itl(t: StreamTrace) -> list[float]:
@@ -57,10 +58,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def _percentile_of(values: Sequence[float], q: float) -> float:
-    return percentile(values, q)
-
-
 def latency_metrics(run: StreamingRun, kind: str) -> list[Metric]:
     """p50/p90/p99/mean of ``kind`` over all measured requests, in seconds.
 
@@ -82,7 +79,7 @@ def latency_metrics(run: StreamingRun, kind: str) -> list[Metric]:
     }
     out: list[Metric] = []
     stats: dict[str, Callable[[Sequence[float]], float]] = {
-        **{f"p{q}": functools.partial(_percentile_of, q=q) for q in PERCENTILES},
+        **{f"p{q}": functools.partial(percentile, q=q) for q in PERCENTILES},
         "mean": statistics.fmean,
     }
     for stat, fn in stats.items():

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_slm.engines.base import BatchOutput, Engine, SamplingSpec, StreamTrace
+from pytest_slm.engines.base import BatchOutput, Engine, SamplingSpec, StreamTrace, tpot_s
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def _repeat(workload: Workload, once: Callable[[], Any], statistic: Callable[[An
 
 def _median_tpot(rep: Sequence[StreamTrace]) -> float:
     per_request = [
-        (t.token_times_s[-1] - t.token_times_s[0]) / (len(t.token_times_s) - 1) for t in rep if len(t.token_times_s) > 1
+        v for t in rep if t.token_times_s and (v := tpot_s(t.token_times_s[0], t.token_times_s[-1], t.output_tokens))
     ]
     return statistics.median(per_request) if per_request else math.nan
 
