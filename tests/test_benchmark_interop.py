@@ -20,6 +20,15 @@ from pytest_slm.interop.pytest_benchmark import (
 
 pytest.importorskip("pytest_benchmark")
 
+
+@pytest.fixture(autouse=True)
+def not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner sessions are not xdist workers even when this suite runs under -n (pytest-benchmark reads
+    PYTEST_XDIST_WORKER and would disable itself)."""
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(var, raising=False)
+
+
 BENCH = """
 import pytest
 from pytest_slm.measure.latency import latency_metrics
