@@ -167,3 +167,16 @@ def test_non_time_records_are_left_out_of_the_export() -> None:
     rec = {"test": "t.py::test_x[m-bf16]", "unit": "token/s", "metric": "output_tokens_per_s", "value": 5.0}
     doc, left_out = to_benchmark_json({"records": [rec], "environment": {}})
     assert doc["benchmarks"] == [] and left_out == ["t.py::test_x[m-bf16]::output_tokens_per_s (token/s, None)"]
+
+
+MICROBENCH = (Path(__file__).resolve().parents[1] / "benches" / "test_microbench.py").read_text()
+
+
+def test_microbench_file_records_both_benchmarks(slm_pytester) -> None:
+    slm_pytester.pytester.makepyfile(test_microbench=MICROBENCH)
+    slm_pytester.run("-p", "benchmark").assert_outcomes(passed=2)
+    records = slm_pytester.results()["records"]
+    tok = by_metric(records, "test_tokenize_prompts")
+    one = by_metric(records, "test_generate_one_token")
+    assert tok["benchmark_median_s"]["n"] >= 5  # pytest-benchmark's own calibration: min_rounds 5
+    assert one["benchmark_median_s"]["n"] == 3 == len(one["benchmark_median_s"]["samples"])  # --slm-num-runs 3
