@@ -80,3 +80,13 @@ def test_throughput_and_memory(bench_run) -> None:  # type: ignore[no-untyped-de
     kv = metric(doc, "test_memory", "kv_cache_bytes")
     assert rss["value"] > kv["value"] > 0
     assert metric(doc, "test_checkpoint_size", "checkpoint_bytes")["value"] > 100e6
+
+
+def test_pytest_benchmark_microbenches_become_records(bench_run) -> None:  # type: ignore[no-untyped-def]
+    _, doc = bench_run
+    one = metric(doc, "test_generate_one_token", "benchmark_median_s")
+    assert one["n"] == 3 and len(one["samples"]) == 3 and 0 < one["value"] < 10
+    tok = metric(doc, "test_tokenize_prompts", "benchmark_median_s")
+    assert tok["n"] >= 5 and tok["value"] < one["value"], "tokenizing is far cheaper than running the model"
+    cap = metric(doc, "test_kv_cache_capacity", "kv_cache_max_concurrency")
+    assert cap["value"] > 1 and cap["info"]["kv_cache_dtype"] == "auto"
