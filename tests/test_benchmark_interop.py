@@ -121,6 +121,26 @@ def test_export_is_read_by_pytest_benchmark_compare(slm_pytester, tmp_path: Path
     assert "test_tokenize[tiny-model-bf16]" in proc.stdout and "ttft_p50_s" in proc.stdout
 
 
+def test_export_draws_pytest_benchmark_histogram(slm_pytester, tmp_path: Path) -> None:
+    pytest.importorskip(
+        "pygal", reason="pytest-benchmark's --histogram needs pygal (pip install pytest-benchmark[histogram])"
+    )
+    slm_pytester.pytester.makepyfile(BENCH)
+    slm_pytester.run("-p", "benchmark", "-k", "tokenize or ttft")
+    out = tmp_path / "0001_slm.json"
+    assert main(["export", str(slm_pytester.output), "-o", str(out)]) == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_benchmark", "compare", str(out), "--histogram", str(tmp_path / "hist")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    svgs = list(tmp_path.glob("hist*.svg"))
+    assert svgs and any("test_tokenize" in f.read_text() for f in svgs), proc.stdout
+
+
 def test_import_round_trip_keeps_figures(slm_pytester, tmp_path: Path) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
     slm_pytester.run("-p", "benchmark", "-k", "tokenize")
