@@ -117,6 +117,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="I",
     ),
     OptionSpec(
+        "max_foreign_load",
+        "--slm-max-foreign-load",
+        "CPU cores other processes may keep busy during a measurement before it is invalid (default: 0.3)",
+        kind="float",
+        metavar="CORES",
+    ),
+    OptionSpec(
         "prefix_caching",
         "--slm-prefix-caching",
         "let the engine reuse cached prompt prefixes (default: off, so every request pays for its own prefill)",
@@ -284,7 +291,30 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "save_baseline", "--slm-save-baseline", "write/update baselines from this run's passing tests", kind="bool"
     ),
+    OptionSpec(
+        "baseline_accept",
+        "--slm-baseline-accept",
+        "with --slm-save-baseline, also write figures whose test failed (a regression, a threshold) or whose "
+        "workload differs from the stored one, starting a new session history",
+        kind="bool",
+    ),
     OptionSpec("no_compare", "--slm-no-compare", "do not compare with stored baselines", kind="bool"),
+    OptionSpec(
+        "alpha",
+        "--slm-alpha",
+        "family-wise false-alarm level of the session's baseline comparisons (default: 0.05; each of the m "
+        "gated comparisons is made at alpha/m)",
+        kind="float",
+        metavar="A",
+    ),
+    OptionSpec(
+        "min_sessions",
+        "--slm-min-sessions",
+        "saved sessions a baseline needs before a timing change can be called a regression (default: 3; below "
+        "that, machine drift and a real change look alike and the verdict is inconclusive)",
+        kind="int",
+        metavar="K",
+    ),
     OptionSpec(
         "fail_on_improvement",
         "--slm-fail-on-improvement",

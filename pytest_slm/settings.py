@@ -66,6 +66,7 @@ class Settings:
     gpu_memory_utilization: float = 0.9
     gpu_index: int = 0
     prefix_caching: bool = False
+    max_foreign_load: float = 0.3
     engine: str = "vllm"
     cache_dir: Path = field(default_factory=lambda: _default_cache_dir(os.environ))
     thresholds_file: Path | None = None
@@ -92,7 +93,10 @@ class Settings:
     powercap_root: Path = Path("/sys/class/powercap")
     baseline_dir: Path = Path("baselines")
     save_baseline: bool = False
+    baseline_accept: bool = False
     no_compare: bool = False
+    alpha: float = 0.05
+    min_sessions: int = 3
     fail_on_improvement: bool = False
     tolerance: float = 0.05
     accuracy_tolerance: float = 0.01
@@ -154,6 +158,7 @@ _MINIMUMS = {
     "accuracy_batch_size": 1,
     "energy_sample_runs": 1,
     "max_runs": 1,
+    "min_sessions": 1,
 }
 
 
@@ -172,12 +177,17 @@ def _validate(name: str, raw: Any, source: str) -> Any:
         if not 0 < target < 1:
             raise SettingsError(f"{source}: target_ci must be in (0, 1), got {target}")
         return target
+    if name == "alpha":
+        alpha = _to_float(name, raw, source)
+        if not 0 < alpha < 1:
+            raise SettingsError(f"{source}: alpha must be in (0, 1), got {alpha}")
+        return alpha
     if name in ("tolerance", "accuracy_tolerance"):
         tau = _to_float(name, raw, source)
         if not 0 <= tau < 1:
             raise SettingsError(f"{source}: {name} must be in [0, 1), got {tau}")
         return tau
-    if name in ("energy_window_s", "energy_idle_s", "energy_settle_s"):
+    if name in ("energy_window_s", "energy_idle_s", "energy_settle_s", "max_foreign_load"):
         seconds = _to_float(name, raw, source)
         if seconds < 0:
             raise SettingsError(f"{source}: {name} must be >= 0, got {seconds}")

@@ -3,6 +3,7 @@ JSON read by its own ``pytest-benchmark compare``; import of its JSON; --benchma
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def by_metric(records: list[dict], test: str) -> dict[str, dict]:  # type: ignor
 
 def test_benchmark_stats_become_gated_records(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
-    result = slm_pytester.run("-p", "benchmark")
+    result = slm_pytester.run()
     result.assert_outcomes(passed=3, failed=1)
     records = slm_pytester.results()["records"]
     tok = by_metric(records, "test_tokenize[")
@@ -75,7 +76,7 @@ def test_benchmark_stats_become_gated_records(slm_pytester) -> None:
 
 def test_benchmark_disable_runs_once_and_says_no_records(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
-    result = slm_pytester.run("-p", "benchmark", "--benchmark-disable", "-k", "tokenize or ttft")
+    result = slm_pytester.run("--benchmark-disable", "-k", "tokenize or ttft")
     result.assert_outcomes(passed=2)
     records = slm_pytester.results()["records"]
     assert not [r for r in records if r["metric"].startswith("benchmark_")]
@@ -87,7 +88,7 @@ def test_benchmark_disable_runs_once_and_says_no_records(slm_pytester) -> None:
 
 def test_under_xdist_benchmark_disables_itself_and_nothing_is_garbled(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
-    result = slm_pytester.run("-p", "benchmark", "-n", "2", "-k", "tokenize or ttft", subprocess=True)
+    result = slm_pytester.run("-n", "2", "-k", "tokenize or ttft", subprocess=True)
     result.assert_outcomes(passed=2)
     records = slm_pytester.results()["records"]
     assert not [r for r in records if r["metric"].startswith("benchmark_")]
@@ -98,7 +99,7 @@ def test_under_xdist_benchmark_disables_itself_and_nothing_is_garbled(slm_pytest
 
 def test_export_is_read_by_pytest_benchmark_compare(slm_pytester, tmp_path: Path) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
-    slm_pytester.run("-p", "benchmark", "-k", "tokenize or ttft or other")
+    slm_pytester.run("-k", "tokenize or ttft or other")
     results = slm_pytester.output / "results.json"
     out = tmp_path / "0001_slm.json"
     assert main(["export", str(results), "--format", "pytest-benchmark", "-o", str(out)]) == 0
@@ -122,11 +123,11 @@ def test_export_is_read_by_pytest_benchmark_compare(slm_pytester, tmp_path: Path
 
 
 def test_export_draws_pytest_benchmark_histogram(slm_pytester, tmp_path: Path) -> None:
-    pytest.importorskip(
-        "pygal", reason="pytest-benchmark's --histogram needs pygal (pip install pytest-benchmark[histogram])"
-    )
+    # find_spec, not import: importing pygal here disturbs later in-process pytester sessions
+    if importlib.util.find_spec("pygal") is None:
+        pytest.skip("pytest-benchmark's --histogram needs pygal (pip install pytest-benchmark[histogram])")
     slm_pytester.pytester.makepyfile(BENCH)
-    slm_pytester.run("-p", "benchmark", "-k", "tokenize or ttft")
+    slm_pytester.run("-k", "tokenize or ttft")
     out = tmp_path / "0001_slm.json"
     assert main(["export", str(slm_pytester.output), "-o", str(out)]) == 0
     proc = subprocess.run(
@@ -143,7 +144,7 @@ def test_export_draws_pytest_benchmark_histogram(slm_pytester, tmp_path: Path) -
 
 def test_import_round_trip_keeps_figures(slm_pytester, tmp_path: Path) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
-    slm_pytester.run("-p", "benchmark", "-k", "tokenize")
+    slm_pytester.run("-k", "tokenize")
     original = by_metric(slm_pytester.results()["records"], "test_tokenize[")
     exported = tmp_path / "bench.json"
     assert main(["export", str(slm_pytester.output), "-o", str(exported)]) == 0
@@ -161,7 +162,7 @@ def test_import_round_trip_keeps_figures(slm_pytester, tmp_path: Path) -> None:
 def test_import_reads_pytest_benchmarks_own_json(pytester: pytest.Pytester, tmp_path: Path) -> None:
     pytester.makepyfile("def test_sum(benchmark):\n    benchmark(sum, range(100))\n")
     bench_json = tmp_path / "own.json"
-    pytester.runpytest_subprocess("-p", "benchmark", f"--benchmark-json={bench_json}").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess(f"--benchmark-json={bench_json}").assert_outcomes(passed=1)
     doc = from_benchmark_json(json.loads(bench_json.read_text()), str(bench_json))
     rec = {r["metric"]: r for r in doc["records"]}
     assert rec["benchmark_median_s"]["n"] >= 1 and rec["benchmark_median_s"]["test"].endswith("test_sum")
@@ -194,7 +195,7 @@ MICROBENCH = (Path(__file__).resolve().parents[1] / "benches" / "test_microbench
 
 def test_microbench_file_records_both_benchmarks(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(test_microbench=MICROBENCH)
-    slm_pytester.run("-p", "benchmark").assert_outcomes(passed=2)
+    slm_pytester.run().assert_outcomes(passed=2)
     records = slm_pytester.results()["records"]
     tok = by_metric(records, "test_tokenize_prompts")
     one = by_metric(records, "test_generate_one_token")

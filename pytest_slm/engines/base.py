@@ -26,6 +26,12 @@ class EngineSpec:
         return slug(self.model)
 
     @property
+    def base_id(self) -> str:
+        """The id without the KV-cache dtype, e.g. ``smollm2-135m-bf16``: model and precision, which
+        baselines are filed under (the KV dtype stays in the test's own parameters)."""
+        return f"{self.model_name}-{self.precision.name}"
+
+    @property
     def id(self) -> str:
         """Readable test id, e.g. ``smollm2-135m-bf16``, ``smollm2-135m-bf16-kvfp8`` (auto KV adds nothing)."""
         kv = "" if self.kv_cache_dtype == "auto" else f"-kv{self.kv_cache_dtype}"

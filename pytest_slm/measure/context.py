@@ -44,6 +44,13 @@ class BenchContext(Recorder):
             raise ValueError(f"attachment path {relpath!r} must stay inside the output directory")
         self.attachments[relpath] = rows
 
+    def validate(self, problems: Any) -> None:
+        """Mark this test's measurement invalid for each problem: a list of reasons, or a run object
+        (its ``problems()`` are asked with this session's limits, e.g. ``--slm-max-foreign-load``)."""
+        if hasattr(problems, "problems"):
+            problems = problems.problems(max_foreign_cores=self.settings.max_foreign_load)
+        super().validate(problems)
+
     def workload(self, streams: str | int) -> Workload:
         """The request shape for ``"single"`` (one stream), ``"batch"`` (``--slm-batch-size``
         concurrent streams) or an explicit concurrency, with this test's run-size settings."""
@@ -56,7 +63,16 @@ class BenchContext(Recorder):
         else:
             raise ValueError(f"streams must be 'single', 'batch' or a positive int, got {streams!r}")
         s = self.settings
-        return Workload(concurrency, s.prompt, s.max_new_tokens, s.num_warmup, s.num_runs, s.target_ci, s.max_runs)
+        return Workload(
+            concurrency,
+            (s.prompt,),
+            s.max_new_tokens,
+            s.num_warmup,
+            s.num_runs,
+            s.target_ci,
+            s.max_runs,
+            prompt_source="fixed",
+        )
 
 
 class RunCache:
