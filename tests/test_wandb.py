@@ -32,8 +32,9 @@ def test_missing_wandb_is_a_clear_usage_error_only_when_asked(
     slm_pytester.run(subprocess=True).assert_outcomes(passed=1)
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_offline_run_holds_records_summary_and_report_files(
-    slm_pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    slm_pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: list[str]
 ) -> None:
     pytest.importorskip("wandb", reason="wandb is optional and not installed here (pip install wandb)")
     p = slm_pytester.pytester
@@ -47,10 +48,12 @@ def test_offline_run_holds_records_summary_and_report_files(
         monkeypatch.setenv(var, value)
     (tmp_path / "wb").mkdir()
     p.makepyfile(BENCH)
-    result = slm_pytester.run("--slm-wandb", "slm-test-project", subprocess=True)
+    result = slm_pytester.run("--slm-wandb", "slm-test-project", *workers, subprocess=True)
     result.assert_outcomes(passed=1)
+    # one run, from the controller only, under xdist too
     result.stdout.fnmatch_lines(["*pytest-slm: logged 2 record(s) and * file(s) to W&B project 'slm-test-project'*"])
     (run_dir,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
+    assert len([line for line in result.outlines if "to W&B project" in line]) == 1
     (table,) = run_dir.glob("files/media/table/records_*.table.json")
     data = json.loads(table.read_text())
     assert "metric" in data["columns"]
