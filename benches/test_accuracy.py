@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_slm.accuracy.evaluate import TaskUnavailable
+from pytest_slm.accuracy.retention import decide, is_quality
 
 
 def _run(slm_accuracy, task):
@@ -16,10 +17,6 @@ def _run(slm_accuracy, task):
         return slm_accuracy.run(task)
     except TaskUnavailable as exc:
         pytest.skip(str(exc))
-
-
-def _pm(stderr):
-    return f" (±{stderr:.3g} stderr)" if stderr is not None else " (no stderr)"
 
 
 def test_accuracy(slm_accuracy, slm_task, slm):
@@ -38,8 +35,11 @@ def test_perplexity(slm_accuracy, slm):
 
 def test_retention(slm_accuracy, slm_retention_task, slm):
     """Quantized (or pruned) ÷ bf16 of the same model on the same items, direction-aware (for
-    perplexity, bf16 ÷ quantized), asserted against ``--slm-retention-floor`` (default 0.95). A
-    non-default KV-cache dtype is compared with the same precision at KV dtype auto."""
+    perplexity, bf16 ÷ quantized), for quality metrics only, decided against ``--slm-retention-floor``
+    (default 0.95) with the uncertainty of both sides: fails when retention is below the floor
+    with confidence, passes when above it with confidence, else inconclusive (recorded, with the
+    shortfall these items could have detected). A non-default KV-cache dtype is compared with the
+    same precision at KV dtype auto."""
     precision = slm.spec.precision
     kv = slm.spec.kv_cache_dtype
     if not precision.quantized and kv == "auto":
@@ -61,19 +61,23 @@ def test_retention(slm_accuracy, slm_retention_task, slm):
         )
     current = _run(slm_accuracy, slm_retention_task)
     floor = slm.settings.floor_for(slm_retention_task)
-    low = []
+    failed = []
     for m in current.metrics:
-        if m.unit == "item/s":
-            continue  # evaluation speed, not accuracy: retention is about scores
         ref = next((r for r in reference.metrics if r.name == m.name), None)
-        if ref is None or ref.value == 0 or m.value == 0:
+        if ref is None or ref.value == 0 or m.value == 0 or not is_quality(m):
             continue
-        retention = m.value / ref.value if m.higher_is_better else ref.value / m.value
+        r = decide(ref, m, floor)
         slm.record(
             f"{m.name}.retention",
-            retention,
+            r.retention,
             unit="1",
             higher_is_better=True,
+            verdict=r.verdict,
+            low=r.low,
+            high=r.high,
+            method=r.method,
+            note=r.note,
+            detectable_shortfall=r.detectable_shortfall,
             reference=ref.value,
             reference_stderr=ref.stderr,
             current=m.value,
@@ -81,9 +85,6 @@ def test_retention(slm_accuracy, slm_retention_task, slm):
             floor=floor,
             reference_precision=ref_name,
         )
-        if retention < floor:
-            low.append(
-                f"{m.name}: {label} {m.value:.4g}{_pm(m.stderr)} vs {ref_name} {ref.value:.4g}"
-                f"{_pm(ref.stderr)} -> retention {retention:.3f} < floor {floor}"
-            )
-    assert not low, "retention below the floor:\n" + "\n".join(low)
+        if r.verdict == "fails":
+            failed.append(r.message(label, m.value, ref.value, ref_name))
+    assert not failed, "retention below the floor with confidence:\n" + "\n".join(failed)

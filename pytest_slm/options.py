@@ -80,6 +80,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="N",
     ),
     OptionSpec(
+        "offline_requests",
+        "--slm-offline-requests",
+        "distinct prompts per offline throughput batch (default: 32 quick, 64 full: enough to saturate a small "
+        "model; the saturation bench shows the knee)",
+        kind="int",
+        metavar="N",
+    ),
+    OptionSpec(
         "target_ci",
         "--slm-target-ci",
         "adaptive repetitions: repeat past --slm-num-runs until the 95 % CI "
@@ -115,6 +123,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "CUDA device index (as CUDA_VISIBLE_DEVICES shows it) to run and meter on (default: 0)",
         kind="int",
         metavar="I",
+    ),
+    OptionSpec(
+        "chat_template",
+        "--slm-chat-template",
+        "wrap prompts in the tokenizer's chat template: auto (where the tokenizer has one), on, off (default: auto)",
+        choices=("auto", "on", "off"),
     ),
     OptionSpec(
         "max_foreign_load",

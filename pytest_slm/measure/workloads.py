@@ -2,9 +2,9 @@
 
 A *repetition* is one request for single-stream latency, ``concurrency`` concurrent requests
 for concurrent latency, one offline batch for throughput. Warm-up repetitions run first and are
-discarded. Prompts come from a pool: a repetition takes ``concurrency`` consecutive prompts of
-the pool (distinct while the pool lasts), and the next repetition continues where it stopped,
-so a session always sends the same sequence and two sessions are comparable.
+discarded. Prompts come from a pool: every repetition sends the first ``concurrency`` prompts of
+the pool (distinct while the pool lasts), so repetitions differ only by noise and two sessions
+send the same requests.
 
 Each measured run also records what the machine did meanwhile (:class:`CpuWindow`) and knows
 what makes it untrustworthy (:meth:`StreamingRun.problems`, :meth:`OfflineRun.problems`).
@@ -54,11 +54,11 @@ class Workload:
     def sampling(self) -> SamplingSpec:
         return SamplingSpec(max_new_tokens=self.max_new_tokens)
 
-    def prompts(self, repetition: int = 0) -> list[str]:
-        """The prompts of one repetition: the next ``concurrency`` prompts of the pool."""
+    def prompts(self) -> list[str]:
+        """The prompts of one repetition: the first ``concurrency`` prompts of the pool (a pool
+        smaller than the concurrency is cycled; :attr:`distinct_per_repetition` says so)."""
         pool = self.prompts_pool
-        start = repetition * self.concurrency
-        return [pool[(start + i) % len(pool)] for i in range(self.concurrency)]
+        return [pool[i % len(pool)] for i in range(self.concurrency)]
 
     @property
     def distinct_per_repetition(self) -> int:
@@ -74,8 +74,8 @@ class Workload:
             "target_rel_ci": self.target_rel_ci,
             "max_runs": self.max_runs,
             "prompt_source": self.prompt_source,
-            "prompt_count": len(self.prompts_pool),
-            "prompt_sha256": prompts_digest(self.prompts_pool),
+            "prompt_distinct": self.distinct_per_repetition,
+            "prompt_sha256": prompts_digest(self.prompts()),
             **dict(self.extra),
         }
 
@@ -197,14 +197,11 @@ def _repeat(
 
 def run_streaming(engine: Engine, workload: Workload) -> StreamingRun:
     """Stream ``workload`` ``num_warmup + num_runs`` times (more when adaptive); keep the measured ones."""
-    for i in range(workload.num_warmup):
-        engine.stream(workload.prompts(i), workload.sampling)
-    offset = workload.num_warmup
+    for _ in range(workload.num_warmup):
+        engine.stream(workload.prompts(), workload.sampling)
     with validity.CpuWindow() as window:
         reps, ci = _repeat(
-            workload,
-            lambda i: tuple(engine.stream(workload.prompts(offset + i), workload.sampling)),
-            STREAMING_STATISTICS,
+            workload, lambda _: tuple(engine.stream(workload.prompts(), workload.sampling)), STREAMING_STATISTICS
         )
     return StreamingRun(workload, tuple(reps), ci, window.usage)
 
@@ -212,12 +209,11 @@ def run_streaming(engine: Engine, workload: Workload) -> StreamingRun:
 def run_offline(engine: Engine, workload: Workload, clock: Callable[[], float] = time.perf_counter) -> OfflineRun:
     """Generate the batch ``num_warmup + num_runs`` times, timing each measured call."""
     sampling = workload.sampling
-    for i in range(workload.num_warmup):
-        engine.generate(workload.prompts(i), sampling)
-    offset = workload.num_warmup
+    prompts = workload.prompts()
+    for _ in range(workload.num_warmup):
+        engine.generate(prompts, sampling)
 
-    def once(i: int) -> TimedBatch:
-        prompts = workload.prompts(offset + i)
+    def once(_: int) -> TimedBatch:
         t0 = clock()
         out = engine.generate(prompts, sampling)
         return TimedBatch(clock() - t0, out)
