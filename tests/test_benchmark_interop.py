@@ -88,8 +88,13 @@ def test_benchmark_disable_runs_once_and_says_no_records(slm_pytester) -> None:
 
 def test_under_xdist_benchmark_disables_itself_and_nothing_is_garbled(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
+    slm_pytester.pytester.makeini(
+        "[pytest]\naddopts = --strict-markers\nfilterwarnings =\n    error\n"
+        "    default:Benchmarks are automatically disabled because xdist plugin is active\n"
+    )
     result = slm_pytester.run("-n", "2", "-k", "tokenize or ttft", subprocess=True)
     result.assert_outcomes(passed=2)
+    assert result.ret == 0, result.stdout.str()[-3000:]
     records = slm_pytester.results()["records"]
     assert not [r for r in records if r["metric"].startswith("benchmark_")]
     ttft = by_metric(records, "test_ttft")
