@@ -54,6 +54,8 @@ def device_for(config: pytest.Config, settings: Settings) -> devices.DeviceChoic
             raise pytest.UsageError(f"pytest-slm: {exc}") from None
         devices.apply(choice)
         config.stash[stash.DEVICE] = choice
+        if choice.gpu is not None:  # baselines are filed under the GPU this process measures on
+            config.stash[stash.GATE].device_gpu_name = choice.gpu.name
     return choice
 
 
@@ -113,6 +115,7 @@ def slm_engine(
         "load_time_s": load_time_s,
         "import_s": import_s,
         "device_choice": slm_device.describe(),
+        "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
         "quantized_checkpoint": checkpoint_meta or None,
     }
     try:

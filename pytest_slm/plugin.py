@@ -6,6 +6,7 @@ Nothing heavy is imported here: vLLM, torch and NVML load inside fixtures, so
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Generator
@@ -19,11 +20,13 @@ from pytest_slm.compare import identity
 from pytest_slm.compare.policy import is_gated
 from pytest_slm.compare.session import Gate, SaveReport
 from pytest_slm.engines.base import EngineSpec
+from pytest_slm.fixtures import device_for
 from pytest_slm.parametrize import engine_specs
 from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import environment
 from pytest_slm.report.collector import ATTACHMENT_PROPERTY_KEY, ENGINE_PROPERTY_KEY, ReportCollector
 from pytest_slm.report.gate_summary import gate_lines
+from pytest_slm.report.summary import terminal_lines
 from pytest_slm.settings import Settings, SettingsError, resolve
 from pytest_slm.thresholds import ThresholdError, ThresholdTable, check, marker_limits
 
@@ -177,6 +180,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if spec is not None:
             tests.append((spec.model_name, spec.precision.name, baseline_key(item, spec.base_id)))
     if tests:
+        # the device first: the baselines to count are those of the GPU this process measures on
+        # (a bad selection errors the tests that need the device, with the reason: see slm_device)
+        with contextlib.suppress(pytest.UsageError):
+            device_for(session.config, session.config.stash[stash.SETTINGS])
         session.config.stash[stash.GATE].plan(tests)
 
 
@@ -297,8 +304,10 @@ class ReportHooks:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         gate: Gate = session.config.stash[stash.GATE]
         if gate.settings.save_baseline:
-            self.saved = gate.save(self.collector.records)
+            self.saved = gate.save(self.collector.records, self.collector.environment.get("engines"))
         if self.collector.records or self.collector.skipped:
+            # the baseline fingerprint, so `pytest-slm diff` finds this run's baseline directory
+            self.collector.environment["fingerprint"] = gate.fingerprint
             self.collector.flush()
             self.collector.publish_step_summary()
 
@@ -306,10 +315,8 @@ class ReportHooks:
         if not self.collector.markdown:
             return
         terminalreporter.write_sep("=", "pytest-slm results")
-        terminalreporter.write_line(self.collector.markdown)
-        terminalreporter.write_line(
-            f"written: {self.collector.output / 'results.json'}, {self.collector.output / 'results.md'}"
-        )
+        for line in terminal_lines(self.collector.records, self.collector.skipped, self.collector.output):
+            terminalreporter.write_line(line)
         settings = terminalreporter.config.stash[stash.SETTINGS]
         lines = gate_lines(
             self.collector.records,
