@@ -185,6 +185,18 @@ def power_meter(slm_settings: Settings, slm_device: devices.DeviceChoice) -> Ite
 
 
 @pytest.fixture(scope="session")
+def slm_memory_bandwidth(
+    request: pytest.FixtureRequest, slm_settings: Settings, slm_device: devices.DeviceChoice
+) -> Any:
+    """The achievable memory bandwidth of this process's device (STREAM copy and triad with torch),
+    measured once per baseline fingerprint and cached under ``--slm-cache-dir``/bandwidth."""
+    from pytest_slm.measure.bandwidth import cached_bandwidth
+
+    gate = request.config.stash[stash.GATE]
+    return cached_bandwidth(slm_settings.cache_dir, gate.fingerprint, "cuda" if slm_device.on_cuda else "cpu")
+
+
+@pytest.fixture(scope="session")
 def slm_task_manager(slm_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """lm-eval's ``TaskManager`` with the local tasks (gsm8k_local, slm_mc, slm_ppl) and
     ``--slm-task-path`` on its include path."""
@@ -251,6 +263,7 @@ def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> BenchContext:
             "model": spec.model_name,
             "precision": spec.precision.name,
             "engine_id": spec.id,
+            "kv_cache_dtype": spec.kv_cache_dtype,
         }
     chat_tokenizer = None
     if isinstance(spec, EngineSpec) and "slm_engine" in request.fixturenames:

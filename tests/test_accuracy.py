@@ -219,3 +219,32 @@ def test_retention_without_bf16_in_session_skips(slm_pytester) -> None:
     )
     result.assert_outcomes(skipped=2)
     assert "run with --precision bf16 int4" in slm_pytester.results()["skipped"][0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("args", "compared"),
+    [
+        (("--precision", "bf16", "int4"), "tiny-model-int4"),
+        (("--slm-kv-cache-dtype", "auto", "fp8"), "tiny-model-bf16-kvfp8"),
+    ],
+)
+def test_retention_alone_evaluates_its_reference_while_that_engine_is_loaded(
+    slm_pytester, args: tuple[str, ...], compared: str
+) -> None:
+    slm_pytester.pytester.makepyfile(BENCH)
+    result = slm_pytester.run(
+        *args,
+        "--slm-accuracy-tasks",
+        "slm_mc",
+        "--slm-accuracy-limit",
+        "6",
+        "--slm-retention-floor",
+        "0.01",
+        "-k",
+        "not test_accuracy and not test_perplexity",
+        subprocess=True,
+    )
+    result.assert_outcomes(passed=2, skipped=2)  # the reference cell's two tasks skip, after evaluating
+    recs = [r for r in slm_pytester.results()["records"] if r["metric"] == "slm_mc.acc.retention"]
+    assert [r["engine_id"] for r in recs] == [compared]
+    assert recs[0]["info"]["reference_precision"] == ("bf16" if "int4" in compared else "bf16 (kv auto)")

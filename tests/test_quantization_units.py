@@ -45,7 +45,7 @@ def test_every_quantized_precision_has_a_recipe_keeping_lm_head(name: str, smol_
     steps, group = recipe(get_precision(name), smol_like.path)
     quant_steps = [s for s in steps if "ignore" in s]
     assert quant_steps and all(s["ignore"] == ["lm_head"] for s in quant_steps)
-    assert group == (None if name in ("fp8", "int8") else 64)
+    assert group == (None if name in ("fp8", "int8", "sparse-2of4", "wanda-50") else 64)
     assert needs_calibration(steps) is (name not in ("fp8", "w8a16-rtn"))
 
 
@@ -62,6 +62,25 @@ def test_awq_is_asymmetric_gptq_int4_symmetric(smol_like: Checkpoint) -> None:
         "group_size": 64,
         "dynamic": False,
     }
+
+
+def test_sparse_recipes_prune_half_of_every_linear_layer(smol_like: Checkpoint) -> None:
+    (sgpt,), group = recipe(get_precision("sparse-2of4"), smol_like.path)
+    assert group is None
+    assert sgpt == {
+        "modifier": "SparseGPTModifier",
+        "sparsity": 0.5,
+        "mask_structure": "2:4",
+        "targets": ["Linear"],
+        "ignore": ["lm_head"],
+    }
+    (wanda,), _ = recipe(get_precision("wanda-50"), smol_like.path)
+    assert wanda["modifier"] == "WandaPruningModifier" and wanda["mask_structure"] == "0:0"
+    assert wanda["sparsity"] == 0.5
+    both, group = recipe(get_precision("sparse-2of4-int4"), smol_like.path)
+    assert [s["modifier"] for s in both] == ["SparseGPTModifier", "QuantizationModifier"] and group == 64
+    assert both[1]["config_groups"]["group_0"]["weights"]["num_bits"] == 4
+    assert get_precision("2of4").name == "sparse-2of4" and get_precision("WANDA").name == "wanda-50"
 
 
 def test_unquantized_precision_has_no_recipe(smol_like: Checkpoint) -> None:

@@ -43,10 +43,11 @@ class Retention:
     note: str = ""
     detectable_shortfall: float | None = None
 
-    def message(self, precision: str, current: float, reference: float) -> str:
+    def message(self, precision: str, current: float, reference: float, reference_name: str = "bf16") -> str:
         bounds = "" if self.low is None else f" [{self.low:.3f}, {self.high:.3f}]"
         text = (
-            f"{self.metric}: {precision} {current:.4g} vs bf16 {reference:.4g} -> retention {self.retention:.3f}"
+            f"{self.metric}: {precision} {current:.4g} vs {reference_name} {reference:.4g} "
+            f"-> retention {self.retention:.3f}"
             f"{bounds} {self.verdict} the floor {self.floor:g} ({self.method})"
         )
         return text + (f"; {self.note}" if self.note else "")
