@@ -17,6 +17,7 @@ import time
 import pytest
 
 from pytest_slm.measure.throughput import throughput_metrics
+from pytest_slm.measure.validity import CpuWindow
 from pytest_slm.measure.workloads import Workload, median_tpot, run_offline
 
 #: requests per batch tried by the saturation curve (a small model on a CPU saturates around 32)
@@ -64,10 +65,13 @@ def test_saturation_curve(slm_engine, slm):
     base = slm.offline_workload()
     pool = slm.offline_workload(max(CURVE)).prompts_pool
     curve: dict[int, float] = {}
-    for n in CURVE:
-        level = Workload(n, pool, base.max_new_tokens, 1 if n == CURVE[0] else 0, 2, extra=base.extra)
-        run = run_offline(slm_engine, level)
-        curve[n] = sum(b.output.output_tokens for b in run.batches) / sum(b.wall_s for b in run.batches)
+    with CpuWindow() as window:
+        for n in CURVE:
+            level = Workload(n, pool, base.max_new_tokens, 1 if n == CURVE[0] else 0, 2, extra=base.extra)
+            run = run_offline(slm_engine, level)
+            curve[n] = sum(b.output.output_tokens for b in run.batches) / sum(b.wall_s for b in run.batches)
+    if window.usage is not None:
+        slm.validate([p for p in [window.usage.problem(slm.settings.max_foreign_load)] if p])
     best = max(curve.values())
     knee = min(n for n, rate in curve.items() if rate >= KNEE_SHARE * best)
     workload = {**base.describe(), "concurrency": None, "curve": ",".join(map(str, CURVE))}
@@ -140,13 +144,16 @@ def test_harness_overhead(slm_engine, slm):
         fn()
     pairs = max(4, slm.settings.num_runs)
     results: dict[str, list[float]] = {"plugin_off": [], "raw_off": [], "plugin_st": [], "raw_st": []}
-    for i in range(pairs):  # A/B, then B/A: drift over the pairs cancels
-        order = [("plugin_off", plugin_offline), ("raw_off", raw_offline)]
-        order += [("plugin_st", plugin_streaming), ("raw_st", raw_streaming)]
-        if i % 2:
-            order = [order[1], order[0], order[3], order[2]]
-        for name, fn in order:
-            results[name].append(fn())
+    with CpuWindow() as window:  # a busy machine makes the ratios meaningless: invalid, not a failure
+        for i in range(pairs):  # A/B, then B/A: drift over the pairs cancels
+            order = [("plugin_off", plugin_offline), ("raw_off", raw_offline)]
+            order += [("plugin_st", plugin_streaming), ("raw_st", raw_streaming)]
+            if i % 2:
+                order = [order[1], order[0], order[3], order[2]]
+            for name, fn in order:
+                results[name].append(fn())
+    if window.usage is not None:
+        slm.validate([p for p in [window.usage.problem(slm.settings.max_foreign_load)] if p])
     off = [p / r for p, r in zip(results["plugin_off"], results["raw_off"], strict=True)]
     st = [p / r for p, r in zip(results["plugin_st"], results["raw_st"], strict=True)]
     common = {"pairs": pairs, "workload": {**offline.describe(), "streaming_concurrency": streaming.concurrency}}

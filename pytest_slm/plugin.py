@@ -24,7 +24,12 @@ from pytest_slm.fixtures import device_for
 from pytest_slm.parametrize import engine_specs
 from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import environment
-from pytest_slm.report.collector import ATTACHMENT_PROPERTY_KEY, ENGINE_PROPERTY_KEY, ReportCollector
+from pytest_slm.report.collector import (
+    ATTACHMENT_PROPERTY_KEY,
+    ENGINE_PROPERTY_KEY,
+    SLM_TEST_PROPERTY_KEY,
+    ReportCollector,
+)
 from pytest_slm.report.gate_summary import gate_lines
 from pytest_slm.report.summary import terminal_lines
 from pytest_slm.settings import Settings, SettingsError, resolve
@@ -220,6 +225,19 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
     return result
+
+
+#: fixtures whose tests are pytest-slm's: their skips are reported with the reason
+SLM_FIXTURES = ("slm", "slm_engine", "slm_runs", "slm_accuracy", "power_meter", "slm_engine_facts")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Mark the reports of tests that use pytest-slm's fixtures (a plain test's skip is not ours to report)."""
+    report = yield
+    if any(name in SLM_FIXTURES for name in getattr(item, "fixturenames", ())):
+        report.user_properties.append((SLM_TEST_PROPERTY_KEY, True))
+    return report
 
 
 def _engine_spec(item: pytest.Item) -> EngineSpec | None:
