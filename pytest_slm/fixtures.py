@@ -8,6 +8,7 @@ reports what it recorded).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -132,6 +133,8 @@ def slm_engine(
     except ChatTemplateError as exc:
         engine.close()
         raise pytest.UsageError(str(exc)) from None
+    # facts travel to the xdist controller and into results.json: plain JSON values only
+    facts = json.loads(json.dumps(facts, default=str))
     request.config.stash.setdefault(stash.ENGINE_FACTS, {})[spec.id] = facts
     try:
         yield engine

@@ -269,7 +269,8 @@ def compact_table(records: Sequence[Mapping[str, Any]]) -> CompactTable:
     against the same model's bf16 over those tasks, and the gate verdict counts."""
     import pandas as pd
 
-    df = records_frame(records)
+    # machine-level figures (e.g. the measured memory bandwidth) belong to no model × precision cell
+    df = records_frame([r for r in records if r.get("model") is not None])
     if df.empty:
         return CompactTable(pd.DataFrame(), {})
     by = cell_columns(df)

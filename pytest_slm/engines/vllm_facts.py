@@ -86,8 +86,8 @@ def describe(llm: Any, *, on_cuda: bool, device_name: str | None, engine_args: M
     cfg = llm.llm_engine.model_config
     return {
         "engine": "vllm",
-        "vllm": vllm.__version__,
-        "torch": torch.__version__,
+        "vllm": str(vllm.__version__),
+        "torch": str(torch.__version__),  # a TorchVersion object does not cross to the xdist controller
         "device": device_name if on_cuda else (platform.processor() or "cpu"),
         "dtype": str(cfg.dtype).replace("torch.", ""),
         "quantization": cfg.quantization,
