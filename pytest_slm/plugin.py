@@ -129,13 +129,21 @@ def _anchor_paths(settings: Settings, config: pytest.Config) -> Settings:
     return dataclasses.replace(settings, **fixed) if fixed else settings
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     s = config.stash[stash.SETTINGS]
-    return (
+    lines = [
         f"slm: models={' '.join(s.models)} precisions={' '.join(p.name for p in s.precisions)} "
         f"engine={s.engine} profile={s.profile} (warmup {s.num_warmup}, runs {s.num_runs}, batch {s.batch_size}, "
         f"{s.max_new_tokens} tokens) output={s.output}"
-    )
+    ]
+    workers = getattr(config.option, "numprocesses", None)
+    if isinstance(workers, int) and workers > 1:
+        lines.append(
+            f"slm: {workers} xdist workers: engines on the CPU share its cores, so each worker's engine is "
+            f"the others' foreign load; overlapping timings are invalid above --slm-max-foreign-load "
+            f"({s.max_foreign_load:g} cores)"
+        )
+    return lines
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
