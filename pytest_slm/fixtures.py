@@ -40,13 +40,19 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
         raise pytest.UsageError("slm_engine is parametrized by pytest-slm; do not parametrize it yourself")
     from pytest_slm.checkpoints.resolve import resolve
     from pytest_slm.engines.registry import load_engine_class
+    from pytest_slm.modelconfig import check_parameters, hub_token, settings_for
 
+    entry = spec.model_config
+    slm_settings = settings_for(slm_settings, entry)  # the model's calibration and accuracy settings
     engine_cls = load_engine_class(slm_settings.engine)
     gate = getattr(engine_cls, "unsupported_reason", None)
     reason = gate(spec.precision) if gate is not None else None
     if reason:
         pytest.skip(reason)
-    checkpoint = resolve(spec.model, slm_settings.cache_dir)
+    checkpoint = resolve(
+        spec.model, slm_settings.cache_dir, revision=entry.revision if entry else None, token=hub_token(entry)
+    )
+    config_facts = {**entry.facts(), "parameter_check": check_parameters(entry, checkpoint.path)} if entry else None
     checkpoint_meta: dict[str, Any] = {}
     if spec.precision.quantized and getattr(engine_cls, "needs_quantized_checkpoint", True):
         from pytest_slm.checkpoints.quantize import quantized_checkpoint, read_meta
@@ -74,6 +80,8 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
         "checkpoint_bytes": checkpoint.size_bytes(),
         "load_time_s": load_time_s,
         "quantized_checkpoint": checkpoint_meta or None,
+        "parallel": spec.layout.to_dict(),
+        "model_config": config_facts,
     }
     try:
         facts.update(engine.describe())
@@ -147,9 +155,11 @@ def slm_accuracy(
     """Accuracy on the current engine through lm-eval (same engine as the latency tests):
     ``slm_accuracy.run(task)`` evaluates once per engine and returns metrics with stderr."""
     from pytest_slm.accuracy.runner import AccuracyRunner
+    from pytest_slm.modelconfig import settings_for
 
     references = request.config.stash.setdefault(stash.ACCURACY_REFERENCES, {})
-    return AccuracyRunner(slm_engine, slm_task_manager, slm_settings, references)
+    settings = settings_for(slm_settings, slm_engine.spec.model_config)  # the model's tasks and limits
+    return AccuracyRunner(slm_engine, slm_task_manager, settings, references)
 
 
 @pytest.fixture
@@ -184,6 +194,7 @@ def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> BenchContext:
             "model": spec.model_name,
             "precision": spec.precision.name,
             "engine_id": spec.id,
+            "parallel": spec.layout.label,
         }
     ctx = BenchContext(context=context, settings=settings, spec=spec if isinstance(spec, EngineSpec) else None)
     request.node.stash[stash.CONTEXT] = ctx

@@ -3,14 +3,39 @@
 from __future__ import annotations
 
 from pytest_slm.engines.base import EngineSpec
+from pytest_slm.modelconfig import ModelsConfig, engine_args_for, precisions_for, select, tasks_for
 from pytest_slm.settings import Settings
 
 
-def engine_specs(settings: Settings) -> list[EngineSpec]:
-    """Every model × precision, models outermost so one model's engines run back to back."""
-    specs = [EngineSpec(m, p) for m in settings.models for p in settings.precisions]
+def engine_specs(settings: Settings, models_config: ModelsConfig | None = None) -> list[EngineSpec]:
+    """Every model × precision, models outermost so one model's engines run back to back.
+
+    A model with a config entry runs its own precisions (narrowed by an explicit ``--precision``)
+    with its engine arguments."""
+    specs = [
+        EngineSpec(
+            model,
+            p,
+            name=entry.name if entry else None,
+            engine_args=engine_args_for(settings, entry, p),
+            model_config=entry,
+        )
+        for model, entry in select(settings, models_config)
+        for p in precisions_for(settings, entry)
+    ]
     ids = [s.id for s in specs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise ValueError(f"two --models entries give the same test id(s) {dupes}; rename a checkpoint directory")
     return specs
+
+
+def accuracy_tasks(settings: Settings, specs: list[EngineSpec]) -> tuple[str, ...]:
+    """Every task any model of the matrix runs, in first-seen order (``slm_task`` is parametrized
+    over these; a model's items for tasks it does not run are deselected)."""
+    if not specs:
+        return settings.accuracy_tasks
+    seen: dict[str, None] = {}
+    for spec in specs:
+        seen.update(dict.fromkeys(tasks_for(settings, spec.model_config)))
+    return tuple(seen)

@@ -17,11 +17,14 @@ import pytest
 from pytest_slm import options, stash
 from pytest_slm.compare.session import Gate
 from pytest_slm.engines.base import EngineSpec
-from pytest_slm.parametrize import engine_specs
+from pytest_slm.modelconfig import ModelConfigError, ModelsConfig, select, tasks_for
+from pytest_slm.modelconfig import load as load_models_config
+from pytest_slm.parametrize import accuracy_tasks, engine_specs
 from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import environment
 from pytest_slm.report.collector import ATTACHMENT_PROPERTY_KEY, ENGINE_PROPERTY_KEY, ReportCollector
 from pytest_slm.settings import Settings, SettingsError, resolve
+from pytest_slm.shard import ShardPlan
 from pytest_slm.thresholds import ThresholdError, ThresholdTable, check, marker_limits
 
 
@@ -59,15 +62,32 @@ def pytest_configure(config: pytest.Config) -> None:
     except (SettingsError, ThresholdError) as exc:
         raise pytest.UsageError(f"pytest-slm: {exc}") from None
     settings = _anchor_paths(settings, config)
+    try:
+        models_config, plan = _scale_out(settings)
+    except (ModelConfigError, ValueError) as exc:
+        raise pytest.UsageError(f"pytest-slm: {exc}") from None
+    config.stash[stash.MODELS_CONFIG] = models_config
+    config.stash[stash.SHARD] = plan
     config.stash[stash.SETTINGS] = settings
     config.stash[stash.THRESHOLDS] = thresholds
     config.stash[stash.ENGINE_FACTS] = {}
     env = environment.collect(Path(config.rootpath), settings.run_profile())
+    if plan is not None:
+        env["shard"] = plan.summary()
     config.stash[stash.GATE] = Gate(settings, env)
     if not is_xdist_worker(config):
         collector = ReportCollector(settings.output, env)
         config.stash[stash.COLLECTOR] = collector
         config.pluginmanager.register(ReportHooks(collector), "slm-report")
+
+
+def _scale_out(settings: Settings) -> tuple[ModelsConfig | None, ShardPlan | None]:
+    """The model config (``--slm-models-config``) and this runner's shard (``--slm-shard``)."""
+    models_config = load_models_config(settings.models_config) if settings.models_config else None
+    if settings.shard is None:
+        return models_config, None
+    specs = engine_specs(settings, models_config)
+    return models_config, ShardPlan.build(*settings.shard, specs)
 
 
 def _anchor_paths(settings: Settings, config: pytest.Config) -> Settings:
@@ -78,32 +98,40 @@ def _anchor_paths(settings: Settings, config: pytest.Config) -> Settings:
         value = getattr(settings, spec.field, None)
         if spec.kind == "path" and isinstance(value, Path) and not value.is_absolute():
             from_ini = settings.sources.get(spec.field, "").startswith("ini option")
-            if from_ini or spec.field in ("output", "baseline_dir"):
+            if from_ini or spec.field in ("output", "baseline_dir", "models_config"):
                 fixed[spec.field] = (base if from_ini else Path(config.rootpath)) / value
     return dataclasses.replace(settings, **fixed) if fixed else settings
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     s = config.stash[stash.SETTINGS]
-    return (
-        f"slm: models={' '.join(s.models)} precisions={' '.join(p.name for p in s.precisions)} "
+    models_config = config.stash[stash.MODELS_CONFIG]
+    models = [e.name if e else m for m, e in select(s, models_config)] if models_config else s.models
+    line = (
+        f"slm: models={' '.join(models)} precisions={' '.join(p.name for p in s.precisions)} "
         f"engine={s.engine} profile={s.profile} (warmup {s.num_warmup}, runs {s.num_runs}, batch {s.batch_size}, "
         f"{s.max_new_tokens} tokens) output={s.output}"
     )
+    plan = config.stash[stash.SHARD]
+    if plan is not None:
+        line += f"\nslm: shard {plan.index}/{plan.count}: {' '.join(sorted(plan.models))}"
+    return line
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     settings = metafunc.config.stash[stash.SETTINGS]
+    try:
+        specs = engine_specs(settings, metafunc.config.stash[stash.MODELS_CONFIG])
+    except ValueError as exc:
+        raise pytest.UsageError(f"pytest-slm: {exc}") from None
     if "slm_engine" in metafunc.fixturenames:
-        try:
-            specs = engine_specs(settings)
-        except ValueError as exc:
-            raise pytest.UsageError(f"pytest-slm: {exc}") from None
         metafunc.parametrize("slm_engine", specs, ids=[s.id for s in specs], indirect=True, scope="session")
+    # every task of any model; a model's items for tasks it does not run are deselected
+    all_tasks = list(accuracy_tasks(settings, specs))
     if "slm_task" in metafunc.fixturenames:
-        metafunc.parametrize("slm_task", settings.accuracy_tasks, ids=list(settings.accuracy_tasks))
+        metafunc.parametrize("slm_task", all_tasks, ids=all_tasks)
     if "slm_retention_task" in metafunc.fixturenames:
-        tasks = [*settings.accuracy_tasks, "slm_ppl"]
+        tasks = list(dict.fromkeys([*all_tasks, "slm_ppl"]))
         metafunc.parametrize("slm_retention_task", tasks, ids=tasks)
 
 
@@ -115,6 +143,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         spec = callspec.params.get("slm_engine") if callspec is not None else None
         if isinstance(spec, EngineSpec):
             item.add_marker(pytest.mark.xdist_group(spec.id))
+    keep, drop = _outside_matrix(config, items)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _outside_matrix(config: pytest.Config, items: list[pytest.Item]) -> tuple[list[pytest.Item], list[pytest.Item]]:
+    """Split off items of other shards (``--slm-shard``) and of tasks a model's config does not run."""
+    settings = config.stash[stash.SETTINGS]
+    plan = config.stash[stash.SHARD]
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        spec = params.get("slm_engine")
+        if not isinstance(spec, EngineSpec):
+            (keep if plan is None or plan.runs_unbound else drop).append(item)
+            continue
+        runs = tasks_for(settings, spec.model_config)
+        other_task = ("slm_task" in params and params["slm_task"] not in runs) or (
+            "slm_retention_task" in params and params["slm_retention_task"] not in (*runs, "slm_ppl")
+        )
+        other_shard = plan is not None and spec.model_name not in plan.models
+        (drop if other_shard or other_task else keep).append(item)
+    return keep, drop
 
 
 @pytest.hookimpl(wrapper=True)

@@ -8,8 +8,10 @@ import pytest
 
 from pytest_slm.compare.session import Gate
 from pytest_slm.measure.context import BenchContext
+from pytest_slm.modelconfig import ModelsConfig
 from pytest_slm.report.collector import ReportCollector
 from pytest_slm.settings import Settings
+from pytest_slm.shard import ShardPlan
 from pytest_slm.thresholds import ThresholdTable
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -23,3 +25,7 @@ ENGINE_FACTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 ACCURACY_REFERENCES = pytest.StashKey[dict[tuple[str, str], Any]]()
 #: baseline comparison state (fingerprint, store, loaded files) for this process
 GATE = pytest.StashKey[Gate]()
+#: the loaded ``--slm-models-config`` (None without one)
+MODELS_CONFIG = pytest.StashKey[ModelsConfig | None]()
+#: this runner's ``--slm-shard`` (None: the whole matrix)
+SHARD = pytest.StashKey[ShardPlan | None]()

@@ -60,7 +60,7 @@ class AccuracyRunner:
             task,
             manager=self.manager,
             num_fewshot=0 if rolling else self.settings.num_fewshot,
-            limit=self.settings.accuracy_limit,
+            limit=self.settings.accuracy_task_limits.get(task, self.settings.accuracy_limit),
         )
         wall_s = time.perf_counter() - t0
         result.metrics.append(

@@ -20,21 +20,25 @@ class Gate:
         self.settings = settings
         self.environment = environment
         self.store = BaselineStore(settings.baseline_dir)
-        self._fingerprint: str | None = None
-        self._loaded: dict[tuple[str, str], Baseline | BaselineError | None] = {}
+        self._fingerprints: dict[str | None, str] = {}
+        self._loaded: dict[tuple[str, str, str], Baseline | BaselineError | None] = {}
 
     @property
     def fingerprint(self) -> str:
         """This machine's baseline fingerprint (GPU facts probed on first use, not at collection)."""
-        if self._fingerprint is None:
-            self._fingerprint = fingerprint(add_gpus(self.environment), self.settings.engine)
-        return self._fingerprint
+        return self.fingerprint_for(None)
 
-    def _load(self, model: str, precision: str) -> Baseline | None:
-        key = (model, precision)
+    def fingerprint_for(self, parallel: str | None) -> str:
+        """The fingerprint for an engine with parallel layout ``parallel`` (``tp2-pp1``; None: one device)."""
+        if parallel not in self._fingerprints:
+            self._fingerprints[parallel] = fingerprint(add_gpus(self.environment), self.settings.engine, parallel)
+        return self._fingerprints[parallel]
+
+    def _load(self, model: str, precision: str, fp: str) -> Baseline | None:
+        key = (model, precision, fp)
         if key not in self._loaded:
             try:
-                self._loaded[key] = self.store.load(self.fingerprint, model, precision)
+                self._loaded[key] = self.store.load(fp, model, precision)
             except BaselineError as exc:
                 self._loaded[key] = exc
         found = self._loaded[key]
@@ -47,17 +51,16 @@ class Gate:
         if self.settings.no_compare or not ctx.metrics or "model" not in ctx.context:
             return {}, []
         model, precision = ctx.context["model"], ctx.context["precision"]
+        fp = self.fingerprint_for(ctx.context.get("parallel"))
         try:
-            base = self._load(model, precision)
+            base = self._load(model, precision, fp)
         except BaselineError as exc:
             return {m.name: {"verdict": "error", "note": str(exc)} for m in ctx.metrics}, [str(exc)]
         if base is None:
-            others = self.store.other_fingerprints(self.fingerprint, model, precision)
+            others = self.store.other_fingerprints(fp, model, precision)
             if not others:
                 return {}, []
-            note = (
-                f"baselines exist only for {', '.join(others)}; this machine is {self.fingerprint}: comparison skipped"
-            )
+            note = f"baselines exist only for {', '.join(others)}; this machine is {fp}: comparison skipped"
             return {m.name: {"verdict": "skipped", "note": note} for m in ctx.metrics}, []
         from pytest_slm.compare.gate import compare_metric, comparison_row  # scipy: only when comparing
 
@@ -91,11 +94,11 @@ class Gate:
         """Write the metrics of passing tests as baselines for this fingerprint (atomic, merged)."""
         from pytest_slm.compare.gate import baseline_entry
 
-        fp = self.fingerprint  # also completes the environment with GPU facts
+        add_gpus(self.environment)  # GPU facts belong in the stored environment
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         versions = self.environment.get("versions", {})
         commit = self.environment.get("git_commit")
-        groups: dict[tuple[str, str], dict[str, Any]] = {}
+        groups: dict[tuple[str, str, str], dict[str, Any]] = {}
         for r in records:
             if r.get("outcome") != "passed" or not r.get("baseline_key") or not r.get("model"):
                 continue
@@ -109,10 +112,11 @@ class Gate:
                 tuple(r.get("samples") or ()),
                 r.get("info") or {},
             )
-            groups.setdefault((r["model"], r["precision"]), {})[r["baseline_key"]] = baseline_entry(
+            fp = self.fingerprint_for(r.get("parallel"))
+            groups.setdefault((fp, r["model"], r["precision"]), {})[r["baseline_key"]] = baseline_entry(
                 metric, now, commit, versions
             )
         return [
             self.store.update(fp, model, precision, self.environment, entries)
-            for (model, precision), entries in sorted(groups.items())
+            for (fp, model, precision), entries in sorted(groups.items())
         ]

@@ -108,6 +108,7 @@ class VLLMEngine:
         else:
             kwargs["enforce_eager"] = True
             kwargs["max_model_len"] = settings.max_model_len or CPU_DEFAULT_MAX_MODEL_LEN
+        kwargs.update(spec.engine_args)  # the model's config entry (parallel layout, dtype, ...)
         self.engine_args = {k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")}
         self.llm = LLM(**kwargs)
         self._requests = 0
