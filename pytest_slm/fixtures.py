@@ -8,13 +8,14 @@ reports what it recorded).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from pytest_slm import stash
+from pytest_slm import devices, stash
 from pytest_slm.engines.base import Engine, EngineSpec
 from pytest_slm.measure.context import BenchContext, RunCache
 from pytest_slm.settings import Settings, SettingsError
@@ -28,7 +29,38 @@ def slm_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterator[Engine]:
+def slm_device(pytestconfig: pytest.Config, slm_settings: Settings) -> devices.DeviceChoice:
+    """The device this process measures on, chosen once before any engine loads and read by the
+    engine, the power meter and precision gating alike: ``--slm-gpu-index`` in a single process,
+    GPU *i* for pytest-xdist worker *i*, the CPU where no GPU is visible."""
+    return device_for(pytestconfig, slm_settings)
+
+
+def device_for(config: pytest.Config, settings: Settings) -> devices.DeviceChoice:
+    """Choose (once per process) and apply this process's device; a bad selection is a usage error."""
+    choice = config.stash.get(stash.DEVICE, None)
+    if choice is None:
+        visible_env = os.environ.get("CUDA_VISIBLE_DEVICES")
+        try:
+            gpus = devices.visible_gpus(devices.nvml_gpus(), visible_env)
+            choice = devices.choose(
+                gpus,
+                gpu_index=settings.gpu_index,
+                gpu_index_source=settings.sources.get("gpu_index"),
+                worker=devices.worker_position(getattr(config, "workerinput", None)),
+                cuda_visible_devices=visible_env,
+            )
+        except devices.DeviceError as exc:
+            raise pytest.UsageError(f"pytest-slm: {exc}") from None
+        devices.apply(choice)
+        config.stash[stash.DEVICE] = choice
+    return choice
+
+
+@pytest.fixture(scope="session")
+def slm_engine(
+    request: pytest.FixtureRequest, slm_settings: Settings, slm_device: devices.DeviceChoice
+) -> Iterator[Engine]:
     """A loaded engine for one model × precision (vLLM unless ``--slm-engine`` says otherwise).
 
     Parametrized by pytest-slm over ``--models`` × ``--precision`` with ids such as
@@ -45,14 +77,14 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
     entry = spec.model_config
     slm_settings = settings_for(slm_settings, entry)  # the model's calibration and accuracy settings
     engine_cls = load_engine_class(slm_settings.engine)
-    gate = getattr(engine_cls, "unsupported_reason", None)
-    reason = gate(spec.precision) if gate is not None else None
-    if reason:
-        pytest.skip(reason)
     checkpoint = resolve(
         spec.model, slm_settings.cache_dir, revision=entry.revision if entry else None, token=hub_token(entry)
     )
     config_facts = {**entry.facts(), "parameter_check": check_parameters(entry, checkpoint.path)} if entry else None
+    gate = getattr(engine_cls, "unsupported_reason", None)
+    reason = gate(spec.precision, slm_device, checkpoint.path) if gate is not None else None
+    if reason:
+        pytest.skip(reason)
     checkpoint_meta: dict[str, Any] = {}
     if spec.precision.quantized and getattr(engine_cls, "needs_quantized_checkpoint", True):
         from pytest_slm.checkpoints.quantize import quantized_checkpoint, read_meta
@@ -68,8 +100,14 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
             stats=stats,
         )
         checkpoint_meta = {**read_meta(checkpoint.path), "source_bytes": source_bytes, **stats}
+    import_s = None
+    preload = getattr(engine_cls, "preload", None)
+    if preload is not None:  # importing vLLM is not loading the model: timed apart
+        t0 = time.perf_counter()
+        preload()
+        import_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    engine: Engine = engine_cls(spec, checkpoint, slm_settings)
+    engine: Engine = engine_cls(spec, checkpoint, slm_settings, slm_device)
     load_time_s = time.perf_counter() - t0
     facts: dict[str, Any] = {
         "id": spec.id,
@@ -79,6 +117,8 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
         "checkpoint_sha256": checkpoint.sha256,
         "checkpoint_bytes": checkpoint.size_bytes(),
         "load_time_s": load_time_s,
+        "import_s": import_s,
+        "device_choice": slm_device.describe(),
         "quantized_checkpoint": checkpoint_meta or None,
         "parallel": spec.layout.to_dict(),
         "model_config": config_facts,
@@ -87,6 +127,15 @@ def slm_engine(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterat
         facts.update(engine.describe())
     except Exception as exc:  # a fact we could not read never stops the measurements
         facts["describe_error"] = repr(exc)
+    from pytest_slm.measure.chat import ChatTemplateError, use_chat_template
+
+    try:
+        facts["chat_template"] = use_chat_template(
+            slm_settings.chat_template, getattr(engine, "tokenizer", None), spec.model_name
+        )
+    except ChatTemplateError as exc:
+        engine.close()
+        raise pytest.UsageError(str(exc)) from None
     request.config.stash.setdefault(stash.ENGINE_FACTS, {})[spec.id] = facts
     try:
         yield engine
@@ -119,14 +168,18 @@ def slm_runs(slm_engine: Engine) -> RunCache:
 
 
 @pytest.fixture(scope="session")
-def power_meter(slm_settings: Settings) -> Iterator[Any]:
-    """The energy meter for this machine (``--slm-power-meter``): NVML's energy counter on the
-    ``--slm-gpu-index`` GPU, or RAPL on CPUs. Tests using it are skipped, with the reason, where
-    neither is available; latency and accuracy tests are unaffected."""
+def power_meter(slm_settings: Settings, slm_device: devices.DeviceChoice) -> Iterator[Any]:
+    """The energy meter for this machine (``--slm-power-meter``): NVML's energy counter on the GPU
+    this process measures on (``slm_device``), or RAPL on CPUs. Tests using it are skipped, with
+    the reason, where neither is available; latency and accuracy tests are unaffected."""
     from pytest_slm.energy.meters import MeterUnavailable, open_meter
 
     try:
-        meter = open_meter(slm_settings.power_meter, slm_settings.gpu_index, powercap_root=slm_settings.powercap_root)
+        meter = open_meter(
+            slm_settings.power_meter,
+            gpu_uuid=slm_device.gpu.uuid if slm_device.gpu else None,
+            powercap_root=slm_settings.powercap_root,
+        )
     except MeterUnavailable as exc:
         pytest.skip(str(exc))
     try:
@@ -158,8 +211,18 @@ def slm_accuracy(
     from pytest_slm.modelconfig import settings_for
 
     references = request.config.stash.setdefault(stash.ACCURACY_REFERENCES, {})
+    facts = request.config.stash[stash.ENGINE_FACTS].get(slm_engine.spec.id, {})
     settings = settings_for(slm_settings, slm_engine.spec.model_config)  # the model's tasks and limits
-    return AccuracyRunner(slm_engine, slm_task_manager, settings, references)
+    return AccuracyRunner(
+        slm_engine, slm_task_manager, settings, references, chat_template=bool(facts.get("chat_template"))
+    )
+
+
+@pytest.fixture(scope="session")
+def slm_speed_references(pytestconfig: pytest.Config) -> dict[tuple[str, str], float]:
+    """The session's bf16 speed figures by (model, metric), for the speed-up of quantized precisions
+    (filled by the bf16 cell's throughput and latency tests, read by ``*_over_bf16`` tests)."""
+    return pytestconfig.stash.setdefault(stash.SPEED_REFERENCES, {})
 
 
 @pytest.fixture
@@ -196,6 +259,16 @@ def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> BenchContext:
             "engine_id": spec.id,
             "parallel": spec.layout.label,
         }
-    ctx = BenchContext(context=context, settings=settings, spec=spec if isinstance(spec, EngineSpec) else None)
+    chat_tokenizer = None
+    if isinstance(spec, EngineSpec) and "slm_engine" in request.fixturenames:
+        engine = request.getfixturevalue("slm_engine")  # session-scoped: already loaded for this cell
+        if request.config.stash[stash.ENGINE_FACTS].get(spec.id, {}).get("chat_template"):
+            chat_tokenizer = engine.tokenizer
+    ctx = BenchContext(
+        context=context,
+        settings=settings,
+        spec=spec if isinstance(spec, EngineSpec) else None,
+        chat_tokenizer=chat_tokenizer,
+    )
     request.node.stash[stash.CONTEXT] = ctx
     return ctx

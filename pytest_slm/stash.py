@@ -7,16 +7,15 @@ from typing import Any
 import pytest
 
 from pytest_slm.compare.session import Gate
+from pytest_slm.devices import DeviceChoice
 from pytest_slm.measure.context import BenchContext
 from pytest_slm.modelconfig import ModelsConfig
-from pytest_slm.report.collector import ReportCollector
 from pytest_slm.settings import Settings
 from pytest_slm.shard import ShardPlan
 from pytest_slm.thresholds import ThresholdTable
 
 SETTINGS = pytest.StashKey[Settings]()
 THRESHOLDS = pytest.StashKey[ThresholdTable]()
-COLLECTOR = pytest.StashKey[ReportCollector]()
 #: per test: the bench context the ``slm`` fixture handed out
 CONTEXT = pytest.StashKey[BenchContext]()
 #: engine id -> facts (load time, describe()) for engines loaded in this process
@@ -25,6 +24,10 @@ ENGINE_FACTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 ACCURACY_REFERENCES = pytest.StashKey[dict[tuple[str, str], Any]]()
 #: baseline comparison state (fingerprint, store, loaded files) for this process
 GATE = pytest.StashKey[Gate]()
+#: the device this process measures on (chosen once, applied before any engine loads)
+DEVICE = pytest.StashKey[DeviceChoice]()
+#: (model, metric) -> the bf16 figure of this session, for speed ratios of quantized precisions
+SPEED_REFERENCES = pytest.StashKey[dict[tuple[str, str], float]]()
 #: the loaded ``--slm-models-config`` (None without one)
 MODELS_CONFIG = pytest.StashKey[ModelsConfig | None]()
 #: this runner's ``--slm-shard`` (None: the whole matrix)

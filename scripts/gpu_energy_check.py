@@ -19,6 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pytest_slm.devices import nvml_gpus
 from pytest_slm.energy.meters import NvmlMeter
 from pytest_slm.energy.method import energy_metrics, measure
 
@@ -86,7 +87,7 @@ def main(out_path: str | None) -> None:
     decode()  # warm-up
     decode64()
     for label, nvml in (("counter", pynvml), ("sampling", _NoCounter(pynvml))):
-        meter = NvmlMeter(0, nvml=nvml)
+        meter = NvmlMeter(nvml_gpus()[0].uuid, nvml=nvml)
         try:
             workloads = (
                 ("matmul_8192_bf16", matmuls),

@@ -11,10 +11,12 @@ import itertools
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pytest_slm.checkpoints.resolve import Checkpoint
-from pytest_slm.engines.base import BatchOutput, EngineSpec, SamplingSpec, StreamTrace
+from pytest_slm.devices import DeviceChoice
+from pytest_slm.engines.base import BatchOutput, EngineSpec, Samplings, StreamTrace, per_prompt
 from pytest_slm.engines.gating import unsupported_reason
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
@@ -42,13 +44,16 @@ class FakeEngine:
     tokenizer = CharTokenizer()
     max_model_len = 4096
 
-    def __init__(self, spec: EngineSpec, checkpoint: Checkpoint, settings: Settings) -> None:
+    def __init__(self, spec: EngineSpec, checkpoint: Checkpoint, settings: Settings, device: DeviceChoice) -> None:
         self.spec = spec
         self.checkpoint = checkpoint
+        self.device = device
         self.ttft_s = float(os.environ.get("SLM_FAKE_TTFT_S", "0.05"))
         self.tpot_s = float(os.environ.get("SLM_FAKE_TPOT_S", "0.02"))
         self.engine_skew = float(os.environ.get("SLM_FAKE_ENGINE_SKEW", "1.0"))
         self.jitter = float(os.environ.get("SLM_FAKE_JITTER", "0"))  # relative, deterministic per call
+        self.queue_delay_s = float(os.environ.get("SLM_FAKE_QUEUE_DELAY_S", "0"))
+        self.preemptions = int(os.environ.get("SLM_FAKE_PREEMPTIONS", "0"))
         self._calls = 0
         self.closed = False
         self._log("load")
@@ -57,29 +62,48 @@ class FakeEngine:
         path = os.environ.get(LOG_ENV)
         if path:
             with open(path, "a", encoding="utf-8") as f:
-                f.write(f"{what} {self.spec.id} pid={os.getpid()}\n")
+                gpu = self.device.gpu.uuid if self.device.gpu else "cpu"
+                visible = os.environ.get("CUDA_VISIBLE_DEVICES", "-")
+                worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+                f.write(f"{what} {self.spec.id} pid={os.getpid()} worker={worker} device={gpu} visible={visible}\n")
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingSpec) -> BatchOutput:
+    def generate(self, prompts: Sequence[str], sampling: Samplings) -> BatchOutput:
         assert not self.closed, "generate on a closed engine"
         time.sleep(0.001)
-        n = len(prompts)
-        return BatchOutput(n, sum(len(p.split()) for p in prompts), n * sampling.max_new_tokens)
+        specs = per_prompt(sampling, len(prompts))
+        return BatchOutput(
+            len(prompts),
+            sum(len(p.split()) for p in prompts),
+            sum(s.max_new_tokens for s in specs),
+            texts=tuple(p[::-1][: s.max_new_tokens] for p, s in zip(prompts, specs, strict=True)),
+        )
 
-    def stream(self, prompts: Sequence[str], sampling: SamplingSpec) -> list[StreamTrace]:
+    def stream(self, prompts: Sequence[str], sampling: Samplings) -> list[StreamTrace]:
         assert not self.closed, "stream on a closed engine"
         t0 = time.perf_counter()
-        k = sampling.max_new_tokens
         self._calls += 1
         tpot = self.tpot_s * (1 + self.jitter * ((self._calls * 7919) % 13 - 6) / 6)
-        return [
-            StreamTrace(
-                submit_s=t0,
-                token_times_s=tuple(t0 + self.ttft_s + i * tpot for i in range(k)),
-                prompt_tokens=len(p.split()),
-                engine={"ttft_s": self.ttft_s * self.engine_skew, "tpot_s": self.tpot_s * self.engine_skew},
+        traces = []
+        for p, s in zip(prompts, per_prompt(sampling, len(prompts)), strict=True):
+            k = s.max_new_tokens
+            queued = t0 + self.queue_delay_s
+            first = queued + self.ttft_s * self.engine_skew
+            traces.append(
+                StreamTrace(
+                    submit_s=t0,
+                    token_times_s=tuple(t0 + self.ttft_s + i * tpot for i in range(k)),
+                    prompt_tokens=len(p.split()),
+                    engine={
+                        "ttft_s": self.ttft_s * self.engine_skew,
+                        "tpot_s": self.tpot_s * self.engine_skew,
+                        "queued_ts": queued,
+                        "first_token_ts": first,
+                        "num_preemptions": float(self.preemptions),
+                    },
+                    text=p[::-1][:k],
+                )
             )
-            for p in prompts
-        ]
+        return traces
 
     def score(self, token_prompts: Sequence[Sequence[int]]) -> list[list[tuple[float, int]]]:
         """Deterministic log-likelihoods: repeating the previous character is the model's guess;
@@ -119,5 +143,5 @@ class GatedFakeEngine(FakeEngine):
     """A fake that claims to sit on a compute-capability 8.0 GPU (FP8 not supported)."""
 
     @staticmethod
-    def unsupported_reason(precision: Precision) -> str | None:
+    def unsupported_reason(precision: Precision, device: DeviceChoice, checkpoint: Path | None) -> str | None:
         return unsupported_reason(precision, (8, 0), "fake A100")

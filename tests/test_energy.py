@@ -13,7 +13,6 @@ from pytest_slm.energy.meters import (
     MeterUnavailable,
     NvmlMeter,
     RaplMeter,
-    cuda_to_nvml_index,
     open_meter,
 )
 from pytest_slm.energy.method import energy_metrics, measure
@@ -29,6 +28,9 @@ class NVMLError_NotSupported(NVMLError):
 
 class NVMLError_LibraryNotFound(NVMLError):
     pass
+
+
+GPU0 = "GPU-aaaa1111-0000"
 
 
 class FakeClock:
@@ -115,36 +117,9 @@ def workload(clock: FakeClock, seconds: float, tokens: int = 100, requests: int 
     return run
 
 
-@pytest.mark.parametrize(
-    ("visible", "index", "expected"),
-    [
-        (None, 1, ("index", 1)),
-        ("1,0", 0, ("index", 1)),
-        ("GPU-bbbb2222-0000", 0, ("uuid", "GPU-bbbb2222-0000")),
-        ("bbbb", 0, ("uuid", "GPU-bbbb2222-0000")),
-        ("0,GPU-aaaa", 1, ("uuid", "GPU-aaaa1111-0000")),
-    ],
-)
-def test_cuda_index_maps_to_physical_gpu(visible: str | None, index: int, expected: tuple[str, Any]) -> None:
-    assert cuda_to_nvml_index(index, visible, ["GPU-aaaa1111-0000", "GPU-bbbb2222-0000"]) == expected
-
-
-@pytest.mark.parametrize(
-    ("visible", "match", "error"),
-    [
-        ("0", "out of range", MeterConfigError),
-        ("GPU-zz", "matches 0", MeterConfigError),
-        ("MIG-1", "MIG", MeterUnavailable),
-    ],
-)
-def test_bad_visible_devices(visible: str, match: str, error: type[Exception]) -> None:
-    with pytest.raises(error, match=match):
-        cuda_to_nvml_index(1 if visible == "0" else 0, visible, ["GPU-aaaa1111-0000"])
-
-
-def test_remapped_visible_devices_meter_the_right_gpu() -> None:
+def test_the_chosen_gpu_is_metered_by_uuid() -> None:
     clock = FakeClock()
-    meter = NvmlMeter(0, nvml=FakeNVML(clock), environ={"CUDA_VISIBLE_DEVICES": "1,0"}, clock=clock)
+    meter = NvmlMeter("GPU-bbbb2222-0000", nvml=FakeNVML(clock), clock=clock)
     assert meter.gpu_name == "Fake GPU 1" and meter.method == "nvml-energy-counter"
     result = measure(meter, workload(clock, 2.0), idle_s=1.0, min_window_s=5.0, clock=clock, sleep=clock.sleep)
     assert result.window_s == 6.0 and result.repeats == 3  # 2 s passes until >= 5 s
@@ -154,7 +129,7 @@ def test_remapped_visible_devices_meter_the_right_gpu() -> None:
 def test_metrics_units_and_directions() -> None:
     clock = FakeClock()
     nvml = FakeNVML(clock, power_w=(100.0, 0.0))
-    meter = NvmlMeter(0, nvml=nvml, environ={}, clock=clock)
+    meter = NvmlMeter(GPU0, nvml=nvml, clock=clock)
 
     def busy() -> tuple[int, int]:
         nvml.set_power(0, 250.0)  # the workload draws more than idle
@@ -180,7 +155,7 @@ def test_counter_is_crosschecked_against_sampled_power(counter_scale: float, rat
     nvml = FakeNVML(clock, power_w=(200.0, 0.0))
     real = nvml.nvmlDeviceGetTotalEnergyConsumption
     nvml.nvmlDeviceGetTotalEnergyConsumption = lambda h: int(real(h) * counter_scale)  # type: ignore[method-assign]
-    meter = NvmlMeter(0, nvml=nvml, environ={}, clock=clock)
+    meter = NvmlMeter(GPU0, nvml=nvml, clock=clock)
     result = measure(
         meter,
         workload(clock, 1.0),
@@ -195,7 +170,7 @@ def test_counter_is_crosschecked_against_sampled_power(counter_scale: float, rat
 
 def test_unsupported_counter_falls_back_to_power_sampling() -> None:
     clock = FakeClock()
-    meter = NvmlMeter(0, nvml=FakeNVML(clock, counter=False), environ={}, clock=clock, sample_interval_s=3600)
+    meter = NvmlMeter(GPU0, nvml=FakeNVML(clock, counter=False), clock=clock, sample_interval_s=3600)
     try:
         assert meter.method == "nvml-power-sampling"
         result = measure(meter, workload(clock, 1.0), idle_s=1.0, min_window_s=3.0, clock=clock, sleep=clock.sleep)
@@ -207,7 +182,7 @@ def test_unsupported_counter_falls_back_to_power_sampling() -> None:
 def test_counter_reset_is_reported_not_measured() -> None:
     clock = FakeClock()
     nvml = FakeNVML(clock)
-    meter = NvmlMeter(0, nvml=nvml, environ={}, clock=clock)
+    meter = NvmlMeter(GPU0, nvml=nvml, clock=clock)
     nvml.reset_at = 6.5  # settle 3 s + idle 1 s, then the second workload pass
     with pytest.raises(CounterReset, match="went backwards during the workload"):
         measure(meter, workload(clock, 1.0), idle_s=1.0, min_window_s=3.0, clock=clock, sleep=clock.sleep)
@@ -215,7 +190,7 @@ def test_counter_reset_is_reported_not_measured() -> None:
 
 def test_missing_nvml_library_is_unavailable_with_reason() -> None:
     with pytest.raises(MeterUnavailable, match="NVML unavailable: NVMLError_LibraryNotFound"):
-        NvmlMeter(0, nvml=FakeNVML(FakeClock(), missing=True), environ={})
+        NvmlMeter(GPU0, nvml=FakeNVML(FakeClock(), missing=True))
 
 
 def make_zone(path: Path, name: str, energy: int, max_range: int = 1000) -> Path:
@@ -300,9 +275,14 @@ def test_energy_bench_on_fake_powercap(slm_pytester, tmp_path: Path) -> None:
     assert {r["test"].split("[")[-1] for r in recs} == {"tiny-model-bf16-single]", "tiny-model-bf16-batch]"}
 
 
-def test_auto_does_not_fall_back_to_rapl_over_a_bad_gpu_index(tmp_path: Path) -> None:
+def test_auto_does_not_fall_back_to_rapl_over_an_unknown_gpu(tmp_path: Path) -> None:
     make_zone(tmp_path / "intel-rapl:0", "package-0", 5)
-    with pytest.raises(MeterConfigError, match="--slm-gpu-index 3 is out of range"):
-        open_meter(
-            "auto", 3, nvml=FakeNVML(FakeClock()), powercap_root=tmp_path, environ={"CUDA_VISIBLE_DEVICES": "0,1"}
-        )
+    with pytest.raises(MeterConfigError, match="GPU-cccc is not among the 2 GPU"):
+        open_meter("auto", "GPU-cccc", nvml=FakeNVML(FakeClock()), powercap_root=tmp_path)
+
+
+def test_nvml_without_a_chosen_gpu_is_unavailable_and_auto_uses_rapl(tmp_path: Path) -> None:
+    make_zone(tmp_path / "intel-rapl:0", "package-0", 5)
+    with pytest.raises(MeterUnavailable, match="measures on the CPU"):
+        NvmlMeter(None, nvml=FakeNVML(FakeClock()))
+    assert open_meter("auto", None, nvml=FakeNVML(FakeClock()), powercap_root=tmp_path).name == "rapl"

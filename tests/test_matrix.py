@@ -95,7 +95,7 @@ def test_unknown_engine_lists_registered_names(slm_pytester) -> None:
 
 def test_xdist_group_keeps_an_engine_on_one_worker(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(TWO_TESTS)
-    result = slm_pytester.run("--precision", "bf16", "fp16", "-n", "2", "--dist", "loadgroup", subprocess=True)
+    result = slm_pytester.run("--precision", "bf16", "fp16", "-n", "2", subprocess=True)
     result.assert_outcomes(passed=5)
     loads = [line for line in slm_pytester.engine_log() if line.startswith("load")]
     assert sorted(line.split(" pid=")[0] for line in loads) == ["load tiny-model-bf16", "load tiny-model-fp16"]

@@ -353,9 +353,9 @@ def test_settings_for_applies_calibration_and_accuracy(two_models) -> None:  # t
 
 def test_token_comes_from_the_named_variable(tmp_path: Path) -> None:
     config = load(write(tmp_path, "token_env: MY_HUB_TOKEN\nmodels:\n  - {name: a, model: org/a}\n"))
-    assert hub_token(config.entries[0], {"MY_HUB_TOKEN": "t-1", "HF_TOKEN": "t-2"}) == "t-1"
-    assert hub_token(None, {"HF_TOKEN": "t-2"}) == "t-2" and hub_token(None, {}) is None
-    assert "t-1" not in json.dumps(config.entries[0].facts())
+    assert hub_token(config.entries[0], {"MY_HUB_TOKEN": "tok-SECRET-1", "HF_TOKEN": "tok-SECRET-2"}) == "tok-SECRET-1"
+    assert hub_token(None, {"HF_TOKEN": "tok-SECRET-2"}) == "tok-SECRET-2" and hub_token(None, {}) is None
+    assert "tok-SECRET-1" not in json.dumps(config.entries[0].facts())
 
 
 def test_resolver_gets_revision_and_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -486,22 +486,32 @@ def test_env_and_ini_twins(slm_pytester, cfg_two: Path, monkeypatch: pytest.Monk
     result.stdout.fnmatch_lines(["*test_a[[]small-one-int4[]]"])
 
 
-def test_token_never_reaches_the_reports(slm_pytester, cfg_two: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_never_reaches_the_reports(
+    slm_pytester, cfg_two: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     secret = "hf_NEVER_IN_REPORTS_4711"
     monkeypatch.setenv("HF_TOKEN", secret)
     monkeypatch.setenv("SLM_GATED_TOKEN", secret)
     gated = cfg_two.read_text().replace("models:", "token_env: SLM_GATED_TOKEN\nmodels:")
     cfg_two.write_text(gated)
+    baselines = tmp_path / "baselines"
     slm_pytester.pytester.makepyfile(ENGINE_TESTS)
     result = slm_pytester.run(
-        "--slm-models-config", str(cfg_two), "--models", "small-one", "big-one", "--slm-save-baseline"
+        "--slm-models-config",
+        str(cfg_two),
+        "--models",
+        "small-one",
+        "big-one",
+        "--slm-save-baseline",
+        "--slm-baseline-dir",
+        str(baselines),
     )
     result.assert_outcomes(passed=6)
     out = slm_pytester.output
     assert (out / "results.json").read_text().count("SLM_GATED_TOKEN") >= 1  # the variable's name, for the record
     for path in [out / "results.json", out / "results.md", *out.rglob("*.json")]:
         assert secret not in path.read_text(), path
-    saved = [Path(line.split("baseline saved: ")[1]) for line in result.outlines if "baseline saved: " in line]
+    saved = list(baselines.rglob("*.json"))
     assert len(saved) == 3
     for path in saved:
         assert secret not in path.read_text(), path

@@ -12,6 +12,8 @@ import pytest
 
 from pytest_slm.checkpoints.resolve import Checkpoint
 from pytest_slm.compare.baseline import fingerprint
+from pytest_slm.devices import DeviceChoice
+from pytest_slm.engines import vllm_args
 from pytest_slm.engines.base import EngineSpec
 from pytest_slm.modelconfig import load
 from pytest_slm.parallel import ParallelLayout, gpus_needed
@@ -56,11 +58,13 @@ class RecordingLLM:
         RecordingLLM.calls.append(kwargs)
 
 
+CPU = DeviceChoice("cpu", "test")
+
+
 def test_engine_args_reach_the_vllm_constructor(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from pytest_slm.engines import vllm_engine
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=RecordingLLM))
-    monkeypatch.setattr(vllm_engine, "cuda_available", lambda: False)
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     monkeypatch.setenv("VLLM_HOST_IP", "127.0.0.1")
     RecordingLLM.calls.clear()
@@ -73,7 +77,7 @@ def test_engine_args_reach_the_vllm_constructor(monkeypatch: pytest.MonkeyPatch,
         "      dtype: float16\n      chat_template: '{{ messages }}'\n"
     )
     (spec,) = engine_specs(Settings(), load(cfg))
-    engine = vllm_engine.VLLMEngine(spec, Checkpoint("m", ckpt, str(ckpt), "0" * 64), Settings())
+    engine = vllm_engine.VLLMEngine(spec, Checkpoint("m", ckpt, str(ckpt), "0" * 64), Settings(), CPU)
     (kwargs,) = RecordingLLM.calls
     assert kwargs["model"] == str(ckpt)
     for key, value in {
@@ -85,24 +89,22 @@ def test_engine_args_reach_the_vllm_constructor(monkeypatch: pytest.MonkeyPatch,
         "trust_remote_code": True,
         "dtype": "float16",  # int4 runs at "auto": the entry may choose
         "chat_template": "{{ messages }}",
-        "max_model_len": vllm_engine.CPU_DEFAULT_MAX_MODEL_LEN,
+        "max_model_len": vllm_args.CPU_DEFAULT_MAX_MODEL_LEN,
     }.items():
         assert kwargs[key] == value, key
         assert engine.engine_args[key] == value, key  # and the report's engine facts show them
 
 
-def test_without_a_config_the_engine_gets_what_it_always_got(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pytest_slm.engines import vllm_engine
-
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=RecordingLLM))
-    monkeypatch.setattr(vllm_engine, "cuda_available", lambda: False)
-    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
-    RecordingLLM.calls.clear()
+def test_without_a_config_the_kwargs_are_what_they_always_were(tmp_path: Path) -> None:
     ckpt = write_checkpoint(tmp_path / "m", 1000)
-    spec = EngineSpec(str(ckpt), get_precision("bf16"))
-    vllm_engine.VLLMEngine(spec, Checkpoint("m", ckpt, str(ckpt), "0" * 64), Settings())
-    (kwargs,) = RecordingLLM.calls
-    assert "tensor_parallel_size" not in kwargs and kwargs["enforce_eager"] is True and kwargs["dtype"] == "bfloat16"
+    checkpoint = Checkpoint("m", ckpt, str(ckpt), "0" * 64)
+    plain_spec = EngineSpec(str(ckpt), get_precision("bf16"))
+    plain = vllm_args.engine_kwargs(plain_spec, checkpoint, Settings(), on_cuda=False)
+    assert "tensor_parallel_size" not in plain and plain["enforce_eager"] is True and plain["dtype"] == "bfloat16"
+    args = {"tensor_parallel_size": 2, "max_model_len": 512}
+    spec = EngineSpec(str(ckpt), get_precision("bf16"), engine_args=args)
+    on_gpu = vllm_args.engine_kwargs(plain_spec, checkpoint, Settings(), on_cuda=True)
+    assert vllm_args.engine_kwargs(spec, checkpoint, Settings(), on_cuda=True) == {**on_gpu, **args}
 
 
 TESTS = """

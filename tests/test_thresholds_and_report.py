@@ -170,7 +170,7 @@ def test_xdist_two_workers_lose_no_record(slm_pytester) -> None:
     slm_pytester.run("--precision", "bf16", "fp16")
     serial = sorted((r["test"].split("::")[-1], r["metric"]) for r in slm_pytester.results()["records"])
     (slm_pytester.output / "results.json").unlink()
-    result = slm_pytester.run("--precision", "bf16", "fp16", "-n", "2", "--dist", "loadgroup", subprocess=True)
+    result = slm_pytester.run("--precision", "bf16", "fp16", "-n", "2", subprocess=True)
     result.assert_outcomes(passed=4, failed=2)
     parallel = sorted((r["test"].split("::")[-1], r["metric"]) for r in slm_pytester.results()["records"])
     assert parallel == serial and len(serial) == 18
@@ -184,5 +184,5 @@ def test_adaptive_repetitions_stop_at_target_or_cap(slm_pytester, monkeypatch, t
     slm_pytester.run("-k", "test_ttft", "--slm-target-ci", target, "--slm-max-runs", "12").assert_outcomes(passed=1)
     (rec,) = [r for r in slm_pytester.results()["records"] if r["metric"] == "ttft_p50_s"]
     assert rec["info"]["repetitions"] == expected_reps == len(rec["samples"])
-    achieved = rec["info"]["achieved_rel_ci_tpot"]
+    achieved = max(rec["info"]["achieved_rel_ci"].values())
     assert (achieved <= float(target)) if expected_reps == 3 else (achieved > float(target))

