@@ -40,6 +40,8 @@ def device_for(config: pytest.Config, settings: Settings) -> devices.DeviceChoic
     """Choose (once per process) and apply this process's device; a bad selection is a usage error."""
     choice = config.stash.get(stash.DEVICE, None)
     if choice is None:
+        from pytest_slm.parametrize import session_gpus
+
         visible_env = os.environ.get("CUDA_VISIBLE_DEVICES")
         try:
             gpus = devices.visible_gpus(devices.nvml_gpus(), visible_env)
@@ -49,6 +51,8 @@ def device_for(config: pytest.Config, settings: Settings) -> devices.DeviceChoic
                 gpu_index_source=settings.sources.get("gpu_index"),
                 worker=devices.worker_position(getattr(config, "workerinput", None)),
                 cuda_visible_devices=visible_env,
+                # a model on tensor x pipeline parallel k takes k GPUs of one process (pytest_slm.parallel)
+                per_process=session_gpus(settings, config.stash[stash.MODELS_CONFIG], config.stash[stash.SHARD]),
             )
         except devices.DeviceError as exc:
             raise pytest.UsageError(f"pytest-slm: {exc}") from None
@@ -128,6 +132,10 @@ def slm_engine(
     except Exception as exc:  # a fact we could not read never stops the measurements
         facts["describe_error"] = repr(exc)
     from pytest_slm.measure.chat import ChatTemplateError, use_chat_template
+    from pytest_slm.modelconfig import apply_chat_template
+
+    # a config's chat_template frames the workloads' and lm-eval's prompts too, not only vLLM's chat()
+    apply_chat_template(engine, spec.engine_args)
 
     try:
         facts["chat_template"] = use_chat_template(

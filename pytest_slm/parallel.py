@@ -7,7 +7,7 @@ device assignment (one worker per GPU under ``-n``) must ask before handing a mo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,3 +77,8 @@ def gpus_needed(engine_args: Mapping[str, Any]) -> int:
     across nodes, Ray places the workers; the count is still tensor × pipeline parallel size.
     """
     return ParallelLayout.from_engine_args(engine_args).devices
+
+
+def gpus_per_process(engine_args: Iterable[Mapping[str, Any]]) -> int:
+    """GPUs each process of a session needs: the most any of its engines needs (1 with none)."""
+    return max((gpus_needed(a) for a in engine_args), default=1)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pytest_slm.engines.base import EngineSpec
 from pytest_slm.modelconfig import ModelsConfig, engine_args_for, precisions_for, select, tasks_for
+from pytest_slm.parallel import gpus_per_process
 from pytest_slm.settings import Settings
+from pytest_slm.shard import ShardPlan
 
 
 def engine_specs(settings: Settings, models_config: ModelsConfig | None = None) -> list[EngineSpec]:
@@ -39,3 +41,10 @@ def accuracy_tasks(settings: Settings, specs: list[EngineSpec]) -> tuple[str, ..
     for spec in specs:
         seen.update(dict.fromkeys(tasks_for(settings, spec.model_config)))
     return tuple(seen)
+
+
+def session_gpus(settings: Settings, models_config: ModelsConfig | None, plan: ShardPlan | None) -> int:
+    """GPUs each process of this session takes: the largest tensor × pipeline parallel size among the
+    models it runs (its shard's, under ``--slm-shard``), 1 without multi-GPU models."""
+    specs = engine_specs(settings, models_config)
+    return gpus_per_process(s.engine_args for s in specs if plan is None or s.model_name in plan.models)

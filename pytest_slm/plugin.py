@@ -21,7 +21,7 @@ from pytest_slm.compare.session import Gate, SaveReport
 from pytest_slm.engines.base import EngineSpec
 from pytest_slm.modelconfig import ModelConfigError, ModelsConfig, select, tasks_for
 from pytest_slm.modelconfig import load as load_models_config
-from pytest_slm.parametrize import accuracy_tasks, engine_specs
+from pytest_slm.parametrize import accuracy_tasks, engine_specs, session_gpus
 from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import environment
 from pytest_slm.report.collector import ATTACHMENT_PROPERTY_KEY, ENGINE_PROPERTY_KEY, ReportCollector
@@ -199,14 +199,22 @@ def _outside_matrix(config: pytest.Config, items: list[pytest.Item]) -> tuple[li
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """``-n auto`` on a GPU machine: one worker per visible GPU (xdist's CPU count elsewhere)."""
+    """``-n auto`` on a GPU machine: one worker per visible GPU, or per k GPUs when a model's engine spans
+    k (tensor × pipeline parallel); xdist's CPU count elsewhere."""
     from pytest_slm import devices
 
     try:
         gpus = devices.visible_gpus(devices.nvml_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
     except devices.DeviceError:
         return None
-    return len(gpus) or None
+    if not gpus:
+        return None
+    try:  # xdist asks before pytest_configure: read the options here
+        settings = _anchor_paths(resolve(lambda spec: options.read_raw(config, spec, dict(os.environ))), config)
+        per_process = session_gpus(settings, *_scale_out(settings))
+    except (SettingsError, ModelConfigError, ValueError):
+        per_process = 1  # pytest_configure reports the bad option
+    return max(1, len(gpus) // per_process)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -20,6 +20,7 @@ from pytest_slm.checkpoints.params import (
 )
 from pytest_slm.modelconfig import (
     ModelConfigError,
+    apply_chat_template,
     check_parameters,
     engine_args_for,
     hub_token,
@@ -548,3 +549,19 @@ models:
     assert recs[("one", "slm_mc.acc")]["n"] == 4 and recs[("two", "slm_mc.acc")]["n"] == 6
     assert recs[("one", "slm_mc.acc")]["info"]["num_fewshot"] == 0
     assert ("one", "slm_ppl.word_perplexity") not in recs and ("two", "slm_ppl.word_perplexity") in recs
+
+
+def test_chat_template_reaches_the_tokenizer(tmp_path: Path) -> None:
+    (tmp_path / "t.jinja").write_text("{% for m in messages %}<<{{ m['content'] }}>>{% endfor %}")
+    cfg = write(tmp_path, "models:\n  - {name: a, model: org/a, engine_args: {chat_template: t.jinja}}\n")
+    (entry,) = load(cfg).entries
+    assert entry.engine_args["chat_template"] == str((tmp_path / "t.jinja").resolve())
+
+    class Engine:
+        tokenizer = type("Tok", (), {"chat_template": None})()
+
+    engine = Engine()
+    apply_chat_template(engine, entry.engine_args)
+    assert engine.tokenizer.chat_template == "{% for m in messages %}<<{{ m['content'] }}>>{% endfor %}"
+    apply_chat_template(engine, {"chat_template": "{{ messages }}"})
+    assert engine.tokenizer.chat_template == "{{ messages }}"
