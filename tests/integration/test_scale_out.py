@@ -24,7 +24,18 @@ import pytest
 pytestmark = pytest.mark.integration
 
 FAST = ("-k", "offline_throughput or load_time or checkpoint_size")
-TINY = ("--precision", "bf16", "--slm-num-warmup", "1", "--slm-num-runs", "2", "--slm-max-new-tokens", "8")
+TINY = (
+    "--precision",
+    "bf16",
+    "--slm-num-warmup",
+    "1",
+    "--slm-num-runs",
+    "2",
+    "--slm-max-new-tokens",
+    "8",
+    "--slm-offline-requests",
+    "4",
+)
 
 
 def smollm2_checkpoint() -> Path:
