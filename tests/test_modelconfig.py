@@ -565,3 +565,29 @@ def test_chat_template_reaches_the_tokenizer(tmp_path: Path) -> None:
     assert engine.tokenizer.chat_template == "{% for m in messages %}<<{{ m['content'] }}>>{% endfor %}"
     apply_chat_template(engine, {"chat_template": "{{ messages }}"})
     assert engine.tokenizer.chat_template == "{{ messages }}"
+
+
+def test_calibration_reaches_quantization_and_its_cache_key(tmp_path: Path) -> None:
+    from pytest_slm.checkpoints.quantize import cache_key
+    from pytest_slm.checkpoints.resolve import Checkpoint
+
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 2}
+    ckpt = write_checkpoint(tmp_path / "m", 1000, {"model_type": "llama", "vocab_size": 100, **sizes})
+    cfg = write(
+        tmp_path, "models:\n  - {name: m, model: ./m, calibration: {num_samples: 16, max_sequence_length: 64}}\n"
+    )
+    (entry,) = load(cfg).entries
+    source = Checkpoint("m", ckpt, str(ckpt), "0" * 64)
+    key, doc = cache_key(source, get_precision("int4"), settings_for(Settings(), entry))
+    plain_key, plain = cache_key(source, get_precision("int4"), Settings())
+    assert (doc["calibration"]["num_samples"], doc["calibration"]["max_sequence_length"]) == (16, 64)
+    assert plain["calibration"]["num_samples"] == 512 and key != plain_key
+
+
+def test_every_entry_runs_without_models(slm_pytester, cfg_two: Path) -> None:
+    slm_pytester.pytester.makepyfile(ENGINE_TESTS)
+    result = slm_pytester.pytester.runpytest(
+        "-p", "no:cacheprovider", "--slm-engine", FAKE_ENGINE, "--slm-models-config", str(cfg_two), "--co", "-q"
+    )
+    ids = sorted(line.split("[")[1].rstrip("]") for line in result.outlines if "::test_a[" in line)
+    assert ids == ["big-one-bf16", "small-one-bf16", "small-one-int4"]

@@ -220,3 +220,26 @@ def test_xdist_workers_get_two_fake_gpus_each_for_a_tp2_model(
     three = slm_pytester.run(*args, "-n", "3", subprocess=True)
     assert three.ret != 0
     assert any("workers of 2 GPUs each" in line for line in three.outlines + three.errlines)
+
+
+def test_energy_skips_a_multi_device_engine(slm_pytester, tmp_path: Path) -> None:
+    from tests.test_energy import ENERGY_BENCH, make_zone
+
+    make_zone(tmp_path / "rapl" / "intel-rapl:0", "package-0", 5, max_range=1 << 40)
+    write_checkpoint(tmp_path / "duo", 1000)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("models:\n  - {name: duo, model: ./duo, engine_args: {tensor_parallel_size: 2}}\n")
+    slm_pytester.pytester.makepyfile(ENERGY_BENCH)
+    result = slm_pytester.run(
+        "--slm-models-config",
+        str(cfg),
+        "--models",
+        "duo",
+        "--slm-power-meter",
+        "rapl",
+        "--slm-powercap-root",
+        str(tmp_path / "rapl"),
+    )
+    result.assert_outcomes(skipped=2)
+    reasons = {s["reason"] for s in slm_pytester.results()["skipped"]}
+    assert reasons == {"the energy meter reads one GPU; this engine runs on 2 (tp2-pp1)"}
