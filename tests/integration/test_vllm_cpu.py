@@ -7,7 +7,11 @@ unchanged on CUDA.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +21,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench_run(tmp_path_factory: pytest.TempPathFactory, run_benches) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[no-untyped-def, type-arg]
+def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the module's bench run writes its reports."""
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.fixture(scope="module")
+def bench_run(bench_dir: Path, run_benches) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[no-untyped-def, type-arg]
     return run_benches(  # type: ignore[no-any-return]
-        tmp_path_factory.mktemp("bench"),
+        bench_dir,
         "--precision",
         "bf16",
         "--slm-num-warmup",
@@ -37,7 +47,7 @@ def metric(doc: dict, test: str, name: str) -> dict:  # type: ignore[type-arg]
     return next(r for r in doc["records"] if test in r["test"] and r["metric"] == name)
 
 
-def test_suite_passes_and_writes_both_reports(bench_run) -> None:  # type: ignore[no-untyped-def]
+def test_suite_passes_and_writes_both_reports(bench_run, bench_dir: Path) -> None:  # type: ignore[no-untyped-def]
     proc, doc = bench_run
     # a measurement the machine distorted (other processes, the hypervisor) fails as invalid, which says
     # nothing about the plugin; anything else that is not a pass is a defect
@@ -50,7 +60,8 @@ def test_suite_passes_and_writes_both_reports(bench_run) -> None:  # type: ignor
     ]
     assert not bad and "error" not in proc.stdout.splitlines()[-1], proc.stdout[-5000:] + proc.stderr[-5000:]
     assert doc["schema"] == "pytest-slm/1"
-    assert "pytest-slm results" in proc.stdout and "## smollm2-135m · bf16" in proc.stdout
+    assert "pytest-slm results" in proc.stdout and "| smollm2-135m " in proc.stdout
+    assert "## smollm2-135m · bf16" in (bench_dir / "results.md").read_text()
     engine = doc["environment"]["engines"]["smollm2-135m-bf16"]
     assert engine["engine"] == "vllm" and len(engine["checkpoint_sha256"]) == 64
     assert engine["dtype"] == "bfloat16" and engine["load_time_s"] > 0
@@ -111,3 +122,41 @@ def test_memory_figures_for_the_device(bench_run) -> None:  # type: ignore[no-un
     assert metric(doc, "test_checkpoint_size", "checkpoint_bytes")["value"] > 100e6
     engine = doc["environment"]["engines"]["smollm2-135m-bf16"]
     assert engine["import_s"] > 0 and engine["load_time_s"] > 0 and engine["chat_template"] is True
+
+
+def test_report_command_on_this_run(bench_run, bench_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`pytest-slm report --html` (the console script) on the results this module's bench run wrote."""
+    _, doc = bench_run
+    out = tmp_path / "report"
+    script = Path(sys.executable).parent / "pytest-slm"
+    proc = subprocess.run(
+        [str(script), "report", str(bench_dir / "results.json"), "--output-dir", str(out), "--html"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = csv.DictReader(io.StringIO((out / "results_table.csv").read_text()))
+    assert (row["model"], row["precision"]) == ("smollm2-135m", "bf16")
+    ttft = metric(doc, "test_ttft[smollm2-135m-bf16-single]", "ttft_p50_s")["value"]
+    assert float(row["ttft_p50_ms"]) == pytest.approx(ttft * 1e3)
+    tps = metric(doc, "test_offline_throughput", "output_tokens_per_s")["value"]
+    assert float(row["output_tokens_per_s"]) == pytest.approx(tps)
+    assert float(row["peak_gb"]) == pytest.approx(metric(doc, "test_memory", "peak_rss_bytes")["value"] / 1e9)
+    assert float(row["weights_gb"]) == pytest.approx(
+        metric(doc, "test_checkpoint_size", "checkpoint_bytes")["value"] / 1e9
+    )
+    complete = json.loads((out / "complete_results.json").read_text())
+    assert len(complete["records"]) == len(doc["records"]) and not complete["conflicts"]
+    stats = list(csv.DictReader(io.StringIO((out / "summary_statistics.csv").read_text())))
+    assert len(stats) == len(doc["records"])
+    assert (out / "quantization_impact.csv").read_text().startswith("fingerprint,model,precision,")  # bf16 only
+    drawn = ["latency_percentiles", "memory"] + (
+        ["accuracy", "pareto_accuracy_throughput"] if "slm_mc.acc" in row else []
+    )
+    for name in drawn:
+        assert (out / "plots" / f"{name}.png").stat().st_size > 5000
+    assert "plot left out: energy_per_token — no energy measured" in proc.stdout  # no meter on this VM
+    assert "smollm2-135m" in (out / "leaderboard.html").read_text()
+    assert "| smollm2-135m " in (out / "executive_summary.md").read_text()
