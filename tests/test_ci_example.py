@@ -76,6 +76,12 @@ def test_merge_job_uses_the_report_command() -> None:
     runs = " ".join(str(s.get("run", "")) for s in report["steps"])
     assert "pytest-slm report shards/*/results.json --output-dir merged" in runs
     assert "GITHUB_STEP_SUMMARY" in runs
+    # the files appended to the summary are ones the report writes
+    from pytest_slm.analysis import report
+
+    source = Path(report.__file__).read_text()
+    for name in re.findall(r"merged/(\S+\.md)", runs):
+        assert f'"{name}"' in source, name
 
 
 def test_refresh_job_opens_a_pull_request_with_the_merged_baselines() -> None:
@@ -87,4 +93,4 @@ def test_refresh_job_opens_a_pull_request_with_the_merged_baselines() -> None:
     assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
     bench = load()["jobs"]["bench"]
     (run,) = [s["run"] for s in bench["steps"] if "pytest benches" in str(s.get("run", ""))]
-    assert "--slm-save-baseline" in run and "inputs.refresh_baselines" in run
+    assert "--slm-save-baseline --slm-baseline-accept" in run and "inputs.refresh_baselines" in run

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import pytest
 
+from pytest_slm import cli
 from pytest_slm.engines.base import EngineSpec
 from pytest_slm.modelconfig import load
 from pytest_slm.parametrize import engine_specs
@@ -109,14 +112,23 @@ def run_ids(slm_pytester, models: list[str], *args: str) -> tuple[pytest.RunResu
     return result, {(r["test"], r["metric"]) for r in doc["records"]}, doc
 
 
+def ids(records: list[dict]) -> set[tuple[str, str]]:  # type: ignore[type-arg]
+    return {(r["test"], r["metric"]) for r in records}
+
+
 def test_union_of_shards_is_the_unsharded_run(slm_pytester, four_models: list[str]) -> None:
     slm_pytester.pytester.makepyfile(TESTS)
     result, whole, _ = run_ids(slm_pytester, four_models)
     result.assert_outcomes(passed=4 * 2 * 3 + 1)
     union: set[tuple[str, str]] = set()
     seen_models: dict[str, int] = {}
+    outputs = []
     for i in (1, 2, 3):
-        result, part, doc = run_ids(slm_pytester, four_models, "--slm-shard", f"{i}/3")
+        out = slm_pytester.pytester.path / f"shard-{i}"
+        outputs.append(out / "results.json")
+        result, _, _ = run_ids(slm_pytester, four_models, "--slm-shard", f"{i}/3", "--slm-output", str(out))
+        doc = json.loads(outputs[-1].read_text())
+        part = ids(doc["records"])
         assert not (union & part), "a record in two shards"
         union |= part
         shard = doc["environment"]["shard"]
@@ -129,6 +141,13 @@ def test_union_of_shards_is_the_unsharded_run(slm_pytester, four_models: list[st
         result.assert_outcomes(passed=len(models) * 2 * 3 + (1 if i == 1 else 0), deselected=deselected)
     assert union == whole
     assert seen_models == {"m-a": 1, "m-b": 1, "m-c": 1, "m-d": 1}, "a model split across shards"
+    # the CI merge job: one report from the three shards holds exactly the unsharded run's records
+    merged_dir = slm_pytester.pytester.path / "merged"
+    code = cli.main(["report", *map(str, outputs), "--output-dir", str(merged_dir), "--no-plots"], io.StringIO())
+    merged = json.loads((merged_dir / "complete_results.json").read_text())
+    assert code == 0 and merged["duplicates"] == 0 and merged["conflicts"] == [] and merged["errors"] == []
+    assert ids(merged["records"]) == whole and len(merged["records"]) == len(whole)
+    assert (merged_dir / "executive_summary.md").is_file() and (merged_dir / "results_table.md").is_file()
     # largest first: m-a alone; m-b, then m-c + m-d
     assert shard["all_shards"] == [
         {"shard": "1/3", "estimated_cost": 18_000, "models": ["m-a"]},

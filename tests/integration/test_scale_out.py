@@ -54,8 +54,9 @@ def shards(
     out = []
     for i in (1, 2):
         t0 = time.perf_counter()
+        output = tmp_path_factory.mktemp(f"shard{i}")
         proc, doc = run_benches(
-            tmp_path_factory.mktemp(f"shard{i}"),
+            output,
             "--models",
             "smollm2-135m",
             str(copy),
@@ -66,6 +67,7 @@ def shards(
             "2",
             *FAST,
         )
+        doc["_path"] = str(output / "results.json")
         out.append((proc, doc, time.perf_counter() - t0))
     return out
 
@@ -100,6 +102,26 @@ def test_two_real_shards_add_up_to_the_matrix(shards) -> None:  # type: ignore[n
     plan = shards[0][1]["environment"]["shard"]["all_shards"]
     assert [s["models"] for s in plan] == [["smollm2-135m"], ["smollm2-copy"]]
     assert plan[1]["estimated_cost"] == 134_515_008
+
+
+def test_the_shards_merge_into_one_report(shards, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import json
+
+    from pytest_slm import cli
+
+    inputs = [str(Path(doc["_path"])) for _, doc, _ in shards]
+    out = io.StringIO()
+    assert cli.main(["report", *inputs, "--output-dir", str(tmp_path), "--no-plots"], out) == 0, out.getvalue()
+    merged = json.loads((tmp_path / "complete_results.json").read_text())
+    assert merged["duplicates"] == 0 and merged["conflicts"] == [] and merged["errors"] == []
+    assert len(merged["records"]) == sum(len(doc["records"]) for _, doc, _ in shards)
+    assert by_model({"records": merged["records"]}) == {
+        **by_model(shards[0][1]),
+        **by_model(shards[1][1]),
+    }
+    table = (tmp_path / "results_table.md").read_text()
+    assert "smollm2-135m" in table and "smollm2-copy" in table
 
 
 @pytest.fixture(scope="module")
