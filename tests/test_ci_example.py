@@ -45,7 +45,7 @@ def test_bench_matrix_runs_every_shard_once_with_the_gate() -> None:
     n = int(args[args.index("--slm-shard") + 1].split("/")[1])
     assert shards == list(range(1, n + 1))
     flags = {o.flag for o in OPTIONS}
-    used = {a for a in args if a.startswith("--slm-")}
+    used = {t for a in args for t in a.split() if t.startswith("--slm-")}  # also inside ${{ ... }} expressions
     assert used <= flags, used - flags  # every option the example uses exists
     assert "--slm-no-compare" not in used  # the gate compares with baselines/
     assert "--slm-models-config" in used and args[args.index("--slm-models-config") + 1] == "models/"
