@@ -39,7 +39,7 @@ from pytest_slm.checkpoints.params import (
 from pytest_slm.checkpoints.resolve import EMBEDDED
 from pytest_slm.parallel import EXECUTOR_BACKENDS, ParallelLayout
 from pytest_slm.precisions import Precision, UnknownPrecision, resolve_precisions
-from pytest_slm.settings import Settings
+from pytest_slm.settings import KV_CACHE_DTYPES, Settings
 
 #: A config's parameter count may differ from the checkpoint's by this fraction. Stated counts are
 #: rounded (Qwen2.5-0.5B holds 494M, SmolLM2-360M 362M, Phi-3.5-mini 3.82B) and safetensors count
@@ -229,6 +229,16 @@ def _chat_template(value: Any, at: _At) -> str:
     return str(path.resolve())
 
 
+def _kv_dtypes(value: Any, at: _At) -> list[str]:
+    """One KV-cache dtype or a list: this model's values of the ``--slm-kv-cache-dtype`` axis."""
+    values = value if isinstance(value, list) else [value]
+    check = _choice(KV_CACHE_DTYPES)
+    out = [check(v, at) for v in values]
+    if not out:
+        raise at.error(f"is empty; give one of {', '.join(KV_CACHE_DTYPES)} or leave it out")
+    return list(dict.fromkeys(out))
+
+
 #: engine argument -> its check. The values go to ``vllm.LLM(**kwargs)`` as they are.
 ENGINE_ARGS: dict[str, Callable[[Any, _At], Any]] = {
     "max_model_len": lambda v, at: _int(v, at, 16),
@@ -238,7 +248,7 @@ ENGINE_ARGS: dict[str, Callable[[Any, _At], Any]] = {
     "distributed_executor_backend": _choice(EXECUTOR_BACKENDS),
     "trust_remote_code": _bool,
     "chat_template": _chat_template,
-    "kv_cache_dtype": _str,  # vLLM checks the name (its list grows with every release)
+    "kv_cache_dtype": lambda v, at: _kv_dtypes(v, at),  # this model's KV-cache dtype axis
     "gpu_memory_utilization": _fraction,
     "enforce_eager": _bool,
     "max_num_seqs": lambda v, at: _int(v, at, 1),
@@ -480,7 +490,16 @@ def engine_args_for(settings: Settings, entry: ModelEntry | None, precision: Pre
             args.pop(name, None)
     if precision.dtype != "auto":
         args.pop("dtype", None)  # equal to the precision's (dtype_conflict passed)
+    args.pop("kv_cache_dtype", None)  # a matrix axis: it reaches the engine as EngineSpec.kv_cache_dtype
     return args
+
+
+def kv_dtypes_for(settings: Settings, entry: ModelEntry | None) -> tuple[str, ...]:
+    """The KV-cache dtypes this model runs: the entry's, unless ``--slm-kv-cache-dtype`` was given
+    on the command line or in the environment (then the session's, as for every other value)."""
+    if entry is None or "kv_cache_dtype" not in entry.engine_args or explicit(settings, "kv_cache_dtype"):
+        return settings.kv_cache_dtype
+    return tuple(entry.engine_args["kv_cache_dtype"])
 
 
 def tasks_for(settings: Settings, entry: ModelEntry | None) -> tuple[str, ...]:

@@ -1,29 +1,31 @@
-"""The model × precision matrix that ``slm_engine`` is parametrized over. Pytest-free."""
+"""The model × precision × KV-cache dtype matrix that ``slm_engine`` is parametrized over. Pytest-free."""
 
 from __future__ import annotations
 
 from pytest_slm.engines.base import EngineSpec
-from pytest_slm.modelconfig import ModelsConfig, engine_args_for, precisions_for, select, tasks_for
+from pytest_slm.modelconfig import ModelsConfig, engine_args_for, kv_dtypes_for, precisions_for, select, tasks_for
 from pytest_slm.parallel import gpus_per_process
 from pytest_slm.settings import Settings
 from pytest_slm.shard import ShardPlan
 
 
 def engine_specs(settings: Settings, models_config: ModelsConfig | None = None) -> list[EngineSpec]:
-    """Every model × precision, models outermost so one model's engines run back to back.
+    """Every model × precision × KV-cache dtype, models outermost so one model's engines run back to back.
 
     A model with a config entry runs its own precisions (narrowed by an explicit ``--precision``)
-    with its engine arguments."""
+    and KV-cache dtypes with its engine arguments."""
     specs = [
         EngineSpec(
             model,
             p,
+            kv,
             name=entry.name if entry else None,
             engine_args=engine_args_for(settings, entry, p),
             model_config=entry,
         )
         for model, entry in select(settings, models_config)
         for p in precisions_for(settings, entry)
+        for kv in kv_dtypes_for(settings, entry)
     ]
     ids = [s.id for s in specs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})

@@ -34,6 +34,9 @@ DEFAULT_PROMPT = (
     "and why the back of the appliance feels warm."
 )
 
+#: KV-cache dtypes vLLM's ``kv_cache_dtype`` accepts that pytest-slm offers as a matrix axis.
+KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "float16")
+
 #: Fields a ``@pytest.mark.slm(...)`` marker may override for one test.
 MARKER_FIELDS = (
     "num_warmup",
@@ -111,6 +114,9 @@ class Settings:
     fail_on_improvement: bool = False
     tolerance: float = 0.05
     accuracy_tolerance: float = 0.01
+    kv_cache_dtype: tuple[str, ...] = ("auto",)
+    price_per_hour: float | None = None
+    wandb: str | None = None  # Weights & Biases project
     models_config: Path | None = None
     shard: tuple[int, int] | None = None  # (index, count), 1-based
     #: per-task item limits from a model's config entry (not an option; see pytest_slm.modelconfig)
@@ -240,6 +246,17 @@ def _parse(spec: OptionSpec, raw: Any, source: str) -> Any:
         if not models:
             raise SettingsError(f"{source}: no model given")
         return models
+    if spec.field == "kv_cache_dtype":
+        dtypes = tuple(dict.fromkeys(str(d).strip().lower() for d in raw))
+        bad = [d for d in dtypes if d not in KV_CACHE_DTYPES]
+        if bad or not dtypes:
+            raise SettingsError(f"{source}: kv cache dtype {bad or raw!r} unknown; valid: {', '.join(KV_CACHE_DTYPES)}")
+        return dtypes
+    if spec.field == "price_per_hour":
+        price = _to_float("price_per_hour", raw, source)
+        if price <= 0:
+            raise SettingsError(f"{source}: price_per_hour must be > 0, got {price}")
+        return price
     if spec.field == "accuracy_tasks":
         return tuple(dict.fromkeys(str(t) for t in raw))
     if spec.field == "accuracy_limit":

@@ -591,3 +591,16 @@ def test_every_entry_runs_without_models(slm_pytester, cfg_two: Path) -> None:
     )
     ids = sorted(line.split("[")[1].rstrip("]") for line in result.outlines if "::test_a[" in line)
     assert ids == ["big-one-bf16", "small-one-bf16", "small-one-int4"]
+
+
+def test_kv_cache_dtype_is_the_models_axis(tmp_path: Path) -> None:
+    from pytest_slm.parametrize import engine_specs
+
+    cfg = write(tmp_path, "models:\n  - {name: a, model: org/a, engine_args: {kv_cache_dtype: [auto, fp8]}}\n")
+    (entry,) = load(cfg).entries
+    assert [s.id for s in engine_specs(Settings(), load(cfg))] == ["a-bf16", "a-bf16-kvfp8"]
+    assert "kv_cache_dtype" not in engine_args_for(Settings(), entry, get_precision("bf16"))  # the axis carries it
+    cli = Settings(kv_cache_dtype=("fp8_e5m2",), sources={"kv_cache_dtype": "--slm-kv-cache-dtype"})
+    assert [s.id for s in engine_specs(cli, load(cfg))] == ["a-bf16-kvfp8_e5m2"]
+    bad = write(tmp_path, "models:\n  - {name: a, model: org/a, engine_args: {kv_cache_dtype: fp4}}\n", "bad.yaml")
+    assert "field 'engine_args.kv_cache_dtype': must be one of auto, fp8" in error(bad)

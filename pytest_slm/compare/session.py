@@ -23,6 +23,7 @@ from typing import Any
 
 from pytest_slm.compare import policy
 from pytest_slm.compare.baseline import Baseline, BaselineError, BaselineStore, fingerprint
+from pytest_slm.parallel import fingerprint_suffix
 from pytest_slm.record import Metric
 from pytest_slm.report.environment import add_gpus
 from pytest_slm.settings import Settings
@@ -43,21 +44,36 @@ class Gate:
         self.settings = settings
         self.environment = environment
         self.store = BaselineStore(settings.baseline_dir)
-        self._fingerprints: dict[str | None, str] = {}
+        self._fingerprint: str | None = None
+        #: the GPU this process measures on (its device choice), when it has one
+        self.device_gpu_name: str | None = None
         self._loaded: dict[tuple[str, str, str], Baseline | BaselineError | None] = {}
         #: gated baseline entries this session's tests can meet (the Bonferroni family)
         self.family = 0
 
     @property
     def fingerprint(self) -> str:
-        """This machine's baseline fingerprint (GPU facts probed on first use, not at collection)."""
-        return self.fingerprint_for(None)
+        """This process's baseline fingerprint: the GPU it measures on (its device choice; else what
+        NVML lists first), probed on first use, not at collection."""
+        if self._fingerprint is None:
+            self._fingerprint = self.fingerprint_for(self.device_gpu_name)
+        return self._fingerprint
 
-    def fingerprint_for(self, parallel: str | None) -> str:
-        """The fingerprint for an engine with parallel layout ``parallel`` (``tp2-pp1``; None: one device)."""
-        if parallel not in self._fingerprints:
-            self._fingerprints[parallel] = fingerprint(add_gpus(self.environment), self.settings.engine, parallel)
-        return self._fingerprints[parallel]
+    def fingerprint_for(self, gpu_name: str | None, parallel: str | None = None) -> str:
+        """The fingerprint of this machine with ``gpu_name`` as the measuring GPU, for an engine with
+        parallel layout ``parallel`` (``tp2-pp1``: a multi-device layout adds a suffix; None: one device)."""
+        env = add_gpus(self.environment)
+        if gpu_name:
+            env = {**env, "hardware": {**env.get("hardware", {}), "gpu_name": gpu_name}}
+        return fingerprint(env, self.settings.engine, parallel)
+
+    def fingerprint_of(self, parallel: str | None) -> str:
+        """This process's fingerprint for an engine with layout ``parallel``."""
+        return (
+            self.fingerprint
+            if fingerprint_suffix(parallel) == ""
+            else self.fingerprint_for(self.device_gpu_name, parallel)
+        )
 
     @property
     def alpha(self) -> float:
@@ -65,7 +81,7 @@ class Gate:
         return self.settings.alpha / max(1, self.family)
 
     def _load(self, model: str, precision: str, parallel: str | None = None) -> Baseline | None:
-        fp = self.fingerprint_for(parallel)
+        fp = self.fingerprint_of(parallel)
         key = (model, precision, fp)
         if key not in self._loaded:
             try:
@@ -78,7 +94,7 @@ class Gate:
         return found
 
     def plan(self, tests: Iterable[tuple[str, str, str, str | None]]) -> int:
-        """Count the family from the collected ``(model, precision, baseline key, parallel layout)``."""
+        """Count the family from the collected ``(model, precision, baseline key)`` triples."""
         if self.settings.no_compare or not self.store.root.is_dir():
             return 0
         by_cell: dict[tuple[str, str, str | None], set[str]] = {}
@@ -114,7 +130,7 @@ class Gate:
         except BaselineError as exc:
             return {m.name: {"verdict": "error", "note": str(exc)} for m in ctx.metrics}, [str(exc)]
         if base is None:
-            fp = self.fingerprint_for(ctx.context.get("parallel"))
+            fp = self.fingerprint_of(ctx.context.get("parallel"))
             others = self.store.other_fingerprints(fp, model, precision)
             if not others:
                 return {}, []
@@ -156,17 +172,16 @@ class Gate:
                 problems.append(c.message(str(base.path)))
         return rows, problems
 
-    def save(self, records: Sequence[Mapping[str, Any]]) -> SaveReport:
-        """Write this session's figures as baselines for this fingerprint (see the module docstring)."""
+    def save(self, records: Sequence[Mapping[str, Any]], engines: Mapping[str, Any] | None = None) -> SaveReport:
+        """Write this session's figures as baselines (see the module docstring), each under the
+        fingerprint of the GPU its engine ran on (``engines``: engine id -> facts, from the report)."""
         from pytest_slm.compare.gate import baseline_entry
 
-        add_gpus(self.environment)  # GPU facts belong in the stored environment
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         versions = self.environment.get("versions", {})
         commit = self.environment.get("git_commit")
         accept = self.settings.baseline_accept
         report = SaveReport()
-        # (fingerprint, model, precision): a multi-device layout has its own fingerprint
         groups: dict[tuple[str, str, str], dict[str, Any]] = {}
         resets: dict[tuple[str, str, str], set[str]] = {}
         for r in records:
@@ -197,7 +212,11 @@ class Gate:
                 r["metric"], r["value"], r["unit"], r["higher_is_better"], r.get("n"), r.get("stderr"),
                 tuple(r.get("samples") or ()), r.get("info") or {},
             )  # fmt: skip
-            cell = (self.fingerprint_for(r.get("parallel")), r["model"], r["precision"])
+            facts = (engines or {}).get(r.get("engine_id") or "", {})
+            gpu = (facts.get("device_choice") or {}).get("gpu_name")
+            parallel = r.get("parallel")  # a multi-device layout has its own fingerprint
+            fp = self.fingerprint_for(gpu, parallel) if gpu else self.fingerprint_of(parallel)
+            cell = (fp, r["model"], r["precision"])
             groups.setdefault(cell, {})[key] = baseline_entry(metric, r.get("workload") or {}, now, commit, versions)
             if reset:
                 resets.setdefault(cell, set()).add(key)

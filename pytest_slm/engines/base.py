@@ -15,13 +15,15 @@ from pytest_slm.record import Metric
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """One cell of the model × precision matrix: the value ``slm_engine`` is parametrized with.
+    """One cell of the model × precision (× KV-cache dtype) matrix: the value ``slm_engine`` is parametrized with.
 
     ``engine_args`` (from the model's config entry) are merged into the engine's own arguments
     (for vLLM, ``LLM(**kwargs)``); ``model_config`` is the entry itself, or None."""
 
     model: str
     precision: Precision
+    #: vLLM's ``kv_cache_dtype`` ("auto": the model's dtype); a matrix axis of its own
+    kv_cache_dtype: str = "auto"
     name: str | None = None  # a config entry's name; None: derived from ``model``
     engine_args: Mapping[str, Any] = field(default_factory=dict, hash=False)
     model_config: ModelEntry | None = field(default=None, hash=False, compare=False, repr=False)
@@ -37,9 +39,16 @@ class EngineSpec:
         return ParallelLayout.from_engine_args(self.engine_args)
 
     @property
-    def id(self) -> str:
-        """Readable test id, e.g. ``smollm2-135m-bf16``."""
+    def base_id(self) -> str:
+        """The id without the KV-cache dtype, e.g. ``smollm2-135m-bf16``: model and precision, which
+        baselines are filed under (the KV dtype stays in the test's own parameters)."""
         return f"{self.model_name}-{self.precision.name}"
+
+    @property
+    def id(self) -> str:
+        """Readable test id, e.g. ``smollm2-135m-bf16``, ``smollm2-135m-bf16-kvfp8`` (auto KV adds nothing)."""
+        kv = "" if self.kv_cache_dtype == "auto" else f"-kv{self.kv_cache_dtype}"
+        return f"{self.model_name}-{self.precision.name}{kv}"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from pytest_slm.report import environment, writers
 
 ENGINE_PROPERTY_KEY = "slm_engine"
 ATTACHMENT_PROPERTY_KEY = "slm_attachment"
+#: marks the reports of tests that use pytest-slm's fixtures (only their skips belong in the report)
+SLM_TEST_PROPERTY_KEY = "slm_test"
 
 
 def strip_xdist_group(nodeid: str) -> str:
@@ -59,7 +61,8 @@ class ReportCollector:
                     shown = "invalid" if outcome == "failed" and rec.get("invalid_reasons") else outcome
                     self.records.append({**rec, "test": nodeid, "outcome": shown})
                     changed = True
-        if outcome == "skipped" and skip_reason is not None and (when == "setup" or when == "call"):
+        ours = any(key == SLM_TEST_PROPERTY_KEY for key, _ in user_properties)
+        if ours and outcome == "skipped" and skip_reason is not None and (when == "setup" or when == "call"):
             self.skipped.append({"test": nodeid, "reason": skip_reason})
             changed = True
         if changed:
