@@ -9,6 +9,10 @@ rewrites the variable again.
 - Single process: ``--slm-gpu-index I`` picks the I-th GPU visible to the session (default 0).
 - ``pytest -n N``: worker ``gwI`` takes the I-th visible GPU; ``N`` larger than the number of GPUs
   is an error, and so is ``--slm-gpu-index`` together with ``-n``.
+- A model whose engine spans several GPUs (tensor × pipeline parallel size k, from its config entry;
+  :func:`pytest_slm.parallel.gpus_needed`) makes every process of the session take k GPUs: GPUs
+  I..I+k-1 in a single process, GPUs kI..kI+k-1 for worker ``gwI``. The first is the one the meter
+  and gating read; vLLM sees all k.
 - No GPU (NVML absent or no device): the CPU; nothing is rewritten.
 
 Integer entries of ``CUDA_VISIBLE_DEVICES`` are read as PCI-bus-ordered indices (NVML's order;
@@ -51,6 +55,13 @@ class DeviceChoice:
     visible_index: int | None = None
     #: every GPU the session saw, in CUDA order (for the report)
     visible: tuple[Gpu, ...] = field(default_factory=tuple)
+    #: further GPUs of this process, for an engine on several devices (tensor x pipeline parallel)
+    extra: tuple[Gpu, ...] = field(default_factory=tuple)
+
+    @property
+    def gpus(self) -> tuple[Gpu, ...]:
+        """Every GPU of this process, the primary one first."""
+        return (self.gpu, *self.extra) if self.gpu is not None else ()
 
     @property
     def on_cuda(self) -> bool:
@@ -68,6 +79,8 @@ class DeviceChoice:
                 compute_capability=".".join(map(str, self.gpu.capability)) if self.gpu.capability else None,
                 memory_bytes=self.gpu.memory_bytes,
             )
+        if self.extra:
+            out.update(gpu_count=len(self.gpus), gpu_uuids=[g.uuid for g in self.gpus])
         return out
 
 
@@ -148,9 +161,13 @@ def choose(
     gpu_index_source: str | None,
     worker: tuple[int, int] | None,
     cuda_visible_devices: str | None = None,
+    per_process: int = 1,
 ) -> DeviceChoice:
     """The device this process uses. ``gpu_index_source`` is where an explicit ``--slm-gpu-index``
-    came from (None when defaulted); ``worker`` is (index, count) under pytest-xdist."""
+    came from (None when defaulted); ``worker`` is (index, count) under pytest-xdist; ``per_process``
+    is how many GPUs each process takes (the largest engine's tensor x pipeline parallel size)."""
+    k = max(1, per_process)
+    why_k = f" ({k} per process: a model's engine spans {k} GPUs)" if k > 1 else ""
     shown = f"CUDA_VISIBLE_DEVICES={cuda_visible_devices!r}" if cuda_visible_devices is not None else "NVML"
     if not visible:
         if gpu_index_source is not None and gpu_index > 0:
@@ -163,20 +180,35 @@ def choose(
                 f"{gpu_index_source} picks one GPU for a single process; under pytest-xdist each worker takes "
                 f"its own GPU (worker gwI uses GPU I): drop it, or narrow CUDA_VISIBLE_DEVICES instead"
             )
-        if count > len(visible):
-            raise DeviceError(too_many_workers(count, len(visible), shown))
+        if count * k > len(visible):
+            raise DeviceError(too_many_workers(count, len(visible), shown, k))
+        first = index * k
+        where = f"GPU {first}" if k == 1 else f"GPUs {first}-{first + k - 1}"
         return DeviceChoice(
-            "cuda", f"pytest-xdist worker gw{index} of {count} -> GPU {index}", visible[index], index, tuple(visible)
+            "cuda",
+            f"pytest-xdist worker gw{index} of {count} -> {where}{why_k}",
+            visible[first],
+            first,
+            tuple(visible),
+            tuple(visible[first + 1 : first + k]),
         )
-    if gpu_index >= len(visible):
+    if gpu_index + k > len(visible):
+        wanted = f"{gpu_index}" if k == 1 else f"{gpu_index} and the {k - 1} after it{why_k}"
         raise DeviceError(
-            f"{gpu_index_source or '--slm-gpu-index'} {gpu_index} is out of range: {shown} shows {len(visible)} GPU(s)"
+            f"{gpu_index_source or '--slm-gpu-index'} {wanted} is out of range: {shown} shows {len(visible)} GPU(s)"
         )
-    why = f"{gpu_index_source} {gpu_index}" if gpu_index_source else "default GPU 0"
-    return DeviceChoice("cuda", why, visible[gpu_index], gpu_index, tuple(visible))
+    why = (f"{gpu_index_source} {gpu_index}" if gpu_index_source else "default GPU 0") + why_k
+    return DeviceChoice(
+        "cuda", why, visible[gpu_index], gpu_index, tuple(visible), tuple(visible[gpu_index + 1 : gpu_index + k])
+    )
 
 
-def too_many_workers(workers: int, gpus: int, shown: str) -> str:
+def too_many_workers(workers: int, gpus: int, shown: str, per_process: int = 1) -> str:
+    if per_process > 1:
+        return (
+            f"-n {workers} starts {workers} pytest-xdist workers of {per_process} GPUs each (a model's engine spans "
+            f"{per_process}), but {shown} shows {gpus} GPU(s): use -n {gpus // per_process} (or -n auto)"
+        )
     return (
         f"-n {workers} starts {workers} pytest-xdist workers, but {shown} shows {gpus} GPU(s); pytest-slm runs "
         f"one worker per GPU: use -n {gpus} (or -n auto)"
@@ -184,8 +216,8 @@ def too_many_workers(workers: int, gpus: int, shown: str) -> str:
 
 
 def apply(choice: DeviceChoice, environ: MutableMapping[str, str] = os.environ) -> None:
-    """Narrow this process to the chosen GPU (by UUID, so no ordering can get in the way)."""
+    """Narrow this process to the chosen GPU(s) (by UUID, so no ordering can get in the way)."""
     if choice.gpu is None:
         return
     environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    environ["CUDA_VISIBLE_DEVICES"] = choice.gpu.uuid
+    environ["CUDA_VISIBLE_DEVICES"] = ",".join(g.uuid for g in choice.gpus)

@@ -41,6 +41,8 @@ def device_for(config: pytest.Config, settings: Settings) -> devices.DeviceChoic
     """Choose (once per process) and apply this process's device; a bad selection is a usage error."""
     choice = config.stash.get(stash.DEVICE, None)
     if choice is None:
+        from pytest_slm.parametrize import session_gpus
+
         visible_env = os.environ.get("CUDA_VISIBLE_DEVICES")
         try:
             gpus = devices.visible_gpus(devices.nvml_gpus(), visible_env)
@@ -50,6 +52,8 @@ def device_for(config: pytest.Config, settings: Settings) -> devices.DeviceChoic
                 gpu_index_source=settings.sources.get("gpu_index"),
                 worker=devices.worker_position(getattr(config, "workerinput", None)),
                 cuda_visible_devices=visible_env,
+                # a model on tensor x pipeline parallel k takes k GPUs of one process (pytest_slm.parallel)
+                per_process=session_gpus(settings, config.stash[stash.MODELS_CONFIG], config.stash[stash.SHARD]),
             )
         except devices.DeviceError as exc:
             raise pytest.UsageError(f"pytest-slm: {exc}") from None
@@ -75,9 +79,15 @@ def slm_engine(
         raise pytest.UsageError("slm_engine is parametrized by pytest-slm; do not parametrize it yourself")
     from pytest_slm.checkpoints.resolve import resolve
     from pytest_slm.engines.registry import load_engine_class
+    from pytest_slm.modelconfig import check_parameters, hub_token, settings_for
 
+    entry = spec.model_config
+    slm_settings = settings_for(slm_settings, entry)  # the model's calibration and accuracy settings
     engine_cls = load_engine_class(slm_settings.engine)
-    checkpoint = resolve(spec.model, slm_settings.cache_dir)
+    checkpoint = resolve(
+        spec.model, slm_settings.cache_dir, revision=entry.revision if entry else None, token=hub_token(entry)
+    )
+    config_facts = {**entry.facts(), "parameter_check": check_parameters(entry, checkpoint.path)} if entry else None
     gate = getattr(engine_cls, "unsupported_reason", None)
     reason = gate(spec.precision, slm_device, checkpoint.path) if gate is not None else None
     if reason:
@@ -119,12 +129,18 @@ def slm_engine(
         "device_choice": slm_device.describe(),
         "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
         "quantized_checkpoint": checkpoint_meta or None,
+        "parallel": spec.layout.to_dict(),
+        "model_config": config_facts,
     }
     try:
         facts.update(engine.describe())
     except Exception as exc:  # a fact we could not read never stops the measurements
         facts["describe_error"] = repr(exc)
     from pytest_slm.measure.chat import ChatTemplateError, use_chat_template
+    from pytest_slm.modelconfig import apply_chat_template
+
+    # a config's chat_template frames the workloads' and lm-eval's prompts too, not only vLLM's chat()
+    apply_chat_template(engine, spec.engine_args)
 
     try:
         facts["chat_template"] = use_chat_template(
@@ -219,11 +235,13 @@ def slm_accuracy(
     """Accuracy on the current engine through lm-eval (same engine as the latency tests):
     ``slm_accuracy.run(task)`` evaluates once per engine and returns metrics with stderr."""
     from pytest_slm.accuracy.runner import AccuracyRunner
+    from pytest_slm.modelconfig import settings_for
 
     references = request.config.stash.setdefault(stash.ACCURACY_REFERENCES, {})
     facts = request.config.stash[stash.ENGINE_FACTS].get(slm_engine.spec.id, {})
+    settings = settings_for(slm_settings, slm_engine.spec.model_config)  # the model's tasks and limits
     return AccuracyRunner(
-        slm_engine, slm_task_manager, slm_settings, references, chat_template=bool(facts.get("chat_template"))
+        slm_engine, slm_task_manager, settings, references, chat_template=bool(facts.get("chat_template"))
     )
 
 
@@ -266,6 +284,7 @@ def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> BenchContext:
             "model": spec.model_name,
             "precision": spec.precision.name,
             "engine_id": spec.id,
+            "parallel": spec.layout.label,
             "kv_cache_dtype": spec.kv_cache_dtype,
         }
     chat_tokenizer = None

@@ -377,6 +377,22 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "log every record, the environment and the report files to this Weights & Biases project (needs wandb)",
         metavar="PROJECT",
     ),
+    OptionSpec(
+        "models_config",
+        "--slm-models-config",
+        "YAML model config (or a directory of them): per model its checkpoint, revision, parameter count, "
+        "precisions, engine arguments, calibration and accuracy tasks; --models may name its entries "
+        "(default: every entry)",
+        kind="path",
+        metavar="FILE",
+    ),
+    OptionSpec(
+        "shard",
+        "--slm-shard",
+        "run shard I of N of the model x precision matrix (all precisions of a model in one shard, "
+        "balanced by parameters x precisions), e.g. 2/4 for one CI runner of four",
+        metavar="I/N",
+    ),
 )
 
 

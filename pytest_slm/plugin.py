@@ -21,7 +21,9 @@ from pytest_slm.compare.policy import is_gated
 from pytest_slm.compare.session import Gate, SaveReport
 from pytest_slm.engines.base import EngineSpec
 from pytest_slm.fixtures import device_for
-from pytest_slm.parametrize import engine_specs
+from pytest_slm.modelconfig import ModelConfigError, ModelsConfig, select, tasks_for
+from pytest_slm.modelconfig import load as load_models_config
+from pytest_slm.parametrize import accuracy_tasks, engine_specs, session_gpus
 from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import environment
 from pytest_slm.report.collector import (
@@ -33,6 +35,7 @@ from pytest_slm.report.collector import (
 from pytest_slm.report.gate_summary import gate_lines
 from pytest_slm.report.summary import terminal_lines
 from pytest_slm.settings import Settings, SettingsError, resolve
+from pytest_slm.shard import ShardPlan
 from pytest_slm.thresholds import ThresholdError, ThresholdTable, check, marker_limits
 
 #: how an invalid measurement's failure message starts (the report tells it from a regression by it)
@@ -73,10 +76,18 @@ def pytest_configure(config: pytest.Config) -> None:
     except (SettingsError, ThresholdError) as exc:
         raise pytest.UsageError(f"pytest-slm: {exc}") from None
     settings = _anchor_paths(settings, config)
+    try:
+        models_config, plan = _scale_out(settings)
+    except (ModelConfigError, ValueError) as exc:
+        raise pytest.UsageError(f"pytest-slm: {exc}") from None
+    config.stash[stash.MODELS_CONFIG] = models_config
+    config.stash[stash.SHARD] = plan
     config.stash[stash.SETTINGS] = settings
     config.stash[stash.THRESHOLDS] = thresholds
     config.stash[stash.ENGINE_FACTS] = {}
     env = environment.collect(Path(config.rootpath), settings.run_profile())
+    if plan is not None:
+        env["shard"] = plan.summary()
     config.stash[stash.GATE] = Gate(settings, env)
     if config.pluginmanager.hasplugin("benchmark"):  # pytest-benchmark is optional
         from pytest_slm.interop.benchmark_hooks import BenchmarkRecords
@@ -96,6 +107,15 @@ def pytest_configure(config: pytest.Config) -> None:
                 config.pluginmanager.register(WandbHooks(settings.wandb, require_wandb(), collector), "slm-wandb")
             except WandbUnavailable as exc:
                 raise pytest.UsageError(f"pytest-slm: {exc}") from None
+
+
+def _scale_out(settings: Settings) -> tuple[ModelsConfig | None, ShardPlan | None]:
+    """The model config (``--slm-models-config``) and this runner's shard (``--slm-shard``)."""
+    models_config = load_models_config(settings.models_config) if settings.models_config else None
+    if settings.shard is None:
+        return models_config, None
+    specs = engine_specs(settings, models_config)
+    return models_config, ShardPlan.build(*settings.shard, specs)
 
 
 WORKER_LOADGROUP = "slm_loadgroup"
@@ -124,18 +144,23 @@ def _anchor_paths(settings: Settings, config: pytest.Config) -> Settings:
         value = getattr(settings, spec.field, None)
         if spec.kind == "path" and isinstance(value, Path) and not value.is_absolute():
             from_ini = settings.sources.get(spec.field, "").startswith("ini option")
-            if from_ini or spec.field in ("output", "baseline_dir"):
+            if from_ini or spec.field in ("output", "baseline_dir", "models_config"):
                 fixed[spec.field] = (base if from_ini else Path(config.rootpath)) / value
     return dataclasses.replace(settings, **fixed) if fixed else settings
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     s = config.stash[stash.SETTINGS]
+    models_config = config.stash[stash.MODELS_CONFIG]
+    models = [e.name if e else m for m, e in select(s, models_config)] if models_config else s.models
     lines = [
-        f"slm: models={' '.join(s.models)} precisions={' '.join(p.name for p in s.precisions)} "
+        f"slm: models={' '.join(models)} precisions={' '.join(p.name for p in s.precisions)} "
         f"engine={s.engine} profile={s.profile} (warmup {s.num_warmup}, runs {s.num_runs}, batch {s.batch_size}, "
         f"{s.max_new_tokens} tokens) output={s.output}"
     ]
+    plan = config.stash[stash.SHARD]
+    if plan is not None:
+        lines.append(f"slm: shard {plan.index}/{plan.count}: {' '.join(sorted(plan.models))}")
     workers = getattr(config.option, "numprocesses", None)
     if isinstance(workers, int) and workers > 1:
         lines.append(
@@ -148,16 +173,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     settings = metafunc.config.stash[stash.SETTINGS]
+    try:
+        specs = engine_specs(settings, metafunc.config.stash[stash.MODELS_CONFIG])
+    except ValueError as exc:
+        raise pytest.UsageError(f"pytest-slm: {exc}") from None
     if "slm_engine" in metafunc.fixturenames:
-        try:
-            specs = engine_specs(settings)
-        except ValueError as exc:
-            raise pytest.UsageError(f"pytest-slm: {exc}") from None
         metafunc.parametrize("slm_engine", specs, ids=[s.id for s in specs], indirect=True, scope="session")
+    # every task of any model; a model's items for tasks it does not run are deselected
+    all_tasks = list(accuracy_tasks(settings, specs))
     if "slm_task" in metafunc.fixturenames:
-        metafunc.parametrize("slm_task", settings.accuracy_tasks, ids=list(settings.accuracy_tasks))
+        metafunc.parametrize("slm_task", all_tasks, ids=all_tasks)
     if "slm_retention_task" in metafunc.fixturenames:
-        tasks = [*settings.accuracy_tasks, "slm_ppl"]
+        tasks = list(dict.fromkeys([*all_tasks, "slm_ppl"]))
         metafunc.parametrize("slm_retention_task", tasks, ids=tasks)
 
 
@@ -169,18 +196,52 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         spec = _engine_spec(item)
         if spec is not None:
             item.add_marker(pytest.mark.xdist_group(spec.model_name))
+    keep, drop = _outside_matrix(config, items)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _outside_matrix(config: pytest.Config, items: list[pytest.Item]) -> tuple[list[pytest.Item], list[pytest.Item]]:
+    """Split off items of other shards (``--slm-shard``) and of tasks a model's config does not run."""
+    settings = config.stash[stash.SETTINGS]
+    plan = config.stash[stash.SHARD]
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        spec = params.get("slm_engine")
+        if not isinstance(spec, EngineSpec):
+            (keep if plan is None or plan.runs_unbound else drop).append(item)
+            continue
+        runs = tasks_for(settings, spec.model_config)
+        other_task = ("slm_task" in params and params["slm_task"] not in runs) or (
+            "slm_retention_task" in params and params["slm_retention_task"] not in (*runs, "slm_ppl")
+        )
+        other_shard = plan is not None and spec.model_name not in plan.models
+        (drop if other_shard or other_task else keep).append(item)
+    return keep, drop
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """``-n auto`` on a GPU machine: one worker per visible GPU (xdist's CPU count elsewhere)."""
+    """``-n auto`` on a GPU machine: one worker per visible GPU, or per k GPUs when a model's engine spans
+    k (tensor × pipeline parallel); xdist's CPU count elsewhere."""
     from pytest_slm import devices
 
     try:
         gpus = devices.visible_gpus(devices.nvml_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
     except devices.DeviceError:
         return None
-    return len(gpus) or None
+    if not gpus:
+        return None
+    try:  # xdist asks before pytest_configure: read the options here
+        settings = _anchor_paths(resolve(lambda spec: options.read_raw(config, spec, dict(os.environ))), config)
+        per_process = session_gpus(settings, *_scale_out(settings))
+    except (SettingsError, ModelConfigError, ValueError):
+        per_process = 1  # pytest_configure reports the bad option
+    return max(1, len(gpus) // per_process)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -191,7 +252,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:
         spec = _engine_spec(item)
         if spec is not None:
-            tests.append((spec.model_name, spec.precision.name, baseline_key(item, spec.base_id)))
+            tests.append((spec.model_name, spec.precision.name, baseline_key(item, spec.base_id), spec.layout.label))
     if tests:
         # the device first: the baselines to count are those of the GPU this process measures on
         # (a bad selection errors the tests that need the device, with the reason: see slm_device)

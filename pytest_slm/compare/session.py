@@ -23,6 +23,7 @@ from typing import Any
 
 from pytest_slm.compare import policy
 from pytest_slm.compare.baseline import Baseline, BaselineError, BaselineStore, fingerprint
+from pytest_slm.parallel import fingerprint_suffix
 from pytest_slm.record import Metric
 from pytest_slm.report.environment import add_gpus
 from pytest_slm.settings import Settings
@@ -46,7 +47,7 @@ class Gate:
         self._fingerprint: str | None = None
         #: the GPU this process measures on (its device choice), when it has one
         self.device_gpu_name: str | None = None
-        self._loaded: dict[tuple[str, str], Baseline | BaselineError | None] = {}
+        self._loaded: dict[tuple[str, str, str], Baseline | BaselineError | None] = {}
         #: gated baseline entries this session's tests can meet (the Bonferroni family)
         self.family = 0
 
@@ -58,23 +59,33 @@ class Gate:
             self._fingerprint = self.fingerprint_for(self.device_gpu_name)
         return self._fingerprint
 
-    def fingerprint_for(self, gpu_name: str | None) -> str:
-        """The fingerprint of this machine with ``gpu_name`` as the measuring GPU."""
+    def fingerprint_for(self, gpu_name: str | None, parallel: str | None = None) -> str:
+        """The fingerprint of this machine with ``gpu_name`` as the measuring GPU, for an engine with
+        parallel layout ``parallel`` (``tp2-pp1``: a multi-device layout adds a suffix; None: one device)."""
         env = add_gpus(self.environment)
         if gpu_name:
             env = {**env, "hardware": {**env.get("hardware", {}), "gpu_name": gpu_name}}
-        return fingerprint(env, self.settings.engine)
+        return fingerprint(env, self.settings.engine, parallel)
+
+    def fingerprint_of(self, parallel: str | None) -> str:
+        """This process's fingerprint for an engine with layout ``parallel``."""
+        return (
+            self.fingerprint
+            if fingerprint_suffix(parallel) == ""
+            else self.fingerprint_for(self.device_gpu_name, parallel)
+        )
 
     @property
     def alpha(self) -> float:
         """The per-comparison level: the family-wise level over the family."""
         return self.settings.alpha / max(1, self.family)
 
-    def _load(self, model: str, precision: str) -> Baseline | None:
-        key = (model, precision)
+    def _load(self, model: str, precision: str, parallel: str | None = None) -> Baseline | None:
+        fp = self.fingerprint_of(parallel)
+        key = (model, precision, fp)
         if key not in self._loaded:
             try:
-                self._loaded[key] = self.store.load(self.fingerprint, model, precision)
+                self._loaded[key] = self.store.load(fp, model, precision)
             except BaselineError as exc:
                 self._loaded[key] = exc
         found = self._loaded[key]
@@ -82,17 +93,17 @@ class Gate:
             raise found
         return found
 
-    def plan(self, tests: Iterable[tuple[str, str, str]]) -> int:
+    def plan(self, tests: Iterable[tuple[str, str, str, str | None]]) -> int:
         """Count the family from the collected ``(model, precision, baseline key)`` triples."""
         if self.settings.no_compare or not self.store.root.is_dir():
             return 0
-        by_cell: dict[tuple[str, str], set[str]] = {}
-        for model, precision, key in tests:
-            by_cell.setdefault((model, precision), set()).add(key)
+        by_cell: dict[tuple[str, str, str | None], set[str]] = {}
+        for model, precision, key, parallel in tests:
+            by_cell.setdefault((model, precision, parallel), set()).add(key)
         family = 0
-        for (model, precision), keys in by_cell.items():
+        for (model, precision, parallel), keys in by_cell.items():
             try:
-                base = self._load(model, precision)
+                base = self._load(model, precision, parallel)
             except BaselineError:
                 continue
             if base is None:
@@ -115,16 +126,15 @@ class Gate:
             return {m.name: {"verdict": "invalid", "note": note} for m in ctx.metrics}, []
         model, precision = ctx.context["model"], ctx.context["precision"]
         try:
-            base = self._load(model, precision)
+            base = self._load(model, precision, ctx.context.get("parallel"))
         except BaselineError as exc:
             return {m.name: {"verdict": "error", "note": str(exc)} for m in ctx.metrics}, [str(exc)]
         if base is None:
-            others = self.store.other_fingerprints(self.fingerprint, model, precision)
+            fp = self.fingerprint_of(ctx.context.get("parallel"))
+            others = self.store.other_fingerprints(fp, model, precision)
             if not others:
                 return {}, []
-            note = (
-                f"baselines exist only for {', '.join(others)}; this machine is {self.fingerprint}: comparison skipped"
-            )
+            note = f"baselines exist only for {', '.join(others)}; this machine is {fp}: comparison skipped"
             return {m.name: {"verdict": "skipped", "note": note} for m in ctx.metrics if policy.is_gated(m.name)}, []
         from pytest_slm.compare.gate import compare_metric, comparison_row, incomparable  # scipy: only when comparing
 
@@ -204,7 +214,9 @@ class Gate:
             )  # fmt: skip
             facts = (engines or {}).get(r.get("engine_id") or "", {})
             gpu = (facts.get("device_choice") or {}).get("gpu_name")
-            cell = (self.fingerprint_for(gpu) if gpu else self.fingerprint, r["model"], r["precision"])
+            parallel = r.get("parallel")  # a multi-device layout has its own fingerprint
+            fp = self.fingerprint_for(gpu, parallel) if gpu else self.fingerprint_of(parallel)
+            cell = (fp, r["model"], r["precision"])
             groups.setdefault(cell, {})[key] = baseline_entry(metric, r.get("workload") or {}, now, commit, versions)
             if reset:
                 resets.setdefault(cell, set()).add(key)

@@ -7,23 +7,36 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from pytest_slm.checkpoints.resolve import Checkpoint, slug
+from pytest_slm.modelconfig import ModelEntry
+from pytest_slm.parallel import ParallelLayout
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
 
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """One cell of the model × precision (× KV-cache dtype) matrix: the value ``slm_engine`` is parametrized with."""
+    """One cell of the model × precision (× KV-cache dtype) matrix: the value ``slm_engine`` is parametrized with.
+
+    ``engine_args`` (from the model's config entry) are merged into the engine's own arguments
+    (for vLLM, ``LLM(**kwargs)``); ``model_config`` is the entry itself, or None."""
 
     model: str
     precision: Precision
     #: vLLM's ``kv_cache_dtype`` ("auto": the model's dtype); a matrix axis of its own
     kv_cache_dtype: str = "auto"
+    name: str | None = None  # a config entry's name; None: derived from ``model``
+    engine_args: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    model_config: ModelEntry | None = field(default=None, hash=False, compare=False, repr=False)
 
     @property
     def model_name(self) -> str:
         """The model's short name in ids, reports and baselines, e.g. ``smollm2-135m``."""
-        return slug(self.model)
+        return self.name or slug(self.model)
+
+    @property
+    def layout(self) -> ParallelLayout:
+        """Tensor × pipeline parallel size and executor backend of this cell's engine."""
+        return ParallelLayout.from_engine_args(self.engine_args)
 
     @property
     def base_id(self) -> str:

@@ -28,7 +28,8 @@ def prepare_cpu_environment(environ: MutableMapping[str, str] = os.environ) -> d
 
 
 def engine_kwargs(spec: EngineSpec, checkpoint: Checkpoint, settings: Settings, *, on_cuda: bool) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.LLM``: the checkpoint, the precision's dtype and the run's engine settings."""
+    """Keyword arguments for ``vllm.LLM``: the checkpoint, the precision's dtype, the run's engine settings,
+    then the engine arguments of the model's config entry (``spec.engine_args``), which win."""
     kwargs: dict[str, Any] = {
         "model": str(checkpoint.path),
         "tokenizer": str(checkpoint.path),
@@ -49,6 +50,8 @@ def engine_kwargs(spec: EngineSpec, checkpoint: Checkpoint, settings: Settings, 
     else:
         kwargs["enforce_eager"] = True  # compilation costs 60-80 s per start on CPU
         kwargs["max_model_len"] = settings.max_model_len or CPU_DEFAULT_MAX_MODEL_LEN
+    # the model's config entry (parallel layout, dtype, trust_remote_code, ...): see pytest_slm.modelconfig
+    kwargs.update(spec.engine_args)
     return kwargs
 
 
