@@ -74,6 +74,9 @@ def slm_engine(
     from pytest_slm.engines.registry import load_engine_class
 
     engine_cls = load_engine_class(slm_settings.engine)
+    configure = getattr(engine_cls, "for_settings", None)  # e.g. openai: own server or an endpoint
+    if configure is not None:
+        engine_cls = configure(slm_settings)
     checkpoint = resolve(spec.model, slm_settings.cache_dir)
     gate = getattr(engine_cls, "unsupported_reason", None)
     reason = gate(spec.precision, slm_device, checkpoint.path) if gate is not None else None
@@ -148,6 +151,16 @@ def slm_runs(slm_engine: Engine) -> RunCache:
     """Measured workloads on the current engine, memoized: the TTFT, TPOT, ITL and E2E
     tests of one workload share one streaming run."""
     return RunCache(slm_engine)
+
+
+@pytest.fixture(scope="session")
+def slm_serving(slm_engine: Engine, slm_settings: Settings) -> Any:
+    """Serving load levels on the current engine, memoized (:class:`pytest_slm.serving.session.ServingSession`):
+    ``slm_serving.run(load)`` serves one level of ``--slm-concurrency`` / ``--slm-request-rate`` with
+    the ``--slm-prompt-set`` prompts; the level tests and the saturation test share the runs."""
+    from pytest_slm.serving.session import ServingSession
+
+    return ServingSession(slm_engine, slm_settings)
 
 
 @pytest.fixture(scope="session")

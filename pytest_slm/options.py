@@ -312,6 +312,110 @@ OPTIONS: tuple[OptionSpec, ...] = (
         kind="path",
         metavar="FILE",
     ),
+    # -- serving mode (engine openai) and workloads
+    OptionSpec(
+        "endpoint",
+        "--slm-endpoint",
+        "with --slm-engine openai: an OpenAI-compatible server to measure (default: none, pytest-slm "
+        "starts vLLM's OpenAI server itself for each model × precision)",
+        metavar="URL",
+    ),
+    OptionSpec(
+        "api_key_env",
+        "--slm-api-key-env",
+        "environment variable holding the server's API key (sent as a bearer token, never written out)",
+        metavar="NAME",
+    ),
+    OptionSpec(
+        "openai_api",
+        "--slm-openai-api",
+        "OpenAI API to stream from: completions (raw prompt, as in-process) or chat (default: completions)",
+        choices=("completions", "chat"),
+    ),
+    OptionSpec(
+        "request_timeout_s",
+        "--slm-request-timeout",
+        "seconds one HTTP request may take in all (default: 600)",
+        kind="float",
+        metavar="S",
+    ),
+    OptionSpec(
+        "stall_timeout_s",
+        "--slm-stall-timeout",
+        "seconds a streamed response may go without any byte before it counts as stalled (default: 60)",
+        kind="float",
+        metavar="S",
+    ),
+    OptionSpec(
+        "server_startup_timeout_s",
+        "--slm-server-startup-timeout",
+        "seconds a server started by pytest-slm may take to answer /health and /v1/models (default: 300)",
+        kind="float",
+        metavar="S",
+    ),
+    OptionSpec(
+        "prompt_set",
+        "--slm-prompt-set",
+        "prompts of serving workloads: fixed (--slm-prompt), shipped, "
+        "synthetic:in=N,out=M[,dist=fixed|uniform|normal,...] or jsonl:PATH (default: shipped)",
+        metavar="SPEC",
+    ),
+    OptionSpec(
+        "prompt_cycle",
+        "--slm-prompt-cycle",
+        "allow more requests than the prompt set has prompts (prompts repeat; recorded)",
+        kind="bool",
+    ),
+    OptionSpec(
+        "shared_prefix",
+        "--slm-shared-prefix",
+        "tokens of a prefix shared by every prompt (a prefix-sharing workload; default: 0)",
+        kind="int",
+        metavar="N",
+    ),
+    OptionSpec(
+        "concurrency",
+        "--slm-concurrency",
+        "serving levels: requests kept in flight, one test per level (default: 1 8)",
+        kind="list",
+        metavar="N",
+    ),
+    OptionSpec(
+        "request_rate",
+        "--slm-request-rate",
+        "serving levels: Poisson request rates in requests/s, inf = all at once (default: none)",
+        kind="list",
+        metavar="R",
+    ),
+    OptionSpec(
+        "serving_requests",
+        "--slm-serving-requests",
+        "requests per serving level (default: 16)",
+        kind="int",
+        metavar="N",
+    ),
+    OptionSpec(
+        "serving_max_s",
+        "--slm-serving-max-s",
+        "seconds after which a serving level starts no new request (default: 120)",
+        kind="float",
+        metavar="S",
+    ),
+    OptionSpec(
+        "slo",
+        "--slm-slo",
+        "SLOs for goodput and saturation: mlperf-server, mlperf-interactive, or ttft=S,tpot=S[,e2e=S][,p=P] "
+        "(default: mlperf-server mlperf-interactive)",
+        kind="list",
+        metavar="SLO",
+    ),
+    OptionSpec(
+        "client_margin_s",
+        "--slm-client-margin",
+        "p99 event-loop lag or send-time skew beyond which a serving run is invalid (default: 0.010 s)",
+        kind="float",
+        metavar="S",
+    ),
 )
 
 
