@@ -29,6 +29,8 @@ LOG_TAIL_LINES = 30
 #: engine_kwargs keys that do not become server flags: paths are passed apart, and the worker
 #: extension serves in-process probes (collective_rpc) that HTTP cannot reach
 NOT_FLAGS = ("model", "worker_extension_cls")
+#: boolean flags vLLM 0.32's server has only as ``--flag`` (store_true): False is the default, so omitted
+STORE_TRUE_ONLY = ("disable_log_stats",)
 
 
 class ServerError(RuntimeError):
@@ -51,7 +53,10 @@ def cli_args(kwargs: Mapping[str, Any]) -> list[str]:
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
-            out.append(flag if value else "--no-" + key.replace("_", "-"))
+            if value:
+                out.append(flag)
+            elif key not in STORE_TRUE_ONLY:
+                out.append("--no-" + key.replace("_", "-"))
         else:
             out += [flag, str(value)]
     return out
