@@ -217,3 +217,29 @@ def test_missing_key_variable_is_named_not_guessed(fake_checkpoint: Path, monkey
     monkeypatch.delenv("SLM_NO_SUCH_KEY", raising=False)
     with pytest.raises(EngineSetupError, match="SLM_NO_SUCH_KEY, which is not set"):
         make_engine(fake_checkpoint, "http://127.0.0.1:1", api_key_env="SLM_NO_SUCH_KEY")
+
+
+def test_a_managed_server_that_died_fails_the_next_request_with_its_log(fake_checkpoint: Path, tmp_path: Path) -> None:
+    import sys
+
+    from pytest_slm.serving.server import ServerError, ServerProcess
+
+    with FakeOpenAIServer() as srv:
+        engine = make_engine(fake_checkpoint, srv.url)
+        log = tmp_path / "server.log"
+        dead = ServerProcess(
+            [sys.executable, "-c", "print('EngineCore died: illegal instruction'); raise SystemExit(1)"],
+            log_path=log,
+            host="127.0.0.1",
+            port=1,
+        )
+        dead.start()
+        assert dead.proc is not None
+        dead.proc.wait(10)
+        engine.server = dead  # as if pytest-slm had started it and it died mid-run
+        try:
+            with pytest.raises(ServerError, match=r"(?s)exited with status 1; last lines of .*illegal instruction"):
+                engine.stream(["x"], SamplingSpec(2))
+            assert engine.memory_metrics() == []
+        finally:
+            engine.close()
