@@ -38,7 +38,7 @@ def records(doc: dict, test: str) -> dict[str, dict]:  # type: ignore[type-arg]
 
 
 def test_benches_pass_through_the_server(served) -> None:  # type: ignore[no-untyped-def]
-    proc, doc, out = served
+    proc, doc, _ = served
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     facts = doc["environment"]["engines"][CELL]
     assert facts["engine"] == "openai" and facts["managed_server"] is True and facts["server_version"]
