@@ -22,5 +22,5 @@ def test_checkpoint_size(slm_engine_facts, slm):
 def test_memory(slm_engine, slm_runs, slm):
     """Memory after the engine has served the batch workload: peak RSS on CPU; weights, KV cache
     and peak allocated on CUDA (not the 'used' figure vLLM preallocates)."""
-    slm_runs.offline(slm.workload("batch"))  # peak memory means something only after real work
+    slm_runs.offline(slm.offline_workload())  # peak memory means something only after real work
     slm.extend(slm_engine.memory_metrics())

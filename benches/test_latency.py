@@ -1,6 +1,7 @@
 """Latency from streamed token timestamps: TTFT, TPOT, ITL and end-to-end latency, for a single
-stream and for ``--slm-batch-size`` concurrent streams. One streaming run per workload is shared by
-the tests below (warm-up excluded, prefix caching off, fixed output length)."""
+stream and for ``--slm-batch-size`` concurrent streams. One streaming run per workload is shared
+by the tests below (warm-up excluded, prefix caching off, fixed output length). A run the
+machine, the engine or the client distorted fails as an invalid measurement, with the reason."""
 
 from __future__ import annotations
 
@@ -10,48 +11,54 @@ from pytest_slm.measure.latency import engine_crosscheck, latency_metrics
 
 STREAMS = ["single", "batch"]
 
-#: Client and engine clocks must agree on the same requests within this much (relative), or
-#: within CROSSCHECK_ABS_S: a larger gap means the harness, not the model, is being measured.
-CROSSCHECK_REL = 0.10
-CROSSCHECK_ABS_S = 0.005
-
 
 @pytest.mark.parametrize("streams", STREAMS)
 def test_ttft(slm_runs, slm, streams):
     """Time to first token (s): p50/p90/p99/mean over requests."""
-    slm.extend(latency_metrics(slm_runs.streaming(slm.workload(streams)), "ttft"))
+    run = slm_runs.streaming(slm.workload(streams))
+    slm.extend(latency_metrics(run, "ttft"))
+    slm.validate(run)
 
 
 @pytest.mark.parametrize("streams", STREAMS)
 def test_tpot(slm_runs, slm, streams):
     """Time per output token after the first (s)."""
-    slm.extend(latency_metrics(slm_runs.streaming(slm.workload(streams)), "tpot"))
+    run = slm_runs.streaming(slm.workload(streams))
+    slm.extend(latency_metrics(run, "tpot"))
+    slm.validate(run)
 
 
 @pytest.mark.parametrize("streams", STREAMS)
 def test_itl(slm_runs, slm, streams):
     """Inter-token latency (s), every gap pooled over requests."""
-    slm.extend(latency_metrics(slm_runs.streaming(slm.workload(streams)), "itl"))
+    run = slm_runs.streaming(slm.workload(streams))
+    slm.extend(latency_metrics(run, "itl"))
+    slm.validate(run)
 
 
 @pytest.mark.parametrize("streams", STREAMS)
 def test_e2e_latency(slm_runs, slm, streams):
     """End-to-end request latency (s)."""
-    slm.extend(latency_metrics(slm_runs.streaming(slm.workload(streams)), "e2e"))
+    run = slm_runs.streaming(slm.workload(streams))
+    slm.extend(latency_metrics(run, "e2e"))
+    slm.validate(run)
 
 
 @pytest.mark.parametrize("streams", STREAMS)
 def test_engine_timing_crosscheck(slm_runs, slm, streams):
-    """Client-side TTFT/TPOT against the engine's own per-request metrics on the same requests."""
+    """Client-side TTFT and TPOT against the engine's own timestamps for the same requests.
+
+    Independent of the client: the engine core stamps the first and last token in its own
+    process (vLLM's request stats), on the same monotonic clock. The disagreement is recorded
+    (``first_token_delivery_p50_s``, the ratios); a first token that reached the client late
+    makes the latency figures of this workload invalid (see their tests)."""
     run = slm_runs.streaming(slm.workload(streams))
-    problems = []
-    for key in ("ttft_s", "tpot_s"):
-        pair = engine_crosscheck(run, key)
-        if pair is None:
-            pytest.skip(f"the engine reported no per-request {key} (engine without per-request metrics)")
-        client, engine = pair
+    pairs = engine_crosscheck(run)
+    if not pairs:
+        pytest.skip("the engine reported no per-request timestamps (engine without request stats)")
+    for key, (client, engine) in sorted(pairs.items()):
         stat = key.removesuffix("_s")
-        slm.record(f"engine_{stat}_p50_s", engine, unit="s", higher_is_better=False, clock="engine")
+        slm.record(f"engine_{stat}_p50_s", engine, unit="s", higher_is_better=False, clock="engine core")
         slm.record(
             f"{stat}_client_over_engine",
             client / engine,
@@ -60,6 +67,6 @@ def test_engine_timing_crosscheck(slm_runs, slm, streams):
             client_p50_s=client,
             engine_p50_s=engine,
         )
-        if abs(client - engine) > max(CROSSCHECK_ABS_S, CROSSCHECK_REL * engine):
-            problems.append(f"{stat}: client p50 {client:.4f} s vs engine p50 {engine:.4f} s")
-    assert not problems, "client and engine timings disagree beyond tolerance: " + "; ".join(problems)
+        if stat == "ttft":
+            slm.record("first_token_delivery_p50_s", client - engine, unit="s", higher_is_better=False)
+    slm.validate(run)

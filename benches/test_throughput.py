@@ -1,58 +1,131 @@
-"""Offline batch throughput: ``--slm-batch-size`` prompts generated together, ``--slm-num-runs`` times."""
+"""Offline batch throughput on distinct prompts, the saturation curve, and the harness's own cost.
+
+- ``test_offline_throughput``: ``--slm-offline-requests`` distinct prompts from the shipped set,
+  generated together, ``--slm-num-runs`` times.
+- ``test_saturation_curve``: output tokens/s as the number of concurrent requests doubles; the
+  knee is the smallest count within 10 % of the best rate (where adding requests stops paying).
+- ``test_harness_overhead``: the plugin's offline path and its streaming client loop, each against
+  an independent raw vLLM loop written here (same engine, prompts and sampling, interleaved
+  A/B/A/B so machine drift cancels), with thresholds that fail when the harness distorts.
+"""
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import pytest
 
 from pytest_slm.measure.throughput import throughput_metrics
-from pytest_slm.measure.workloads import Workload, run_offline
+from pytest_slm.measure.workloads import Workload, median_tpot, run_offline
+
+#: requests per batch tried by the saturation curve (a small model on a CPU saturates around 32)
+CURVE = (1, 2, 4, 8, 16, 32, 64)
+KNEE_SHARE = 0.90
 
 
 def test_offline_throughput(slm_runs, slm):
     """Output tokens/s, total tokens/s, requests/s and batch latency over the measured batches."""
-    slm.extend(throughput_metrics(slm_runs.offline(slm.workload("batch"))))
+    run = slm_runs.offline(slm.offline_workload())
+    slm.extend(throughput_metrics(run))
+    slm.validate(run)
 
 
+def test_saturation_curve(slm_engine, slm):
+    """Output tokens/s per concurrent request count (1 warm-up and 2 measured batches per level)."""
+    base = slm.offline_workload()
+    curve: dict[int, float] = {}
+    for n in CURVE:
+        level = Workload(n, base.prompts_pool, base.max_new_tokens, 1 if n == CURVE[0] else 0, 2, extra=base.extra)
+        run = run_offline(slm_engine, level)
+        curve[n] = sum(b.output.output_tokens for b in run.batches) / sum(b.wall_s for b in run.batches)
+    best = max(curve.values())
+    knee = min(n for n, rate in curve.items() if rate >= KNEE_SHARE * best)
+    workload = {**base.describe(), "concurrency": None, "curve": ",".join(map(str, CURVE))}
+    slm.record(
+        "saturation_knee_requests",
+        knee,
+        unit="request",
+        higher_is_better=True,
+        curve={str(n): round(r, 2) for n, r in curve.items()},
+        knee_share=KNEE_SHARE,
+        offline_requests=base.concurrency,
+        offline_saturated=base.concurrency >= knee,
+        workload=workload,
+    )
+    slm.record("saturated_output_tokens_per_s", best, unit="token/s", higher_is_better=True, workload=workload)
+
+
+@pytest.mark.slm_threshold(harness_offline_ratio=">= 0.97", harness_streaming_tpot_ratio="<= 1.03")
 def test_harness_overhead(slm_engine, slm):
-    """Plugin throughput ÷ a raw ``vllm.LLM.generate`` loop on the same prompts, same process.
+    """The plugin's paths ÷ raw vLLM loops on the same engine: offline output tokens/s (plugin ÷
+    raw, ``>= 0.97``) and streaming TPOT (plugin client ÷ raw, ``<= 1.03``).
 
-    The two are interleaved (ABBA) for ``--slm-num-runs`` pairs so machine drift cancels; a ratio
-    near 1 means the figures above measure vLLM, not pytest-slm.
-    """
+    The raw offline loop is ``LLM.generate`` and a clock; the raw streaming figure comes from a
+    non-streaming ``LLM.generate`` of the same requests, its TPOT taken from the engine core's own
+    first- and last-token stamps: no client loop at all."""
     llm = getattr(slm_engine, "llm", None)
     if llm is None:
         pytest.skip(f"the {slm_engine.kind!r} engine has no vllm.LLM to compare against")
-    w = slm.workload("batch")
-    one = Workload(w.concurrency, w.prompt, w.max_new_tokens, num_warmup=0, num_runs=1)
     from pytest_slm.engines.vllm_args import sampling_params
+    from pytest_slm.engines.vllm_stream import engine_timings
 
-    params = sampling_params(w.sampling, streaming=False)
-    prompts = w.prompts()
-    llm.generate(prompts, params, use_tqdm=False)  # warm
+    offline = slm.offline_workload()
+    streaming = slm.workload("batch")
+    once = Workload(offline.concurrency, offline.prompts_pool, offline.max_new_tokens, 0, 1)
+    off_prompts, off_params = offline.prompts(), sampling_params(offline.sampling, streaming=False)
+    st_prompts, st_params = streaming.prompts(), sampling_params(streaming.sampling, streaming=False)
 
-    def plugin_s() -> float:
-        return run_offline(slm_engine, one).batches[0].wall_s
+    def plugin_offline() -> float:
+        b = run_offline(slm_engine, once).batches[0]
+        return b.output.output_tokens / b.wall_s
 
-    def raw_s() -> float:
+    def raw_offline() -> float:
         t0 = time.perf_counter()
-        llm.generate(prompts, params, use_tqdm=False)
-        return time.perf_counter() - t0
+        outs = llm.generate(off_prompts, off_params, use_tqdm=False)
+        wall = time.perf_counter() - t0
+        return sum(len(o.outputs[0].token_ids) for o in outs) / wall
 
-    plugin, raw = [], []
-    for i in range(w.num_runs):
-        first, second = (plugin_s, raw_s) if i % 2 == 0 else (raw_s, plugin_s)
-        a, b = first(), second()
-        plugin.append(a if first is plugin_s else b)
-        raw.append(b if first is plugin_s else a)
+    def plugin_streaming() -> float:
+        return median_tpot(slm_engine.stream(st_prompts, streaming.sampling))
+
+    def raw_streaming() -> float:
+        outs = llm.generate(st_prompts, st_params, use_tqdm=False)
+        return statistics.median(engine_timings(o.metrics)["tpot_s"] for o in outs)
+
+    for fn in (raw_offline, plugin_offline, raw_streaming, plugin_streaming):  # warm every path once
+        fn()
+    pairs = max(4, slm.settings.num_runs)
+    results: dict[str, list[float]] = {"plugin_off": [], "raw_off": [], "plugin_st": [], "raw_st": []}
+    for i in range(pairs):  # A/B, then B/A: drift over the pairs cancels
+        order = [("plugin_off", plugin_offline), ("raw_off", raw_offline)]
+        order += [("plugin_st", plugin_streaming), ("raw_st", raw_streaming)]
+        if i % 2:
+            order = [order[1], order[0], order[3], order[2]]
+        for name, fn in order:
+            results[name].append(fn())
+    off = [p / r for p, r in zip(results["plugin_off"], results["raw_off"], strict=True)]
+    st = [p / r for p, r in zip(results["plugin_st"], results["raw_st"], strict=True)]
+    common = {"pairs": pairs, "workload": {**offline.describe(), "streaming_concurrency": streaming.concurrency}}
     slm.record(
-        "harness_throughput_ratio",
-        sum(raw) / sum(plugin),
+        "harness_offline_ratio",
+        statistics.median(off),
         unit="1",
         higher_is_better=True,
-        n=len(raw),
-        samples=[r / p for r, p in zip(raw, plugin, strict=True)],
-        plugin_s=sum(plugin),
-        raw_s=sum(raw),
+        n=pairs,
+        samples=off,
+        plugin_tokens_per_s=statistics.median(results["plugin_off"]),
+        raw_tokens_per_s=statistics.median(results["raw_off"]),
+        **common,
+    )
+    slm.record(
+        "harness_streaming_tpot_ratio",
+        statistics.median(st),
+        unit="1",
+        higher_is_better=False,
+        n=pairs,
+        samples=st,
+        plugin_tpot_s=statistics.median(results["plugin_st"]),
+        raw_engine_tpot_s=statistics.median(results["raw_st"]),
+        **common,
     )

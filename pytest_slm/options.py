@@ -80,6 +80,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="N",
     ),
     OptionSpec(
+        "offline_requests",
+        "--slm-offline-requests",
+        "distinct prompts per offline throughput batch (default: 32 quick, 64 full: enough to saturate a small "
+        "model; the saturation bench shows the knee)",
+        kind="int",
+        metavar="N",
+    ),
+    OptionSpec(
         "target_ci",
         "--slm-target-ci",
         "adaptive repetitions: repeat past --slm-num-runs until the 95 % CI "
@@ -115,6 +123,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "CUDA device index (as CUDA_VISIBLE_DEVICES shows it) to run and meter on (default: 0)",
         kind="int",
         metavar="I",
+    ),
+    OptionSpec(
+        "max_foreign_load",
+        "--slm-max-foreign-load",
+        "CPU cores other processes may keep busy during a measurement before it is invalid (default: 0.3)",
+        kind="float",
+        metavar="CORES",
     ),
     OptionSpec(
         "prefix_caching",
@@ -284,7 +299,30 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "save_baseline", "--slm-save-baseline", "write/update baselines from this run's passing tests", kind="bool"
     ),
+    OptionSpec(
+        "baseline_accept",
+        "--slm-baseline-accept",
+        "with --slm-save-baseline, also write figures whose test failed (a regression, a threshold) or whose "
+        "workload differs from the stored one, starting a new session history",
+        kind="bool",
+    ),
     OptionSpec("no_compare", "--slm-no-compare", "do not compare with stored baselines", kind="bool"),
+    OptionSpec(
+        "alpha",
+        "--slm-alpha",
+        "family-wise false-alarm level of the session's baseline comparisons (default: 0.05; each of the m "
+        "gated comparisons is made at alpha/m)",
+        kind="float",
+        metavar="A",
+    ),
+    OptionSpec(
+        "min_sessions",
+        "--slm-min-sessions",
+        "saved sessions a baseline needs before a timing change can be called a regression (default: 3; below "
+        "that, machine drift and a real change look alike and the verdict is inconclusive)",
+        kind="int",
+        metavar="K",
+    ),
     OptionSpec(
         "fail_on_improvement",
         "--slm-fail-on-improvement",

@@ -15,14 +15,20 @@ from typing import Any
 import pytest
 
 from pytest_slm import options, stash
-from pytest_slm.compare.session import Gate
+from pytest_slm.compare import identity
+from pytest_slm.compare.policy import is_gated
+from pytest_slm.compare.session import Gate, SaveReport
 from pytest_slm.engines.base import EngineSpec
 from pytest_slm.parametrize import engine_specs
 from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import environment
 from pytest_slm.report.collector import ATTACHMENT_PROPERTY_KEY, ENGINE_PROPERTY_KEY, ReportCollector
+from pytest_slm.report.gate_summary import gate_lines
 from pytest_slm.settings import Settings, SettingsError, resolve
 from pytest_slm.thresholds import ThresholdError, ThresholdTable, check, marker_limits
+
+#: how an invalid measurement's failure message starts (the report tells it from a regression by it)
+INVALID_PREFIX = "invalid measurement: "
 
 
 def is_xdist_worker(config: pytest.Config) -> bool:
@@ -142,9 +148,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Under `-n N`, every test of one model (all its precisions: retention needs the bf16
     # reference in the same process) goes to one worker, which loads each engine once.
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        spec = callspec.params.get("slm_engine") if callspec is not None else None
-        if isinstance(spec, EngineSpec):
+        spec = _engine_spec(item)
+        if spec is not None:
             item.add_marker(pytest.mark.xdist_group(spec.model_name))
 
 
@@ -160,9 +165,23 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return len(gpus) or None
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Size the gate's family: the gated baseline entries the collected tests can meet."""
+    if not session.items or session.config.option.collectonly:
+        return
+    tests = []
+    for item in session.items:
+        spec = _engine_spec(item)
+        if spec is not None:
+            tests.append((spec.model_name, spec.precision.name, baseline_key(item, spec.id)))
+    if tests:
+        session.config.stash[stash.GATE].plan(tests)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
-    """After the test body: attach its records to the report, then check thresholds."""
+    """After the test body: attach its records to the report, then check validity, thresholds
+    and the baseline. An invalid measurement fails as invalid; it is never compared."""
     ctx = item.stash.get(stash.CONTEXT, None)
     try:
         result = yield
@@ -182,13 +201,30 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     limits = item.config.stash[stash.THRESHOLDS].limits_for(ctx.context.get("engine_id"), markers)
     applied, breaches = check(ctx.metrics, limits)
     gate: Gate = item.config.stash[stash.GATE]
-    key = baseline_key(item, ctx)
-    comparisons, problems = gate.compare(ctx, key, _tolerances(item))
-    _attach(item, ctx, {name: str(limit) for name, limit in applied.items()}, comparisons, key)
+    key = baseline_key(item, ctx.context.get("engine_id"))
+    identities = _identities(item, ctx)
+    comparisons, problems = gate.compare(ctx, key, _tolerances(item), identities)
+    _attach(item, ctx, {name: str(limit) for name, limit in applied.items()}, comparisons, key, identities)
+    if ctx.invalid_reasons:
+        pytest.fail(INVALID_PREFIX + "; ".join(ctx.invalid_reasons), pytrace=False)
     failures = [b.message() for b in breaches] + problems
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
     return result
+
+
+def _engine_spec(item: pytest.Item) -> EngineSpec | None:
+    callspec = getattr(item, "callspec", None)
+    spec = callspec.params.get("slm_engine") if callspec is not None else None
+    return spec if isinstance(spec, EngineSpec) else None
+
+
+def _identities(item: pytest.Item, ctx: Any) -> dict[str, dict[str, Any]]:
+    """Each metric's workload identity: the engine's arguments plus the measurement's own workload."""
+    engine_id = ctx.context.get("engine_id")
+    facts = item.config.stash[stash.ENGINE_FACTS].get(engine_id) if engine_id else None
+    session = identity.session_identity(facts, {})
+    return {m.name: identity.metric_identity(session, m.info) for m in ctx.metrics}
 
 
 def _tolerances(item: pytest.Item) -> dict[str, float]:
@@ -198,11 +234,10 @@ def _tolerances(item: pytest.Item) -> dict[str, float]:
     return out
 
 
-def baseline_key(item: pytest.Item, ctx: Any) -> str:
+def baseline_key(item: pytest.Item, engine_id: str | None) -> str:
     """The test's identity across engines: ``file::function[other params]`` (engine id removed)."""
     callspec = getattr(item, "callspec", None)
     params = callspec.id if callspec is not None else ""
-    engine_id = ctx.context.get("engine_id")
     if engine_id and params.startswith(engine_id):
         params = params[len(engine_id) :].lstrip("-")
     name = getattr(item, "originalname", item.name)
@@ -215,16 +250,22 @@ def _attach(
     applied: dict[str, str],
     comparisons: dict[str, Any] | None = None,
     key: str | None = None,
+    identities: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     comparisons = comparisons or {}
+    identities = identities or {}
     rows = [
         {
             **ctx.context,
             **{k: v for k, v in m.to_dict().items() if k != "name"},
             "metric": m.name,
+            "gated": is_gated(m.name),
             "threshold": applied.get(m.name),
             "baseline": comparisons.get(m.name),
             "baseline_key": f"{key}::{m.name}" if key else None,
+            "workload": identities.get(m.name),
+            "workload_id": identity.digest(identities[m.name]) if m.name in identities else None,
+            "invalid_reasons": list(ctx.invalid_reasons) or None,
         }
         for m in ctx.metrics
     ]
@@ -242,7 +283,7 @@ class ReportHooks:
 
     def __init__(self, collector: ReportCollector) -> None:
         self.collector = collector
-        self.saved: list[Path] = []
+        self.saved: SaveReport | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         reason = None
@@ -266,14 +307,14 @@ class ReportHooks:
         terminalreporter.write_line(
             f"written: {self.collector.output / 'results.json'}, {self.collector.output / 'results.md'}"
         )
-        inconclusive = [r for r in self.collector.records if (r.get("baseline") or {}).get("verdict") == "inconclusive"]
-        if inconclusive:
-            terminalreporter.write_sep(
-                "-", f"pytest-slm: {len(inconclusive)} inconclusive baseline comparison(s)", yellow=True
-            )
-            for r in inconclusive:
-                terminalreporter.write_line(
-                    f"{r['test']} {r['metric']}: {r['baseline'].get('note') or 'run too small'}"
-                )
-        for path in self.saved:
-            terminalreporter.write_line(f"baseline saved: {path}")
+        settings = terminalreporter.config.stash[stash.SETTINGS]
+        lines = gate_lines(
+            self.collector.records,
+            settings.alpha,
+            self.saved.written if self.saved else None,
+            self.saved.not_written if self.saved else (),
+        )
+        if lines:
+            terminalreporter.write_sep("-", "pytest-slm gate")
+            for line in lines:
+                terminalreporter.write_line(line)

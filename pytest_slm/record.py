@@ -74,6 +74,20 @@ class Recorder:
 
     context: Mapping[str, Any] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
+    #: why this test's measurement cannot be trusted (see :meth:`invalid`)
+    invalid_reasons: list[str] = field(default_factory=list)
+
+    def invalid(self, reason: str) -> None:
+        """Declare the measurement untrustworthy (client saturated, warm-up not reached, foreign
+        load, throttling, counter reset, ...). The test still records its figures, then fails as
+        an *invalid measurement* with the reason: never compared with a baseline, never a regression."""
+        if reason and reason not in self.invalid_reasons:
+            self.invalid_reasons.append(reason)
+
+    def validate(self, problems: Iterable[str]) -> None:
+        """:meth:`invalid` for every problem a measurement reported (e.g. ``run.problems()``)."""
+        for reason in problems:
+            self.invalid(reason)
 
     def record(
         self,

@@ -1,8 +1,11 @@
 """Baselines stored in git: ``<dir>/<fingerprint>/<model>/<precision>.json``.
 
 The fingerprint names what changes the numbers (accelerator and count, engine, major.minor
-versions of vLLM and torch); the full environment is stored inside each file. Files are small,
-flat and key-sorted, so a baseline refresh reads well as a diff.
+versions of vLLM and torch); the full environment is stored inside each file. Each metric entry
+keeps the workload it was measured on and the figures of the last ``HISTORY`` saved sessions
+(the between-session spread the gate needs). Files are small, flat and key-sorted, so a
+baseline refresh reads well as a diff. Writes are read-merge-write under a file lock, so two
+workers or two CI jobs saving at once lose nothing.
 """
 
 from __future__ import annotations
@@ -15,9 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from pytest_slm import atomic
 
-SCHEMA = "pytest-slm-baseline/1"
+SCHEMA = "pytest-slm-baseline/2"
+READABLE = (SCHEMA, "pytest-slm-baseline/1")
+#: saved sessions kept per metric (the gate's between-session sample)
+HISTORY = 10
 
 
 class BaselineError(Exception):
@@ -55,6 +63,24 @@ class Baseline:
     entries: Mapping[str, Mapping[str, Any]]
 
 
+def sessions_of(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The saved sessions of an entry, oldest first (a schema-1 entry counts as one session)."""
+    sessions = entry.get("sessions")
+    if isinstance(sessions, list) and sessions:
+        return [s for s in sessions if isinstance(s, Mapping) and isinstance(s.get("value"), (int, float))]
+    return [{"value": entry["value"], "se_log": entry.get("se_log"), "saved_at": entry.get("saved_at")}]
+
+
+def merge_entry(old: Mapping[str, Any] | None, new: Mapping[str, Any], *, reset: bool) -> dict[str, Any]:
+    """``new`` (one session's entry) on top of ``old``: the session history grows by one, up to
+    :data:`HISTORY`; ``reset`` (an accepted change, or a new workload) starts it again."""
+    session = {k: new.get(k) for k in ("value", "se_log", "saved_at", "git_commit")}
+    history = [] if (old is None or reset) else list(sessions_of(old))
+    merged = dict(new)
+    merged["sessions"] = [*history, session][-HISTORY:]
+    return merged
+
+
 class BaselineStore:
     """Reads and writes baseline files under ``root``."""
 
@@ -64,15 +90,14 @@ class BaselineStore:
     def path(self, fp: str, model: str, precision: str) -> Path:
         return self.root / fp / _slug(model) / f"{_slug(precision)}.json"
 
-    def load(self, fp: str, model: str, precision: str) -> Baseline | None:
-        path = self.path(fp, model, precision)
+    def _read(self, path: Path) -> dict[str, Any] | None:
         if not path.exists():
             return None
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise BaselineError(f"baseline file {path} is not readable JSON: {exc}") from None
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        if not isinstance(data, dict) or data.get("schema") not in READABLE:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise BaselineError(f"baseline file {path} has schema {found!r}; expected {SCHEMA!r}")
         entries = data.get("metrics")
@@ -80,7 +105,12 @@ class BaselineStore:
             isinstance(e, dict) and isinstance(e.get("value"), (int, float)) for e in entries.values()
         ):
             raise BaselineError(f"baseline file {path}: 'metrics' must map names to objects with a numeric 'value'")
-        return Baseline(path, entries)
+        return data
+
+    def load(self, fp: str, model: str, precision: str) -> Baseline | None:
+        path = self.path(fp, model, precision)
+        data = self._read(path)
+        return None if data is None else Baseline(path, data["metrics"])
 
     def other_fingerprints(self, fp: str, model: str, precision: str) -> list[str]:
         """Fingerprints that do have a baseline for this model × precision (for the skip message)."""
@@ -99,27 +129,32 @@ class BaselineStore:
         precision: str,
         environment: Mapping[str, Any],
         entries: Mapping[str, Mapping[str, Any]],
+        resets: frozenset[str] = frozenset(),
     ) -> Path:
-        """Merge ``entries`` into the file (new values replace old ones), atomically."""
+        """Merge one session's ``entries`` into the file under a lock (read, merge, write atomically).
+
+        Entries of other metrics already in the file are kept; a corrupt file is replaced, never
+        merged into. ``resets`` names entries whose session history starts again."""
         path = self.path(fp, model, precision)
-        existing: dict[str, Any] = {}
-        if path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock", timeout=120):
             try:
-                loaded = self.load(fp, model, precision)
+                existing = self._read(path)
             except BaselineError:
-                loaded = None  # a corrupt file is replaced by a fresh one, never merged into
-            existing = dict(loaded.entries) if loaded else {}
-        existing.update({k: dict(v) for k, v in entries.items()})
-        atomic.write_json(
-            path,
-            {
-                "schema": SCHEMA,
-                "fingerprint": fp,
-                "model": model,
-                "precision": precision,
-                "environment": dict(environment),
-                "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "metrics": existing,
-            },
-        )
+                existing = None
+            metrics: dict[str, Any] = dict(existing["metrics"]) if existing else {}
+            for key, entry in entries.items():
+                metrics[key] = merge_entry(metrics.get(key), entry, reset=key in resets)
+            atomic.write_json(
+                path,
+                {
+                    "schema": SCHEMA,
+                    "fingerprint": fp,
+                    "model": model,
+                    "precision": precision,
+                    "environment": dict(environment),
+                    "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "metrics": metrics,
+                },
+            )
         return path

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
+from pytest_slm.compare import identity, policy
+from pytest_slm.compare.baseline import sessions_of
 from pytest_slm.compare.rules import (
+    MIN_SESSIONS,
     Comparison,
-    compare_few_runs,
+    compare_exact,
     compare_paired_items,
-    compare_repetitions,
+    compare_sessions,
+    se_log,
 )
 from pytest_slm.record import Metric
 
-DEFAULT_TAU = 0.05  # latency, throughput, energy: 5 %
+DEFAULT_TAU = 0.05  # latency, throughput, energy, memory: 5 %
 DEFAULT_TAU_ACCURACY = 0.01  # accuracy: 1 point
 
 
@@ -22,64 +27,84 @@ def _is_items(samples: Any) -> bool:
     return bool(samples) and all(s in (0, 1, 0.0, 1.0) for s in samples)
 
 
+def metric_se_log(metric: Metric) -> float | None:
+    """The within-session standard error of log(value): the measurement's own estimate (e.g. a
+    hierarchical bootstrap for a percentile) or, failing that, from the per-repetition values."""
+    given = metric.info.get("se_log")
+    if isinstance(given, (int, float)) and math.isfinite(given):
+        return float(given)
+    return se_log(metric.samples)
+
+
 def compare_metric(
-    metric: Metric, entry: Mapping[str, Any], *, tau: float = DEFAULT_TAU, tau_accuracy: float = DEFAULT_TAU_ACCURACY
+    metric: Metric,
+    entry: Mapping[str, Any],
+    *,
+    tau: float = DEFAULT_TAU,
+    tau_accuracy: float = DEFAULT_TAU_ACCURACY,
+    alpha: float = 0.01,
+    min_sessions: int = MIN_SESSIONS,
 ) -> Comparison:
-    """The verdict on ``metric`` against a stored baseline ``entry`` (value, samples, unit, direction)."""
-    base_samples = [float(x) for x in entry.get("samples") or ()]
-    cur_samples = list(metric.samples)
+    """The verdict on ``metric`` against a stored baseline ``entry`` (same workload assumed)."""
     hib = metric.higher_is_better
-    if "task" in metric.info and _is_items(base_samples) and _is_items(cur_samples):
-        return compare_paired_items(metric.name, base_samples, cur_samples, tau_points=tau_accuracy)
-    if len(base_samples) >= 2 and len(cur_samples) >= 2:
-        # The rules decide on per-repetition values; show the reported figures next to their ratio
-        # (e.g. a p90 next to the ratio of per-repetition medians of p90) so nothing looks re-derived.
-        if metric.unit == "s":
-            c = compare_repetitions(metric.name, base_samples, cur_samples, higher_is_better=hib, tau=tau)
-            return replace(c, baseline_value=float(entry["value"]), current_value=metric.value)
-        if all(x > 0 for x in [*base_samples, *cur_samples]):
-            c = compare_few_runs(metric.name, base_samples, cur_samples, higher_is_better=hib, tau=tau)
-            return replace(c, baseline_value=float(entry["value"]), current_value=metric.value)
-    base = float(entry["value"])
-    ratio = metric.value / base if base else float("inf")
-    if metric.unit == "B":  # sizes are exact: no noise to test against
-        worse_by = (1 - ratio) if hib else (ratio - 1)
-        verdict = "regressed" if worse_by > tau else "improved" if -worse_by > tau else "pass"
-        return Comparison(metric.name, verdict, "exact", base, metric.value, ratio, ratio, ratio, None, tau, 0.0, 1, 1)
-    return Comparison(
+    base_samples = [float(x) for x in entry.get("samples") or ()]
+    is_task = "task" in metric.info
+    rule = policy.rule_for(metric.name, has_items=is_task and _is_items(base_samples) and _is_items(metric.samples))
+    if rule == "items":
+        return compare_paired_items(metric.name, base_samples, list(metric.samples), tau_points=tau_accuracy,
+                                    alpha=alpha)  # fmt: skip
+    if rule == "exact" or is_task:
+        # deterministic (sizes, perplexity, an accuracy figure without per-item scores)
+        return compare_exact(metric.name, float(entry["value"]), metric.value, higher_is_better=hib,
+                             tau=tau_accuracy if is_task and metric.unit == "1" else tau)  # fmt: skip
+    history = sessions_of(entry)
+    ses = [s.get("se_log") if s.get("se_log") is not None else None for s in history]
+    if ses and ses[-1] is None:  # a schema-1 entry: its samples give the latest session's noise
+        ses[-1] = se_log(base_samples)
+    return compare_sessions(
         metric.name,
-        "inconclusive",
-        "none",
-        base,
+        [float(s["value"]) for s in history],
+        ses,
         metric.value,
-        ratio,
-        float("nan"),
-        float("nan"),
-        None,
-        tau,
-        None,
-        len(base_samples),
-        len(cur_samples),
-        note="no per-repetition values on both sides; nothing to test noise against",
+        metric_se_log(metric),
+        higher_is_better=hib,
+        tau=tau,
+        alpha=alpha,
+        min_sessions=min_sessions,
     )
 
 
+def incomparable(metric: str, stored: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any] | None:
+    """An "incomparable" row when the stored workload differs from the current one, else None."""
+    diffs = identity.differences(stored, current)
+    if not diffs:
+        return None
+    return {"metric": metric, "verdict": "incomparable", "note": "; ".join(diffs)}
+
+
 def comparison_row(c: Comparison, baseline_file: str) -> dict[str, Any]:
-    row = {k: (None if isinstance(v, float) and v != v else v) for k, v in asdict(c).items()}  # NaN -> null
+    row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(c).items()}
     row["file"] = baseline_file
     return row
 
 
 def baseline_entry(
-    metric: Metric, saved_at: str, git_commit: str | None, versions: Mapping[str, str]
+    metric: Metric,
+    workload: Mapping[str, Any],
+    saved_at: str,
+    git_commit: str | None,
+    versions: Mapping[str, str],
 ) -> dict[str, Any]:
+    """One session's entry for a metric (the store appends it to the entry's session history)."""
     return {
         "value": metric.value,
         "unit": metric.unit,
         "higher_is_better": metric.higher_is_better,
         "samples": list(metric.samples),
+        "se_log": metric_se_log(metric),
         "n": metric.n,
         "stderr": metric.stderr,
+        "workload": dict(workload),
         "saved_at": saved_at,
         "git_commit": git_commit,
         "versions": dict(versions),

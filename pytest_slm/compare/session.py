@@ -1,16 +1,39 @@
-"""The baseline gate of one pytest process: fingerprint, store, comparisons, saving. Pytest-free."""
+"""The baseline gate of one pytest process: fingerprint, store, family, comparisons, saving. Pytest-free.
+
+Family-wise control: one session makes dozens of comparisons, so each is made at
+``alpha_family / m`` (Bonferroni), where ``m`` is the number of gated baseline entries the
+session's collected tests can meet. Bonferroni needs no other test's result, so every test
+still gets its verdict the moment it finishes, and the chance of any false alarm in the whole
+session stays at most ``alpha_family``.
+
+Saving (``--slm-save-baseline``) follows one rule: a metric is written when its test passed;
+a metric whose test failed (a regression, an improvement with ``--slm-fail-on-improvement``,
+a threshold) or whose stored workload differs is written only with ``--slm-baseline-accept``,
+and then starts a new session history; an invalid measurement is never written. What was and
+was not written is returned with the reason, for the terminal summary.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_slm.compare import policy
 from pytest_slm.compare.baseline import Baseline, BaselineError, BaselineStore, fingerprint
 from pytest_slm.record import Metric
 from pytest_slm.report.environment import add_gpus
 from pytest_slm.settings import Settings
+
+
+@dataclass
+class SaveReport:
+    """What ``--slm-save-baseline`` wrote, and what it did not write and why."""
+
+    written: dict[Path, int] = field(default_factory=dict)
+    not_written: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Gate:
@@ -22,6 +45,8 @@ class Gate:
         self.store = BaselineStore(settings.baseline_dir)
         self._fingerprint: str | None = None
         self._loaded: dict[tuple[str, str], Baseline | BaselineError | None] = {}
+        #: gated baseline entries this session's tests can meet (the Bonferroni family)
+        self.family = 0
 
     @property
     def fingerprint(self) -> str:
@@ -29,6 +54,11 @@ class Gate:
         if self._fingerprint is None:
             self._fingerprint = fingerprint(add_gpus(self.environment), self.settings.engine)
         return self._fingerprint
+
+    @property
+    def alpha(self) -> float:
+        """The per-comparison level: the family-wise level over the family."""
+        return self.settings.alpha / max(1, self.family)
 
     def _load(self, model: str, precision: str) -> Baseline | None:
         key = (model, precision)
@@ -42,10 +72,37 @@ class Gate:
             raise found
         return found
 
-    def compare(self, ctx: Any, key: str, taus: Mapping[str, float]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    def plan(self, tests: Iterable[tuple[str, str, str]]) -> int:
+        """Count the family from the collected ``(model, precision, baseline key)`` triples."""
+        if self.settings.no_compare or not self.store.root.is_dir():
+            return 0
+        by_cell: dict[tuple[str, str], set[str]] = {}
+        for model, precision, key in tests:
+            by_cell.setdefault((model, precision), set()).add(key)
+        family = 0
+        for (model, precision), keys in by_cell.items():
+            try:
+                base = self._load(model, precision)
+            except BaselineError:
+                continue
+            if base is None:
+                continue
+            for name in base.entries:
+                test_key, _, metric = name.rpartition("::")
+                if test_key in keys and policy.is_gated(metric):
+                    family += 1
+        self.family = family
+        return family
+
+    def compare(
+        self, ctx: Any, key: str, taus: Mapping[str, float], identities: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[dict[str, dict[str, Any]], list[str]]:
         """Per-metric comparison rows, and the failure messages (regressions; improvements on request)."""
         if self.settings.no_compare or not ctx.metrics or "model" not in ctx.context:
             return {}, []
+        if ctx.invalid_reasons:
+            note = "invalid measurement: " + "; ".join(ctx.invalid_reasons)
+            return {m.name: {"verdict": "invalid", "note": note} for m in ctx.metrics}, []
         model, precision = ctx.context["model"], ctx.context["precision"]
         try:
             base = self._load(model, precision)
@@ -58,25 +115,33 @@ class Gate:
             note = (
                 f"baselines exist only for {', '.join(others)}; this machine is {self.fingerprint}: comparison skipped"
             )
-            return {m.name: {"verdict": "skipped", "note": note} for m in ctx.metrics}, []
-        from pytest_slm.compare.gate import compare_metric, comparison_row  # scipy: only when comparing
+            return {m.name: {"verdict": "skipped", "note": note} for m in ctx.metrics if policy.is_gated(m.name)}, []
+        from pytest_slm.compare.gate import compare_metric, comparison_row, incomparable  # scipy: only when comparing
 
         rows: dict[str, dict[str, Any]] = {}
         problems: list[str] = []
         for m in ctx.metrics:
             entry = base.entries.get(f"{key}::{m.name}")
-            if entry is None:
+            if entry is None or not policy.is_gated(m.name):
                 continue
             if entry.get("unit") not in (None, m.unit):
                 rows[m.name] = {"verdict": "error", "note": f"unit changed from {entry.get('unit')} to {m.unit}"}
                 problems.append(f"{m.name}: baseline unit {entry.get('unit')!r} != current {m.unit!r} ({base.path})")
                 continue
+            stored = entry.get("workload")
+            if stored is not None:
+                mismatch = incomparable(m.name, stored, identities.get(m.name, {}))
+                if mismatch is not None:
+                    rows[m.name] = {**mismatch, "file": str(base.path)}
+                    continue
             try:
                 c = compare_metric(
                     m,
                     entry,
                     tau=taus.get(m.name, self.settings.tolerance),
                     tau_accuracy=taus.get(m.name, self.settings.accuracy_tolerance),
+                    alpha=self.alpha,
+                    min_sessions=self.settings.min_sessions,
                 )
             except ValueError as exc:
                 rows[m.name] = {"verdict": "error", "note": str(exc)}
@@ -87,32 +152,53 @@ class Gate:
                 problems.append(c.message(str(base.path)))
         return rows, problems
 
-    def save(self, records: Sequence[Mapping[str, Any]]) -> list[Path]:
-        """Write the metrics of passing tests as baselines for this fingerprint (atomic, merged)."""
+    def save(self, records: Sequence[Mapping[str, Any]]) -> SaveReport:
+        """Write this session's figures as baselines for this fingerprint (see the module docstring)."""
         from pytest_slm.compare.gate import baseline_entry
 
         fp = self.fingerprint  # also completes the environment with GPU facts
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         versions = self.environment.get("versions", {})
         commit = self.environment.get("git_commit")
+        accept = self.settings.baseline_accept
+        report = SaveReport()
         groups: dict[tuple[str, str], dict[str, Any]] = {}
+        resets: dict[tuple[str, str], set[str]] = {}
         for r in records:
-            if r.get("outcome") != "passed" or not r.get("baseline_key") or not r.get("model"):
+            if not r.get("baseline_key") or not r.get("model") or not policy.is_gated(r["metric"]):
                 continue
+            key = r["baseline_key"]
+            verdict = (r.get("baseline") or {}).get("verdict")
+            outcome = r.get("outcome")
+            if outcome == "invalid" or verdict == "invalid":
+                report.not_written.append((key, "invalid measurement"))
+                continue
+            reset = False
+            if outcome != "passed":
+                if not accept:
+                    why = f"its test {outcome}" + (f" ({verdict})" if verdict in ("regressed", "improved") else "")
+                    report.not_written.append((key, why + "; pass --slm-baseline-accept to accept it"))
+                    continue
+                reset = True
+            if verdict == "incomparable":
+                if not accept:
+                    report.not_written.append((key, "the stored entry has another workload; --slm-baseline-accept "
+                                               "replaces it"))  # fmt: skip
+                    continue
+                reset = True
+            if verdict in ("improved", "regressed"):
+                reset = True  # a real change: the history before it measured something else
             metric = Metric(
-                r["metric"],
-                r["value"],
-                r["unit"],
-                r["higher_is_better"],
-                r.get("n"),
-                r.get("stderr"),
-                tuple(r.get("samples") or ()),
-                r.get("info") or {},
+                r["metric"], r["value"], r["unit"], r["higher_is_better"], r.get("n"), r.get("stderr"),
+                tuple(r.get("samples") or ()), r.get("info") or {},
+            )  # fmt: skip
+            cell = (r["model"], r["precision"])
+            groups.setdefault(cell, {})[key] = baseline_entry(metric, r.get("workload") or {}, now, commit, versions)
+            if reset:
+                resets.setdefault(cell, set()).add(key)
+        for (model, precision), entries in sorted(groups.items()):
+            path = self.store.update(
+                fp, model, precision, self.environment, entries, frozenset(resets.get((model, precision), ()))
             )
-            groups.setdefault((r["model"], r["precision"]), {})[r["baseline_key"]] = baseline_entry(
-                metric, now, commit, versions
-            )
-        return [
-            self.store.update(fp, model, precision, self.environment, entries)
-            for (model, precision), entries in sorted(groups.items())
-        ]
+            report.written[path] = len(entries)
+        return report

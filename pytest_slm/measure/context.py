@@ -25,19 +25,44 @@ class BenchContext(Recorder):
             raise ValueError(f"attachment path {relpath!r} must stay inside the output directory")
         self.attachments[relpath] = rows
 
+    def validate(self, problems: Any) -> None:
+        """Mark this test's measurement invalid for each problem: a list of reasons, or a run object
+        (its ``problems()`` are asked with this session's limits, e.g. ``--slm-max-foreign-load``)."""
+        if hasattr(problems, "problems"):
+            problems = problems.problems(max_foreign_cores=self.settings.max_foreign_load)
+        super().validate(problems)
+
     def workload(self, streams: str | int) -> Workload:
-        """The request shape for ``"single"`` (one stream), ``"batch"`` (``--slm-batch-size``
-        concurrent streams) or an explicit concurrency, with this test's run-size settings."""
+        """The streaming request shape for ``"single"`` (one stream, the fixed ``--slm-prompt``),
+        ``"batch"`` (``--slm-batch-size`` concurrent streams) or an explicit concurrency (distinct
+        prompts from the shipped prompt set), with this test's run-size settings."""
         if streams == "single":
-            concurrency = 1
-        elif streams == "batch":
-            concurrency = self.settings.batch_size
-        elif isinstance(streams, int) and streams >= 1:
-            concurrency = streams
-        else:
-            raise ValueError(f"streams must be 'single', 'batch' or a positive int, got {streams!r}")
+            return self._workload(1, fixed=True)
+        if streams == "batch":
+            return self._workload(self.settings.batch_size)
+        if isinstance(streams, int) and streams >= 1:
+            return self._workload(streams)
+        raise ValueError(f"streams must be 'single', 'batch' or a positive int, got {streams!r}")
+
+    def offline_workload(self, requests: int | None = None) -> Workload:
+        """The offline batch shape: ``--slm-offline-requests`` distinct shipped prompts per batch."""
+        return self._workload(requests or self.settings.offline_requests)
+
+    def _workload(self, concurrency: int, *, fixed: bool = False) -> Workload:
         s = self.settings
-        return Workload(concurrency, s.prompt, s.max_new_tokens, s.num_warmup, s.num_runs, s.target_ci, s.max_runs)
+        extra = {"prefix_caching": s.prefix_caching}
+        if fixed:
+            return Workload(
+                concurrency, (s.prompt,), s.max_new_tokens, s.num_warmup, s.num_runs, s.target_ci, s.max_runs,
+                prompt_source="fixed", extra=extra,
+            )  # fmt: skip
+        from pytest_slm.measure.prompts import load_prompt_set
+
+        shipped = load_prompt_set("shipped")
+        return Workload(
+            concurrency, shipped.prompts, s.max_new_tokens, s.num_warmup, s.num_runs, s.target_ci, s.max_runs,
+            prompt_source="shipped", extra=extra,
+        )  # fmt: skip
 
 
 class RunCache:

@@ -61,8 +61,10 @@ def percentile(values: Sequence[float], q: float) -> float:
 def latency_metrics(run: StreamingRun, kind: str) -> list[Metric]:
     """p50/p90/p99/mean of ``kind`` over all measured requests, in seconds.
 
-    Each metric's ``samples`` are the per-repetition values of the same statistic (the
-    unit of evidence for baseline comparison); ``n`` is the number of pooled values.
+    Each metric's ``samples`` are the per-repetition values of the same statistic; its
+    ``info["se_log"]`` is the standard error of log(value) from a hierarchical bootstrap
+    (resample repetitions, then requests within them), so a p99 carries the uncertainty of a
+    p99 and not that of a median. ``n`` is the number of pooled values.
     """
     if kind not in EXTRACTORS:
         raise ValueError(f"unknown latency kind {kind!r}; valid: {', '.join(KINDS)}")
@@ -71,12 +73,7 @@ def latency_metrics(run: StreamingRun, kind: str) -> list[Metric]:
     pooled = [v for rep in per_rep for v in rep]
     if not pooled:
         raise ValueError(f"{kind}: the run produced no values (requests with fewer than 2 output tokens?)")
-    info = {
-        "workload": run.workload.describe(),
-        "clock": "client perf_counter",
-        "repetitions": len(run.repetitions),
-        "achieved_rel_ci_tpot": _finite_or_none(run.achieved_rel_ci),
-    }
+    info = run_info(run)
     out: list[Metric] = []
     stats: dict[str, Callable[[Sequence[float]], float]] = {
         **{f"p{q}": functools.partial(percentile, q=q) for q in PERCENTILES},
@@ -91,20 +88,68 @@ def latency_metrics(run: StreamingRun, kind: str) -> list[Metric]:
                 higher_is_better=False,
                 n=len(pooled),
                 samples=tuple(fn(rep) for rep in per_rep if rep),
-                info=info,
+                info={**info, "se_log": hierarchical_se_log([r for r in per_rep if r], stat)},
             )
         )
     return out
+
+
+def run_info(run: StreamingRun) -> dict[str, object]:
+    """What every figure of a streaming run carries: its workload, clock, size and machine load."""
+    cpu = run.cpu
+    return {
+        "workload": run.workload.describe(),
+        "clock": "client perf_counter",
+        "repetitions": len(run.repetitions),
+        "achieved_rel_ci": {k: _finite_or_none(v) for k, v in run.achieved_rel_ci.items()},
+        "cpu": None
+        if cpu is None
+        else {
+            "foreign_cores": round(cpu.foreign_cores, 3),
+            "own_cores": round(cpu.own_cores, 3),
+            "steal_fraction": round(cpu.steal_fraction, 4),
+        },
+    }
+
+
+def hierarchical_se_log(per_rep: Sequence[Sequence[float]], stat: str, iterations: int = 200) -> float | None:
+    """Standard error of log(statistic) over the pooled values, by a two-level bootstrap:
+    repetitions with replacement, then values within each chosen repetition with replacement."""
+    if len(per_rep) < 2:
+        return None
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = [np.asarray(r, dtype=float) for r in per_rep]
+    q = None if stat == "mean" else float(stat.removeprefix("p"))
+    boots = np.empty(iterations)
+    for i in range(iterations):
+        chosen = [arrays[j] for j in rng.integers(0, len(arrays), len(arrays))]
+        pooled = np.concatenate([a[rng.integers(0, a.size, a.size)] for a in chosen])
+        boots[i] = pooled.mean() if q is None else np.percentile(pooled, q)
+    if np.any(boots <= 0):
+        return None
+    return float(np.std(np.log(boots), ddof=1))
 
 
 def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def engine_crosscheck(run: StreamingRun, key: str) -> tuple[float, float] | None:
-    """Median of the client's and of the engine's own figure for ``key`` ("ttft_s"/"tpot_s")."""
-    client_fn = ttft if key == "ttft_s" else tpot
-    pairs = [(c[0], t.engine[key]) for rep in run.repetitions for t in rep if key in t.engine and (c := client_fn(t))]
-    if not pairs:
-        return None
-    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+def engine_crosscheck(run: StreamingRun) -> dict[str, tuple[float, float]]:
+    """Client figure against the engine's own, medians over the same requests, by statistic.
+
+    ``ttft_s``: the client's TTFT against the moment the engine core stamped the first token
+    (measured from the same submission, on the shared monotonic clock): the difference is the
+    time the token spent on its way to the client. ``tpot_s``: the client's TPOT against the
+    engine core's (its first and last token stamps). Statistics the engine did not report are
+    left out."""
+    traces = [t for rep in run.repetitions for t in rep if t.token_times_s]
+    out: dict[str, tuple[float, float]] = {}
+    ttft_pairs = [(ttft(t)[0], t.engine["first_token_ts"] - t.submit_s) for t in traces if "first_token_ts" in t.engine]
+    if ttft_pairs:
+        out["ttft_s"] = (statistics.median(p[0] for p in ttft_pairs), statistics.median(p[1] for p in ttft_pairs))
+    tpot_pairs = [(c[0], t.engine["tpot_s"]) for t in traces if "tpot_s" in t.engine and (c := tpot(t))]
+    if tpot_pairs:
+        out["tpot_s"] = (statistics.median(p[0] for p in tpot_pairs), statistics.median(p[1] for p in tpot_pairs))
+    return out

@@ -15,10 +15,14 @@ def throughput_metrics(run: OfflineRun) -> list[Metric]:
     wall = sum(b.wall_s for b in run.batches)
     if wall <= 0:
         raise ValueError("offline run took no time; the clock is broken")
+    cpu = run.cpu
     info = {
         "workload": run.workload.describe(),
         "batches": len(run.batches),
-        "achieved_rel_ci": run.achieved_rel_ci if math.isfinite(run.achieved_rel_ci) else None,
+        "achieved_rel_ci": {k: (v if math.isfinite(v) else None) for k, v in run.achieved_rel_ci.items()},
+        "cpu": None
+        if cpu is None
+        else {"foreign_cores": round(cpu.foreign_cores, 3), "steal_fraction": round(cpu.steal_fraction, 4)},
     }
 
     def metric(name: str, unit: str, attr: str) -> Metric:

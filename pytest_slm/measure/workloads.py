@@ -1,44 +1,71 @@
-"""Workloads: warm-up, then measured repetitions of a fixed request shape on an engine.
+"""Workloads: warm-up, then measured repetitions of a request shape on an engine.
 
-A *repetition* is the unit of evidence baselines compare: one request for single-stream
-latency, ``batch_size`` concurrent requests for concurrent latency, one offline batch for
-throughput. Warm-up repetitions run first and are discarded.
+A *repetition* is one request for single-stream latency, ``concurrency`` concurrent requests
+for concurrent latency, one offline batch for throughput. Warm-up repetitions run first and are
+discarded. Prompts come from a pool: every repetition sends the first ``concurrency`` prompts of
+the pool (distinct while the pool lasts), so repetitions differ only by noise and two sessions
+send the same requests.
+
+Each measured run also records what the machine did meanwhile (:class:`CpuWindow`) and knows
+what makes it untrustworthy (:meth:`StreamingRun.problems`, :meth:`OfflineRun.problems`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_slm.engines.base import BatchOutput, Engine, SamplingSpec, StreamTrace, tpot_s
+from pytest_slm.measure import validity
+
+
+def prompts_digest(prompts: Sequence[str]) -> str:
+    return hashlib.sha256("\x1e".join(prompts).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
 class Workload:
-    """The request shape: how many concurrent requests, of what prompt, for how many tokens."""
+    """The request shape: how many concurrent requests, from which prompts, for how many tokens."""
 
     concurrency: int
-    prompt: str
+    prompts_pool: tuple[str, ...]
     max_new_tokens: int
     num_warmup: int
     num_runs: int
-    #: adaptive repetitions: keep going past num_runs until the 95 % CI half-width of the gated
+    #: adaptive repetitions: keep going past num_runs until the 95 % CI half-width of every gated
     #: statistic is within this fraction of its mean, or max_runs is reached (None: fixed num_runs)
     target_rel_ci: float | None = None
     max_runs: int | None = None
+    #: where the prompts came from (identity for baselines): "fixed", "shipped", ...
+    prompt_source: str = "fixed"
+    #: extra identity fields (chat template, prefix caching, ...)
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.prompts_pool:
+            raise ValueError("a workload needs at least one prompt")
 
     @property
     def sampling(self) -> SamplingSpec:
         return SamplingSpec(max_new_tokens=self.max_new_tokens)
 
     def prompts(self) -> list[str]:
-        return [self.prompt] * self.concurrency
+        """The prompts of one repetition: the first ``concurrency`` prompts of the pool (a pool
+        smaller than the concurrency is cycled; :attr:`distinct_per_repetition` says so)."""
+        pool = self.prompts_pool
+        return [pool[i % len(pool)] for i in range(self.concurrency)]
+
+    @property
+    def distinct_per_repetition(self) -> int:
+        return min(self.concurrency, len(self.prompts_pool))
 
     def describe(self) -> dict[str, Any]:
+        """The identity of this workload (flat JSON scalars): what a baseline must share to compare."""
         return {
             "concurrency": self.concurrency,
             "max_new_tokens": self.max_new_tokens,
@@ -46,6 +73,10 @@ class Workload:
             "num_runs": self.num_runs,
             "target_rel_ci": self.target_rel_ci,
             "max_runs": self.max_runs,
+            "prompt_source": self.prompt_source,
+            "prompt_distinct": self.distinct_per_repetition,
+            "prompt_sha256": prompts_digest(self.prompts()),
+            **dict(self.extra),
         }
 
 
@@ -55,7 +86,28 @@ class StreamingRun:
 
     workload: Workload
     repetitions: tuple[tuple[StreamTrace, ...], ...]
-    achieved_rel_ci: float = math.inf  # 95 % CI half-width of the per-repetition median TPOT
+    #: 95 % CI half-width (relative) of each adaptive statistic over the repetitions
+    achieved_rel_ci: Mapping[str, float] = field(default_factory=dict)
+    cpu: validity.CpuUsage | None = None
+
+    def problems(self, max_foreign_cores: float = validity.MAX_FOREIGN_CORES) -> list[str]:
+        """Why these figures cannot be trusted (empty when they can)."""
+        out: list[str] = []
+        traces = [t for rep in self.repetitions for t in rep]
+        delivery = [
+            t.token_times_s[0] - t.engine["first_token_ts"]
+            for t in traces
+            if t.token_times_s and "first_token_ts" in t.engine
+        ]
+        engine_ttft = [t.engine["first_token_ts"] - t.submit_s for t in traces if "first_token_ts" in t.engine]
+        reasons = [
+            validity.client_queueing(delivery, engine_ttft),
+            validity.preemptions(int(sum(t.engine.get("num_preemptions", 0) for t in traces)), len(traces)),
+            validity.warmup_trend(per_repetition(self, median_tpot), "the median TPOT"),
+            self.cpu.problem(max_foreign_cores) if self.cpu else None,
+        ]
+        out.extend(r for r in reasons if r)
+        return out
 
 
 @dataclass(frozen=True)
@@ -70,7 +122,17 @@ class OfflineRun:
 
     workload: Workload
     batches: tuple[TimedBatch, ...]
-    achieved_rel_ci: float = math.inf  # 95 % CI half-width of the per-batch output tokens/s
+    achieved_rel_ci: Mapping[str, float] = field(default_factory=dict)
+    cpu: validity.CpuUsage | None = None
+
+    def problems(self, max_foreign_cores: float = validity.MAX_FOREIGN_CORES) -> list[str]:
+        """Why these figures cannot be trusted (empty when they can)."""
+        rates = [b.output.output_tokens / b.wall_s for b in self.batches if b.wall_s > 0]
+        reasons = [
+            validity.warmup_trend(rates, "output tokens/s"),
+            self.cpu.problem(max_foreign_cores) if self.cpu else None,
+        ]
+        return [r for r in reasons if r]
 
 
 def relative_ci(values: Sequence[float]) -> float:
@@ -81,81 +143,81 @@ def relative_ci(values: Sequence[float]) -> float:
     mean = statistics.fmean(values)
     if mean == 0:
         return math.inf
-    # t quantiles for 95 %, two-sided; beyond 30 degrees of freedom the normal value is close enough
-    t = _T975[n - 2] if n - 2 < len(_T975) else 1.96
-    return t * statistics.stdev(values) / math.sqrt(n) / abs(mean)
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1)) * statistics.stdev(values) / math.sqrt(n) / abs(mean)
 
 
-_T975 = (
-    12.71,
-    4.30,
-    3.18,
-    2.78,
-    2.57,
-    2.45,
-    2.36,
-    2.31,
-    2.26,
-    2.23,
-    2.20,
-    2.18,
-    2.16,
-    2.14,
-    2.13,
-    2.12,
-    2.11,
-    2.10,
-    2.09,
-    2.09,
-    2.08,
-    2.07,
-    2.07,
-    2.06,
-    2.06,
-    2.06,
-    2.05,
-    2.05,
-    2.05,
-)
-
-
-def _repeat(workload: Workload, once: Callable[[], Any], statistic: Callable[[Any], float]) -> tuple[list[Any], float]:
-    """``num_runs`` repetitions, then more while the CI of ``statistic`` is wider than the target."""
-    results = [once() for _ in range(workload.num_runs)]
-    if workload.target_rel_ci is not None:
-        cap = workload.max_runs or 10 * workload.num_runs
-        while len(results) < cap and relative_ci([statistic(r) for r in results]) > workload.target_rel_ci:
-            results.append(once())
-    return results, relative_ci([statistic(r) for r in results])
-
-
-def _median_tpot(rep: Sequence[StreamTrace]) -> float:
+def median_tpot(rep: Sequence[StreamTrace]) -> float:
     per_request = [
         v for t in rep if t.token_times_s and (v := tpot_s(t.token_times_s[0], t.token_times_s[-1], t.output_tokens))
     ]
     return statistics.median(per_request) if per_request else math.nan
 
 
-def run_streaming(engine: Engine, workload: Workload) -> StreamingRun:
-    """Stream ``workload`` ``num_warmup + num_runs`` times (more when adaptive); keep the measured ones.
+def median_ttft(rep: Sequence[StreamTrace]) -> float:
+    values = [t.token_times_s[0] - t.submit_s for t in rep if t.token_times_s]
+    return statistics.median(values) if values else math.nan
 
-    The adaptive statistic is the per-repetition median TPOT."""
+
+def median_e2e(rep: Sequence[StreamTrace]) -> float:
+    values = [t.token_times_s[-1] - t.submit_s for t in rep if t.token_times_s]
+    return statistics.median(values) if values else math.nan
+
+
+#: per-repetition statistics that adaptive repetitions keep measuring until each is tight enough
+STREAMING_STATISTICS: dict[str, Callable[[Sequence[StreamTrace]], float]] = {
+    "ttft_p50": median_ttft,
+    "tpot_p50": median_tpot,
+    "e2e_p50": median_e2e,
+}
+
+
+def per_repetition(run: StreamingRun, statistic: Callable[[Sequence[StreamTrace]], float]) -> list[float]:
+    return [v for rep in run.repetitions if not math.isnan(v := statistic(rep))]
+
+
+def _repeat(
+    workload: Workload, once: Callable[[int], Any], statistics_: Mapping[str, Callable[[Any], float]]
+) -> tuple[list[Any], dict[str, float]]:
+    """``num_runs`` repetitions, then more while any statistic's CI is wider than the target."""
+
+    def cis(results: list[Any]) -> dict[str, float]:
+        return {
+            name: relative_ci([v for r in results if not math.isnan(v := fn(r))]) for name, fn in statistics_.items()
+        }
+
+    results = [once(i) for i in range(workload.num_runs)]
+    if workload.target_rel_ci is not None:
+        cap = workload.max_runs or 10 * workload.num_runs
+        while len(results) < cap and max(cis(results).values()) > workload.target_rel_ci:
+            results.append(once(len(results)))
+    return results, cis(results)
+
+
+def run_streaming(engine: Engine, workload: Workload) -> StreamingRun:
+    """Stream ``workload`` ``num_warmup + num_runs`` times (more when adaptive); keep the measured ones."""
     for _ in range(workload.num_warmup):
         engine.stream(workload.prompts(), workload.sampling)
-    reps, ci = _repeat(workload, lambda: tuple(engine.stream(workload.prompts(), workload.sampling)), _median_tpot)
-    return StreamingRun(workload, tuple(reps), ci)
+    with validity.CpuWindow() as window:
+        reps, ci = _repeat(
+            workload, lambda _: tuple(engine.stream(workload.prompts(), workload.sampling)), STREAMING_STATISTICS
+        )
+    return StreamingRun(workload, tuple(reps), ci, window.usage)
 
 
 def run_offline(engine: Engine, workload: Workload, clock: Callable[[], float] = time.perf_counter) -> OfflineRun:
     """Generate the batch ``num_warmup + num_runs`` times, timing each measured call."""
-    prompts, sampling = workload.prompts(), workload.sampling
+    sampling = workload.sampling
+    prompts = workload.prompts()
     for _ in range(workload.num_warmup):
         engine.generate(prompts, sampling)
 
-    def once() -> TimedBatch:
+    def once(_: int) -> TimedBatch:
         t0 = clock()
         out = engine.generate(prompts, sampling)
         return TimedBatch(clock() - t0, out)
 
-    batches, ci = _repeat(workload, once, lambda b: b.output.output_tokens / b.wall_s)
-    return OfflineRun(workload, tuple(batches), ci)
+    with validity.CpuWindow() as window:
+        batches, ci = _repeat(workload, once, {"output_tokens_per_s": lambda b: b.output.output_tokens / b.wall_s})
+    return OfflineRun(workload, tuple(batches), ci, window.usage)

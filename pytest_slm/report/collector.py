@@ -55,7 +55,9 @@ class ReportCollector:
                 atomic.write_text(self.output / value["path"], text)
             elif key == USER_PROPERTY_KEY and when == "call":
                 for rec in value:
-                    self.records.append({**rec, "test": nodeid, "outcome": outcome})
+                    # an invalid measurement fails its test, but it is not a failed model: say which
+                    shown = "invalid" if outcome == "failed" and rec.get("invalid_reasons") else outcome
+                    self.records.append({**rec, "test": nodeid, "outcome": shown})
                     changed = True
         if outcome == "skipped" and skip_reason is not None and (when == "setup" or when == "call"):
             self.skipped.append({"test": nodeid, "reason": skip_reason})

@@ -69,7 +69,7 @@ def markdown(
             )
         )
         lines.append("")
-    compared = [r for r in records if (r.get("baseline") or {}).get("verdict") not in (None, "skipped")]
+    compared = [r for r in records if (r.get("baseline") or {}).get("verdict") not in (None, "skipped", "invalid")]
     if compared:
         lines.append("## Against the baseline")
         lines.append("")
@@ -81,6 +81,17 @@ def markdown(
                 disable_numparse=True,
             )
         )
+        lines.append("")
+    invalid: dict[str, str] = {}
+    for r in records:
+        if r.get("outcome") == "invalid":
+            invalid.setdefault(r["test"], "; ".join(r.get("invalid_reasons") or []))
+    if invalid:
+        lines.append("## Invalid measurements")
+        lines.append("")
+        lines.append("Recorded, but not trustworthy: never compared with a baseline, never saved as one.")
+        lines.append("")
+        lines.append(tabulate(list(invalid.items()), headers=["test", "why"], tablefmt="github"))
         lines.append("")
     if skipped:
         lines.append("## Skipped")
@@ -115,7 +126,13 @@ def _comparison_row(r: Mapping[str, Any]) -> list[str]:
     else:
         ci = f"[{100 * (lo - 1):+.1f}, {100 * (hi - 1):+.1f}] %"
     p = "" if b.get("p_value") is None else f"{b['p_value']:.2g}"
-    mark = {"regressed": "❌ regressed", "improved": "✅ improved", "pass": "pass", "inconclusive": "⚠ inconclusive"}
+    mark = {
+        "regressed": "❌ regressed",
+        "improved": "✅ improved",
+        "pass": "pass",
+        "inconclusive": "⚠ inconclusive",
+        "incomparable": "≠ incomparable",
+    }
     return [
         f"{r.get('model')}-{r.get('precision')}",
         r["metric"],
