@@ -22,13 +22,6 @@ from pytest_slm.serving.metrics import (
 from pytest_slm.serving.slo import saturation_point
 
 
-def _invalid(slm, reason):
-    invalid = getattr(slm, "invalid", None)
-    if invalid is None:  # a pytest-slm without BenchContext.invalid: fail rather than report a slow server
-        pytest.fail(f"invalid measurement: {reason}", pytrace=False)
-    invalid(reason)
-
-
 def _info(slm_serving, run):
     sources = sorted({r.token_count_source for r in run.completed})
     return {
@@ -49,7 +42,7 @@ def test_serving(slm_serving, slm_load, slm):
     slm.extend(latency_level_metrics(run, info))
     slm.extend(goodput_metrics(run, slm_serving.slos(), info))
     slm.extend(server_crosscheck_metrics(run))
-    checks, reasons = client_check(run, slm.settings.client_margin_s)
+    checks, reasons = client_check(run, slm.settings.client_margin_s, slm.settings.max_foreign_load)
     slm.extend(checks)
     if run.failed:
         first = run.failed[0].error
@@ -58,8 +51,7 @@ def test_serving(slm_serving, slm_load, slm):
         slm.record(
             "requests_cut_by_time_budget", run.planned - len(run.requests), unit="request", higher_is_better=False
         )
-    for reason in reasons:
-        _invalid(slm, reason)
+    slm.validate(reasons)
 
 
 @pytest.mark.parametrize("kind", ["concurrency", "rate"])
@@ -76,7 +68,9 @@ def test_saturation_point(slm_serving, slm_slo, kind, slm):
         run = slm_serving.run(load)
         (att,) = attainments(run, [slm_slo])
         outcome.append((load, run, att))
-        reasons += [f"{load.id}: {r}" for r in client_check(run, slm.settings.client_margin_s)[1]]
+        reasons += [
+            f"{load.id}: {r}" for r in client_check(run, slm.settings.client_margin_s, slm.settings.max_foreign_load)[1]
+        ]
     point = saturation_point([(load.value, att.met) for load, _, att in outcome])
     reached = any(not att.met for _, _, att in outcome)
     best = next(((load, run, att) for load, run, att in outcome if load.value == point), None)
@@ -110,5 +104,4 @@ def test_saturation_point(slm_serving, slm_slo, kind, slm):
             higher_is_better=True,
             workload=workload,
         )
-    for reason in reasons:
-        _invalid(slm, reason)
+    slm.validate(reasons)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pytest_slm.engines.base import Engine, SamplingSpec, StreamTrace
+from pytest_slm.measure.validity import CpuUsage
 
 KINDS = ("concurrency", "rate")
 R = TypeVar("R")
@@ -148,6 +149,8 @@ class ServingRun:
     skew_is_client: bool = True
     #: engine-side figures from the server's own counters over the run (Prometheus deltas)
     server_metrics: dict[str, Any] = field(default_factory=dict)
+    #: what the machine's CPUs did meanwhile (foreign load makes the run invalid)
+    cpu: CpuUsage | None = None
 
     @property
     def completed(self) -> list[ServedRequest]:

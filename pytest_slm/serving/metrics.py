@@ -146,11 +146,16 @@ def goodput_metrics(run: ServingRun, slos: Sequence[SLO], info: Mapping[str, Any
     return out
 
 
-def client_check(run: ServingRun, margin_s: float = DEFAULT_CLIENT_MARGIN_S) -> tuple[list[Metric], list[str]]:
+def client_check(
+    run: ServingRun, margin_s: float = DEFAULT_CLIENT_MARGIN_S, max_foreign_cores: float | None = None
+) -> tuple[list[Metric], list[str]]:
     """The client's own distortion (event-loop lag, send-time skew) as metrics, and the reasons the
-    run is invalid: lag or skew at p99 beyond ``margin_s`` means the client, not the server, was late."""
+    run is invalid: lag or skew at p99 beyond ``margin_s`` means the client, not the server, was late;
+    other processes busy on the machine (beyond ``max_foreign_cores``) mean neither can be trusted."""
     metrics: list[Metric] = []
     reasons: list[str] = []
+    if run.cpu is not None and max_foreign_cores is not None and (problem := run.cpu.problem(max_foreign_cores)):
+        reasons.append(problem)
     lag = run.loop_lag
     if lag.get("p99_s") is not None:
         metrics.append(

@@ -8,10 +8,12 @@ level and are discarded.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from pytest_slm.engines.base import Engine, SamplingSpec
 from pytest_slm.measure.prompts import PromptSet, load_prompt_set, with_shared_prefix
+from pytest_slm.measure.validity import CpuWindow
 from pytest_slm.serving.load import LoadSpec, PlannedRequest, ServingRun, levels, run_load
 from pytest_slm.serving.slo import SLO, parse_slo
 from pytest_slm.settings import Settings
@@ -88,7 +90,9 @@ class ServingSession:
         if load not in self._runs:
             plans = self.plans(load.requests)  # before warming: a too-small prompt set fails here first
             self.warm_up()
-            self._runs[load] = run_load(self.engine, plans, load)
+            with CpuWindow() as window:
+                run = run_load(self.engine, plans, load)
+            self._runs[load] = dataclasses.replace(run, cpu=window.usage)
         return self._runs[load]
 
     def workload(self, load: LoadSpec) -> dict[str, Any]:
