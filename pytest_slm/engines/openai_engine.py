@@ -448,7 +448,8 @@ class OpenAIEngine:
             "api_key_env": self.api_key_env,
             "api_key": "set" if self._api_key else "none",
             "vllm_extensions": self.vllm_extensions,
-            "token_count_source": self.token_count_sources or "not yet known",
+            # the live tally (source -> requests): facts taken at load time fill in as requests are served
+            "token_count_source": self.token_count_sources,
             "memory": "peak RSS of the server's process tree"
             if self.managed
             else "not measurable through HTTP (an external server): memory tests record nothing",
