@@ -16,20 +16,26 @@ pytestmark = pytest.mark.integration
 CELL = "smollm2-135m-bf16"
 
 
+#: the managed server is started with this API key (VLLM_API_KEY) and the client sends it
+SECRET = "sk-integration-must-not-leak-7f3a"
+
+
 @pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory, run_benches
 ) -> tuple[subprocess.CompletedProcess[str], dict, Path]:  # type: ignore[no-untyped-def, type-arg]
     out = tmp_path_factory.mktemp("serving")
-    proc, doc = run_benches(
-        out,
-        "--slm-engine", "openai", "--precision", "bf16",
-        "--slm-num-warmup", "1", "--slm-num-runs", "3", "--slm-batch-size", "4", "--slm-max-new-tokens", "16",
-        "--slm-concurrency", "1", "4", "--slm-request-rate", "inf", "--slm-serving-requests", "8",
-        "--slm-slo", "mlperf-server", "--slm-accuracy-tasks", "slm_mc", "--slm-accuracy-limit", "10",
-        "-k", "test_ttft or test_tpot or (crosscheck and single) or test_serving or saturation or memory "
-        "or test_accuracy[",
-    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTEST_SLM_IT_KEY", SECRET)
+        proc, doc = run_benches(
+            out,
+            "--slm-engine", "openai", "--precision", "bf16", "--slm-api-key-env", "PYTEST_SLM_IT_KEY",
+            "--slm-num-warmup", "1", "--slm-num-runs", "3", "--slm-batch-size", "4", "--slm-max-new-tokens", "16",
+            "--slm-concurrency", "1", "4", "--slm-request-rate", "inf", "--slm-serving-requests", "8",
+            "--slm-slo", "mlperf-server", "--slm-accuracy-tasks", "slm_mc", "--slm-accuracy-limit", "10",
+            "-k", "test_ttft or test_tpot or (crosscheck and single) or test_serving or saturation_point or memory "
+            "or test_accuracy[",
+        )  # fmt: skip
     return proc, doc, out
 
 
@@ -59,6 +65,16 @@ def test_benches_pass_through_the_server(served) -> None:  # type: ignore[no-unt
     assert "--enforce-eager" in facts["server_argv"] and "--no-enable-prefix-caching" in facts["server_argv"]
     log = Path(facts["server_log"])
     assert log.is_file() and "Application startup complete" in log.read_text()
+
+
+def test_the_api_key_protects_the_server_and_is_never_written(served) -> None:  # type: ignore[no-untyped-def]
+    proc, doc, out = served
+    assert doc["environment"]["engines"][CELL]["api_key"] == "set"
+    assert SECRET not in proc.stdout + proc.stderr
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".log" for p in files)  # the server's own log is among them
+    for path in files:
+        assert SECRET not in path.read_text(errors="replace"), path
 
 
 def test_the_server_is_gone_after_the_session(served) -> None:  # type: ignore[no-untyped-def]
