@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_slm.engines.base import StreamTrace
+from pytest_slm.engines.base import SamplingSpec, StreamTrace
 from pytest_slm.serving import prom
-from pytest_slm.serving.load import LoadSpec, ServedRequest, ServingRun, arrival_offsets, drive, levels
+from pytest_slm.serving.load import LoadSpec, PlannedRequest, ServedRequest, ServingRun, arrival_offsets, drive, levels
 from pytest_slm.serving.loopmon import LoopLagMonitor
 from pytest_slm.serving.metrics import client_check, per_request_columns
 from pytest_slm.serving.server import ServerError, ServerProcess, cli_args, free_port, vllm_server_argv
@@ -295,3 +295,72 @@ def test_a_server_that_never_gets_ready_times_out_and_is_stopped(tmp_path: Path)
 def test_no_python_processes_of_ours_are_left(tmp_path: Path) -> None:
     out = subprocess.run(["ps", "-o", "pid,args", "--ppid", str(os.getpid())], capture_output=True, text=True).stdout
     assert "toy.py" not in out
+
+
+# -- the in-process step loop ------------------------------------------------------------------------------
+class StepEngine:
+    """A stand-in for vLLM's ``LLMEngine``: every step takes ``step_s`` and gives each running request
+    one token; it records how many requests ran at once and when each was added."""
+
+    def __init__(self, step_s: float = 0.004) -> None:
+        self.step_s = step_s
+        self.running: dict[str, int] = {}
+        self.added: dict[str, float] = {}
+        self.peak = 0
+
+    def add_request(self, rid: str, prompt: str, params: SamplingSpec) -> None:
+        self.running[rid] = params.max_new_tokens
+        self.added[rid] = time.perf_counter()
+        self.peak = max(self.peak, len(self.running))
+
+    def has_unfinished_requests(self) -> bool:
+        return bool(self.running)
+
+    def step(self) -> list[object]:
+        from types import SimpleNamespace
+
+        time.sleep(self.step_s)
+        outs = []
+        for rid in list(self.running):
+            self.running[rid] -= 1
+            done = self.running[rid] == 0
+            if done:
+                del self.running[rid]
+            chunk = SimpleNamespace(token_ids=[7], text="x")
+            outs.append(
+                SimpleNamespace(
+                    request_id=rid, outputs=[chunk], prompt_token_ids=[1, 2, 3], finished=done, metrics=None
+                )
+            )
+        return outs
+
+
+def _plans(n: int, tokens: int = 3) -> list[PlannedRequest]:
+    return [PlannedRequest(i, f"prompt {i}", SamplingSpec(tokens)) for i in range(n)]
+
+
+def test_in_process_concurrency_keeps_c_requests_running() -> None:
+    from pytest_slm.serving.inprocess import serve_llm_engine
+
+    engine = StepEngine()
+    run = serve_llm_engine(engine, _plans(9), LoadSpec("concurrency", 3, 9), make_params=lambda s: s)
+    assert engine.peak == 3 and len(run.completed) == 9
+    assert all(r.trace is not None and r.trace.output_tokens == 3 and r.trace.prompt_tokens == 3 for r in run.requests)
+    assert not run.skew_is_client and run.wall_s > 0
+
+
+def test_in_process_rate_times_requests_from_their_arrival() -> None:
+    from pytest_slm.serving.inprocess import serve_llm_engine
+
+    engine = StepEngine(step_s=0.02)
+    load = LoadSpec("rate", 40, 12, seed=5)
+    run = serve_llm_engine(engine, _plans(12), load, make_params=lambda s: s)
+    t0 = min(r.intended_s for r in run.requests)
+    offsets = arrival_offsets(40, 12, 5)
+    for r in run.requests:
+        assert r.trace is not None
+        assert r.intended_s - t0 == pytest.approx(offsets[r.index], abs=1e-9)
+        assert r.trace.submit_s == r.intended_s  # timing starts at the arrival, not at admission
+        skew = r.send_skew_s
+        assert skew is not None and -1e-6 <= skew <= 0.02 + 0.015  # joins at the next step boundary
+        assert r.trace.token_times_s[0] - r.trace.submit_s >= 0.02 - 1e-6

@@ -14,17 +14,28 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytest_slm.engines.base import StreamTrace
 from pytest_slm.serving.load import LoadSpec, PlannedRequest, ServedRequest, ServingRun, arrival_offsets
 
 
-def serve_llm_engine(engine: Any, plans: Sequence[PlannedRequest], load: LoadSpec) -> ServingRun:
-    """Serve ``plans`` at ``load`` on a vLLM ``LLMEngine`` (``LLM.llm_engine``)."""
-    from pytest_slm.engines.vllm_args import sampling_params
+def serve_llm_engine(
+    engine: Any,
+    plans: Sequence[PlannedRequest],
+    load: LoadSpec,
+    make_params: Callable[[Any], Any] | None = None,
+) -> ServingRun:
+    """Serve ``plans`` at ``load`` on a vLLM ``LLMEngine`` (``LLM.llm_engine``); ``make_params`` turns a
+    :class:`SamplingSpec` into the engine's sampling parameters (vLLM's, streaming DELTA, by default)."""
     from pytest_slm.engines.vllm_stream import engine_timings
+
+    if make_params is None:
+        from pytest_slm.engines.vllm_args import sampling_params
+
+        def make_params(spec: Any) -> Any:
+            return sampling_params(spec, streaming=True)
 
     if engine.has_unfinished_requests():
         raise RuntimeError("engine has unfinished requests from an earlier call; refusing to mix them")
@@ -41,7 +52,7 @@ def serve_llm_engine(engine: Any, plans: Sequence[PlannedRequest], load: LoadSpe
         nonlocal inflight
         rid = f"slm-{uuid.uuid4().hex[:12]}"
         added = time.perf_counter()
-        engine.add_request(rid, plans[i].prompt, sampling_params(plans[i].sampling, streaming=True))
+        engine.add_request(rid, plans[i].prompt, make_params(plans[i].sampling))
         state[rid] = {
             "index": i,
             "intended": intended,
