@@ -160,9 +160,13 @@ class FakeOpenAIServer:
         first_ts = last_ts = arrived
         for i in range(n_out):
             await asyncio.sleep(delay)
-            chunk: dict[str, Any] = {"id": "cmpl-fake", "choices": [{"index": 0, "text": f" t{i}"}]}
-            if with_ids:
-                chunk["choices"][0]["token_ids"] = [100 + i]
+            if request.path.endswith("/chat/completions"):  # chat streams a delta, without token ids
+                choice: dict[str, Any] = {"index": 0, "delta": {"content": f" t{i}"}}
+            else:
+                choice = {"index": 0, "text": f" t{i}"}
+                if with_ids:
+                    choice["token_ids"] = [100 + i]
+            chunk: dict[str, Any] = {"id": "cmpl-fake", "choices": [choice]}
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
             last_ts = time.perf_counter()
             if i == 0:

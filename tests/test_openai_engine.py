@@ -243,3 +243,14 @@ def test_a_managed_server_that_died_fails_the_next_request_with_its_log(fake_che
             assert engine.memory_metrics() == []
         finally:
             engine.close()
+
+
+def test_chat_api_streams_message_deltas(fake_checkpoint: Path) -> None:
+    with FakeOpenAIServer() as srv:
+        engine = make_engine(fake_checkpoint, srv.url, openai_api="chat")
+        try:
+            (trace,) = engine.stream(["hello there"], SamplingSpec(5))
+        finally:
+            engine.close()
+    assert trace.output_tokens == 5 and trace.text == " t0 t1 t2 t3 t4"
+    assert srv.requests[0]["messages"] == [{"role": "user", "content": "hello there"}]
