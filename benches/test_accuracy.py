@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_slm.accuracy.evaluate import TaskUnavailable
+from pytest_slm.accuracy.retention import decide, is_quality
 
 
 def _run(slm_accuracy, task):
@@ -16,10 +17,6 @@ def _run(slm_accuracy, task):
         return slm_accuracy.run(task)
     except TaskUnavailable as exc:
         pytest.skip(str(exc))
-
-
-def _pm(stderr):
-    return f" (±{stderr:.3g} stderr)" if stderr is not None else " (no stderr)"
 
 
 def test_accuracy(slm_accuracy, slm_task, slm):
@@ -38,7 +35,10 @@ def test_perplexity(slm_accuracy, slm):
 
 def test_retention(slm_accuracy, slm_retention_task, slm):
     """Quantized ÷ bf16 of the same model on the same items, direction-aware (for perplexity,
-    bf16 ÷ quantized), asserted against ``--slm-retention-floor`` (default 0.95)."""
+    bf16 ÷ quantized), for quality metrics only, decided against ``--slm-retention-floor``
+    (default 0.95) with the uncertainty of both sides: fails when retention is below the floor
+    with confidence, passes when above it with confidence, else inconclusive (recorded, with the
+    shortfall these items could have detected)."""
     precision = slm.spec.precision
     if not precision.quantized:
         pytest.skip(f"retention compares a quantized precision with bf16; this cell is {precision.name}")
@@ -50,26 +50,29 @@ def test_retention(slm_accuracy, slm_retention_task, slm):
         )
     current = _run(slm_accuracy, slm_retention_task)
     floor = slm.settings.floor_for(slm_retention_task)
-    low = []
+    failed = []
     for m in current.metrics:
         ref = next((r for r in reference.metrics if r.name == m.name), None)
-        if ref is None or ref.value == 0 or m.value == 0:
+        if ref is None or ref.value == 0 or m.value == 0 or not is_quality(m):
             continue
-        retention = m.value / ref.value if m.higher_is_better else ref.value / m.value
+        r = decide(ref, m, floor)
         slm.record(
             f"{m.name}.retention",
-            retention,
+            r.retention,
             unit="1",
             higher_is_better=True,
+            verdict=r.verdict,
+            low=r.low,
+            high=r.high,
+            method=r.method,
+            note=r.note,
+            detectable_shortfall=r.detectable_shortfall,
             reference=ref.value,
             reference_stderr=ref.stderr,
             current=m.value,
             current_stderr=m.stderr,
             floor=floor,
         )
-        if retention < floor:
-            low.append(
-                f"{m.name}: {precision.name} {m.value:.4g}{_pm(m.stderr)} vs bf16 {ref.value:.4g}"
-                f"{_pm(ref.stderr)} -> retention {retention:.3f} < floor {floor}"
-            )
-    assert not low, "retention below the floor:\n" + "\n".join(low)
+        if r.verdict == "fails":
+            failed.append(r.message(precision.name, m.value, ref.value))
+    assert not failed, "retention below the floor with confidence:\n" + "\n".join(failed)

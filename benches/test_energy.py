@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_slm.energy.meters import CounterReset
 from pytest_slm.energy.method import energy_metrics, measure
 
 
@@ -22,12 +23,17 @@ def test_energy(slm_engine, power_meter, slm, streams):
         return out.output_tokens, out.requests
 
     s = slm.settings
-    result = measure(
-        power_meter,
-        one_pass,
-        idle_s=s.energy_idle_s,
-        settle_s=s.energy_settle_s,
-        min_window_s=s.energy_window_s,
-        min_repeats=s.energy_sample_runs,
-    )
-    slm.extend(energy_metrics(result, power_meter.describe()))
+    try:
+        result = measure(
+            power_meter,
+            one_pass,
+            idle_s=s.energy_idle_s,
+            settle_s=s.energy_settle_s,
+            min_window_s=s.energy_window_s,
+            min_repeats=s.energy_sample_runs,
+        )
+    except CounterReset as exc:  # no figure at all: the window cannot be measured
+        slm.invalid(str(exc))
+        return
+    slm.extend(energy_metrics(result, power_meter.describe(), workload=w.describe()))
+    slm.validate(result.problems())

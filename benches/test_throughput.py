@@ -22,12 +22,39 @@ from pytest_slm.measure.workloads import Workload, median_tpot, run_offline
 #: requests per batch tried by the saturation curve (a small model on a CPU saturates around 32)
 CURVE = (1, 2, 4, 8, 16, 32, 64)
 KNEE_SHARE = 0.90
+REFERENCE = "bf16"
 
 
-def test_offline_throughput(slm_runs, slm):
+def test_offline_throughput(slm_runs, slm, slm_speed_references):
     """Output tokens/s, total tokens/s, requests/s and batch latency over the measured batches."""
     run = slm_runs.offline(slm.offline_workload())
-    slm.extend(throughput_metrics(run))
+    metrics = throughput_metrics(run)
+    slm.extend(metrics)
+    slm.validate(run)
+    if slm.spec.precision.name == REFERENCE:
+        for m in metrics:
+            slm_speed_references[(slm.spec.model_name, m.name)] = m.value
+
+
+def test_speedup_over_bf16(slm_runs, slm, slm_speed_references):
+    """Offline output tokens/s of this precision ÷ bf16's in this session (a diagnostic: gated only
+    by an explicit threshold, e.g. ``slm_threshold(output_tokens_per_s_over_bf16=">= 1.2")``)."""
+    if slm.spec.precision.name == REFERENCE:
+        pytest.skip("bf16 is the reference of the speed-up")
+    reference = slm_speed_references.get((slm.spec.model_name, "output_tokens_per_s"))
+    if reference is None:
+        pytest.skip(f"no bf16 throughput for {slm.spec.model_name} in this session; run with --precision bf16 first")
+    run = slm_runs.offline(slm.offline_workload())
+    (current,) = [m for m in throughput_metrics(run) if m.name == "output_tokens_per_s"]
+    slm.record(
+        "output_tokens_per_s_over_bf16",
+        current.value / reference,
+        unit="1",
+        higher_is_better=True,
+        bf16_tokens_per_s=reference,
+        tokens_per_s=current.value,
+        workload=run.workload.describe(),
+    )
     slm.validate(run)
 
 

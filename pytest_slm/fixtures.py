@@ -116,12 +116,22 @@ def slm_engine(
         "load_time_s": load_time_s,
         "import_s": import_s,
         "device_choice": slm_device.describe(),
+        "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
         "quantized_checkpoint": checkpoint_meta or None,
     }
     try:
         facts.update(engine.describe())
     except Exception as exc:  # a fact we could not read never stops the measurements
         facts["describe_error"] = repr(exc)
+    from pytest_slm.measure.chat import ChatTemplateError, use_chat_template
+
+    try:
+        facts["chat_template"] = use_chat_template(
+            slm_settings.chat_template, getattr(engine, "tokenizer", None), spec.model_name
+        )
+    except ChatTemplateError as exc:
+        engine.close()
+        raise pytest.UsageError(str(exc)) from None
     request.config.stash.setdefault(stash.ENGINE_FACTS, {})[spec.id] = facts
     try:
         yield engine
@@ -206,7 +216,17 @@ def slm_accuracy(
     from pytest_slm.accuracy.runner import AccuracyRunner
 
     references = request.config.stash.setdefault(stash.ACCURACY_REFERENCES, {})
-    return AccuracyRunner(slm_engine, slm_task_manager, slm_settings, references)
+    facts = request.config.stash[stash.ENGINE_FACTS].get(slm_engine.spec.id, {})
+    return AccuracyRunner(
+        slm_engine, slm_task_manager, slm_settings, references, chat_template=bool(facts.get("chat_template"))
+    )
+
+
+@pytest.fixture(scope="session")
+def slm_speed_references(pytestconfig: pytest.Config) -> dict[tuple[str, str], float]:
+    """The session's bf16 speed figures by (model, metric), for the speed-up of quantized precisions
+    (filled by the bf16 cell's throughput and latency tests, read by ``*_over_bf16`` tests)."""
+    return pytestconfig.stash.setdefault(stash.SPEED_REFERENCES, {})
 
 
 @pytest.fixture
@@ -242,6 +262,16 @@ def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> BenchContext:
             "precision": spec.precision.name,
             "engine_id": spec.id,
         }
-    ctx = BenchContext(context=context, settings=settings, spec=spec if isinstance(spec, EngineSpec) else None)
+    chat_tokenizer = None
+    if isinstance(spec, EngineSpec) and "slm_engine" in request.fixturenames:
+        engine = request.getfixturevalue("slm_engine")  # session-scoped: already loaded for this cell
+        if request.config.stash[stash.ENGINE_FACTS].get(spec.id, {}).get("chat_template"):
+            chat_tokenizer = engine.tokenizer
+    ctx = BenchContext(
+        context=context,
+        settings=settings,
+        spec=spec if isinstance(spec, EngineSpec) else None,
+        chat_tokenizer=chat_tokenizer,
+    )
     request.node.stash[stash.CONTEXT] = ctx
     return ctx

@@ -125,6 +125,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="I",
     ),
     OptionSpec(
+        "chat_template",
+        "--slm-chat-template",
+        "wrap prompts in the tokenizer's chat template: auto (where the tokenizer has one), on, off (default: auto)",
+        choices=("auto", "on", "off"),
+    ),
+    OptionSpec(
         "max_foreign_load",
         "--slm-max-foreign-load",
         "CPU cores other processes may keep busy during a measurement before it is invalid (default: 0.3)",

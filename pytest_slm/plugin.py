@@ -24,6 +24,7 @@ from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import environment
 from pytest_slm.report.collector import ATTACHMENT_PROPERTY_KEY, ENGINE_PROPERTY_KEY, ReportCollector
 from pytest_slm.report.gate_summary import gate_lines
+from pytest_slm.report.summary import terminal_lines
 from pytest_slm.settings import Settings, SettingsError, resolve
 from pytest_slm.thresholds import ThresholdError, ThresholdTable, check, marker_limits
 
@@ -296,6 +297,8 @@ class ReportHooks:
         if gate.settings.save_baseline:
             self.saved = gate.save(self.collector.records)
         if self.collector.records or self.collector.skipped:
+            # the baseline fingerprint, so `pytest-slm diff` finds this run's baseline directory
+            self.collector.environment["fingerprint"] = gate.fingerprint
             self.collector.flush()
             self.collector.publish_step_summary()
 
@@ -303,10 +306,8 @@ class ReportHooks:
         if not self.collector.markdown:
             return
         terminalreporter.write_sep("=", "pytest-slm results")
-        terminalreporter.write_line(self.collector.markdown)
-        terminalreporter.write_line(
-            f"written: {self.collector.output / 'results.json'}, {self.collector.output / 'results.md'}"
-        )
+        for line in terminal_lines(self.collector.records, self.collector.skipped, self.collector.output):
+            terminalreporter.write_line(line)
         settings = terminalreporter.config.stash[stash.SETTINGS]
         lines = gate_lines(
             self.collector.records,

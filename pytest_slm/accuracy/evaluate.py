@@ -31,9 +31,6 @@ class TaskResult:
     n_items: int
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
-    def metric(self, name: str) -> Metric:
-        return next(m for m in self.metrics if m.name == name)
-
 
 def metric_name(task: str, metric: str, filt: str) -> str:
     base = f"{task}.{metric}" if filt in ("none", "") else f"{task}.{metric}.{filt}"
@@ -46,8 +43,20 @@ def task_manager(include_paths: list[Path]) -> Any:
     return TaskManager(include_path=[str(p) for p in include_paths])
 
 
+def _scalar(value: Any) -> Any:
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
 def evaluate(
-    lm: Any, task: str, *, manager: Any, num_fewshot: int | None, limit: int | float | None, bootstrap_iters: int = 1000
+    lm: Any,
+    task: str,
+    *,
+    manager: Any,
+    num_fewshot: int | None,
+    limit: int | float | None,
+    bootstrap_iters: int = 1000,
+    workload: dict[str, Any] | None = None,
+    chat_template: bool = False,
 ) -> TaskResult:
     """Run ``task`` through ``lm_eval.simple_evaluate`` on ``lm`` and collect its metrics.
 
@@ -70,6 +79,8 @@ def evaluate(
             task_manager=manager,
             log_samples=True,
             bootstrap_iters=bootstrap_iters,
+            apply_chat_template=chat_template,
+            fewshot_as_multiturn=chat_template,
         )
     except Exception as exc:  # lm-eval surfaces dataset loading problems from `datasets`/hub clients
         if _is_data_unavailable(exc):
@@ -92,10 +103,13 @@ def evaluate(
                 continue
             name, filt = key.split(",", 1)
             stderr = values.get(f"{name}_stderr,{filt}")
-            per_item = [
-                float(s[name])
-                for s in sorted(samples, key=lambda s: s["doc_id"])
-                if s.get("filter", filt) == filt and isinstance(s.get(name), (int, float))
+            ordered = [s for s in sorted(samples, key=lambda s: s["doc_id"]) if s.get("filter", filt) == filt]
+            per_item = [float(s[name]) for s in ordered if isinstance(s.get(name), (int, float))]
+            # corpus metrics (perplexity) keep (log-likelihood, words or bytes) per document
+            per_doc = [
+                [float(s[name][0]), float(s[name][1])]
+                for s in ordered
+                if isinstance(s.get(name), (list, tuple)) and len(s[name]) == 2
             ]
             metrics.append(
                 Metric(
@@ -110,9 +124,18 @@ def evaluate(
                         "task": sub,
                         "metric": name,
                         "filter": filt,
+                        "kind": "quality",
                         "num_fewshot": fewshot,
                         "limit": limit,
                         "lm_eval_version": out.get("lm_eval_version") or out.get("config", {}).get("lm_eval_version"),
+                        **({"per_doc": per_doc} if per_doc else {}),
+                        "workload": {
+                            "task": sub,
+                            "task_version": _scalar(out.get("versions", {}).get(sub)),
+                            "num_fewshot": fewshot,
+                            "limit": limit,
+                            **dict(workload or {}),
+                        },
                     },
                 )
             )

@@ -23,10 +23,16 @@ class AccuracyRunner:
     """
 
     def __init__(
-        self, engine: Engine, manager: Any, settings: Settings, references: MutableMapping[tuple[str, str], TaskResult]
+        self,
+        engine: Engine,
+        manager: Any,
+        settings: Settings,
+        references: MutableMapping[tuple[str, str], TaskResult],
+        chat_template: bool = False,
     ) -> None:
         from pytest_slm.accuracy.lm import EngineLM
 
+        self.chat_template = chat_template
         self.engine = engine
         self.manager = manager
         self.settings = settings
@@ -55,12 +61,16 @@ class AccuracyRunner:
         if rolling:
             self.lm.rolling_tokens, self.lm.rolling_logprob = 0, 0.0
         t0 = time.perf_counter()
+        # perplexity scores raw text: a chat template would score the template, not the corpus
+        chat = self.chat_template and not rolling
         result = evaluate(
             self.lm,
             task,
             manager=self.manager,
             num_fewshot=0 if rolling else self.settings.num_fewshot,
             limit=self.settings.accuracy_limit,
+            chat_template=chat,
+            workload={"chat_template": chat},
         )
         wall_s = time.perf_counter() - t0
         result.metrics.append(
@@ -70,7 +80,7 @@ class AccuracyRunner:
                 "item/s",
                 higher_is_better=True,
                 n=result.n_items,
-                info={"wall_s": wall_s, "note": "includes few-shot context building"},
+                info={"wall_s": wall_s, "kind": "speed", "note": "includes few-shot context building"},
             )
         )
         if rolling and self.lm.rolling_tokens:
@@ -84,7 +94,12 @@ class AccuracyRunner:
                     "1",
                     higher_is_better=False,
                     n=self.lm.rolling_tokens,
-                    info={"tokens": self.lm.rolling_tokens},
+                    info={
+                        "tokens": self.lm.rolling_tokens,
+                        "task": task,
+                        "kind": "quality",
+                        "workload": {"task": task, "num_fewshot": 0, "limit": self.settings.accuracy_limit},
+                    },
                 )
             )
         if self.engine.spec.precision.name == REFERENCE_PRECISION:

@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_slm import atomic
+from pytest_slm import atomic, naming
 
 #: Embedded models: alias -> (distribution, file inside it, display name).
 EMBEDDED = {
@@ -48,7 +47,7 @@ def slug(model: str) -> str:
     if model.lower() in EMBEDDED:
         return model.lower()
     name = Path(model.rstrip("/")).name if os.sep in model or os.path.exists(model) else model.split("/")[-1]
-    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-") or "model"
+    return naming.slug(name) or "model"
 
 
 def is_checkpoint_dir(path: Path) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from pytest_slm import atomic
+from pytest_slm import atomic, naming
 
 SCHEMA = "pytest-slm-baseline/2"
 READABLE = (SCHEMA, "pytest-slm-baseline/1")
@@ -33,7 +33,7 @@ class BaselineError(Exception):
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+    return naming.slug(text, keep=".")
 
 
 def _major_minor(version: str | None) -> str:

@@ -53,7 +53,16 @@ class PowerMeter(Protocol):
     def close(self) -> None: ...
 
 
-# -- NVML ------------------------------------------------------------------------------------
+# -- NVML ----------------------------------------------------------------------------------
+#: NVML clock event reason bits (nvml.h) that mean the measurement ran slowed down
+THROTTLE_BITS = {
+    0x08: "hardware slowdown",
+    0x20: "software thermal slowdown",
+    0x40: "hardware thermal slowdown",
+    0x80: "hardware power brake",
+}
+
+
 def _decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -131,6 +140,20 @@ class NvmlMeter:
 
     def describe(self) -> dict[str, Any]:
         return {"meter": self.name, "method": self.method, "gpu_name": self.gpu_name, "gpu_uuid": self.uuid}
+
+    def throttle_reasons(self) -> list[str]:
+        """Clock slowdowns the driver reports now that distort a measurement (thermal, power brake,
+        hardware slowdown); an idle or power-capped GPU is not throttled in this sense."""
+        getter = getattr(self.nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
+            self.nvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None
+        )
+        if getter is None:
+            return []
+        try:
+            mask = int(getter(self.handle))
+        except Exception:
+            return []
+        return [name for bit, name in THROTTLE_BITS.items() if mask & bit]
 
     def close(self) -> None:
         if self._sampler is not None:

@@ -18,6 +18,8 @@ class BenchContext(Recorder):
     settings: Settings = field(default_factory=Settings)
     spec: EngineSpec | None = None
     attachments: dict[str, list[Any]] = field(default_factory=dict)
+    #: the engine's tokenizer when prompts get its chat template (None: raw prompts)
+    chat_tokenizer: Any = None
 
     def attach(self, relpath: str, rows: list[Any]) -> None:
         """Rows to write as JSONL at ``<--slm-output>/<relpath>`` (by the controller, atomically)."""
@@ -50,18 +52,20 @@ class BenchContext(Recorder):
 
     def _workload(self, concurrency: int, *, fixed: bool = False) -> Workload:
         s = self.settings
-        extra = {"prefix_caching": s.prefix_caching}
+        extra = {"prefix_caching": s.prefix_caching, "chat_template": self.chat_tokenizer is not None}
         if fixed:
-            return Workload(
-                concurrency, (s.prompt,), s.max_new_tokens, s.num_warmup, s.num_runs, s.target_ci, s.max_runs,
-                prompt_source="fixed", extra=extra,
-            )  # fmt: skip
-        from pytest_slm.measure.prompts import load_prompt_set
+            pool: tuple[str, ...] = (s.prompt,)
+        else:
+            from pytest_slm.measure.prompts import load_prompt_set
 
-        shipped = load_prompt_set("shipped")
+            pool = load_prompt_set("shipped").prompts[: max(concurrency, 1)]
+        if self.chat_tokenizer is not None:
+            from pytest_slm.measure.chat import render
+
+            pool = tuple(render(self.chat_tokenizer, p) for p in pool)
         return Workload(
-            concurrency, shipped.prompts, s.max_new_tokens, s.num_warmup, s.num_runs, s.target_ci, s.max_runs,
-            prompt_source="shipped", extra=extra,
+            concurrency, pool, s.max_new_tokens, s.num_warmup, s.num_runs, s.target_ci, s.max_runs,
+            prompt_source="fixed" if fixed else "shipped", extra=extra,
         )  # fmt: skip
 
 

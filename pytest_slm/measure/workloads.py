@@ -13,6 +13,7 @@ what makes it untrustworthy (:meth:`StreamingRun.problems`, :meth:`OfflineRun.pr
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import statistics
 import time
@@ -165,10 +166,38 @@ def median_e2e(rep: Sequence[StreamTrace]) -> float:
     return statistics.median(values) if values else math.nan
 
 
-#: per-repetition statistics that adaptive repetitions keep measuring until each is tight enough
+def _high(values: list[float]) -> float:
+    """The p99 of one repetition's values (linear interpolation, as the reported p99)."""
+    if not values:
+        return math.nan
+    xs = sorted(values)
+    pos = (len(xs) - 1) * 0.99
+    lo = int(pos)
+    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (pos - lo)
+
+
+def p99_ttft(rep: Sequence[StreamTrace]) -> float:
+    return _high([t.token_times_s[0] - t.submit_s for t in rep if t.token_times_s])
+
+
+def p99_tpot(rep: Sequence[StreamTrace]) -> float:
+    return _high(
+        [v for t in rep if t.token_times_s and (v := tpot_s(t.token_times_s[0], t.token_times_s[-1], t.output_tokens))]
+    )
+
+
+def p99_itl(rep: Sequence[StreamTrace]) -> float:
+    return _high([b - a for t in rep for a, b in itertools.pairwise(t.token_times_s)])
+
+
+#: per-repetition statistics of every gated latency figure: adaptive repetitions (--slm-target-ci)
+#: keep measuring until each one's confidence interval is tight enough
 STREAMING_STATISTICS: dict[str, Callable[[Sequence[StreamTrace]], float]] = {
     "ttft_p50": median_ttft,
+    "ttft_p99": p99_ttft,
     "tpot_p50": median_tpot,
+    "tpot_p99": p99_tpot,
+    "itl_p99": p99_itl,
     "e2e_p50": median_e2e,
 }
 

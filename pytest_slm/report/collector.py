@@ -71,8 +71,10 @@ class ReportCollector:
         return self.markdown
 
     def publish_step_summary(self, environ: Mapping[str, str] = os.environ) -> None:
-        """Append the markdown to ``$GITHUB_STEP_SUMMARY`` when running in GitHub Actions."""
+        """Append the compact table to ``$GITHUB_STEP_SUMMARY`` when running in GitHub Actions."""
         path = environ.get("GITHUB_STEP_SUMMARY")
         if path and self.markdown:
+            from pytest_slm.report.summary import compact_markdown
+
             with open(path, "a", encoding="utf-8") as f:
-                f.write(self.markdown + "\n")
+                f.write("## pytest-slm results\n\n" + compact_markdown(self.records) + "\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -106,4 +107,6 @@ def collect(rootdir: Path, run_profile: dict[str, Any]) -> dict[str, Any]:
         "git_commit": git_commit(rootdir),
         "run_profile": run_profile,
         "engines": {},
+        # orders a series of runs (`pytest-slm trend`); files without it fall back to their mtime
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_slm import atomic
+from pytest_slm import atomic, naming
 
 SCHEMA = "pytest-slm/1"
 
@@ -27,8 +26,11 @@ def _fmt(value: float) -> str:
 def markdown(
     environment: Mapping[str, Any], records: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str, Any]]
 ) -> str:
-    """One table per model × precision, then skipped tests with their reasons."""
+    """The compact table (one row per model × precision), then one detail table per model × precision,
+    the baseline comparisons and the skipped tests with their reasons."""
     from tabulate import tabulate
+
+    from pytest_slm.report.summary import compact_markdown
 
     profile = environment.get("run_profile", {})
     hw = environment.get("hardware", {})
@@ -40,6 +42,10 @@ def markdown(
         + ", ".join(f"{k} {v}" for k, v in environment.get("versions", {}).items() if k in ("vllm", "torch")),
         f"Profile: {profile.get('profile', '?')} (warmup {profile.get('num_warmup')}, runs {profile.get('num_runs')}, "
         f"batch {profile.get('batch_size')}, {profile.get('max_new_tokens')} new tokens)",
+        "",
+        "## Summary",
+        "",
+        compact_markdown(records),
         "",
     ]
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
@@ -163,7 +169,7 @@ def bencher_bmf(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dic
     out: dict[str, dict[str, dict[str, float]]] = {}
     for r in records:
         bench = f"{r.get('model')}-{r.get('precision')}::{r['test'].split('::')[-1]}"
-        measure = re.sub(r"[^a-z0-9-]+", "-", r["metric"].lower()).strip("-")
+        measure = naming.slug(r["metric"], keep="-")  # Bencher measure slugs: a-z, 0-9 and -
         value: dict[str, float] = {"value": r["value"]}
         if r.get("stderr") is not None:
             value["lower_value"] = r["value"] - r["stderr"]

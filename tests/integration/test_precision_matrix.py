@@ -44,10 +44,8 @@ def matrix_run(
         "slm_mc",
         "--slm-accuracy-limit",
         "10",
-        "--slm-retention-floor",
-        "0.01",
         "-k",
-        "checkpoint or offline_throughput or accuracy or perplexity or retention",
+        "checkpoint or offline_throughput or speedup or accuracy or perplexity or retention",
     )
     return proc, doc, quantized
 
@@ -56,11 +54,28 @@ def rec(doc: dict, precision: str, metric: str) -> dict:  # type: ignore[type-ar
     return next(r for r in doc["records"] if r["precision"] == precision and r["metric"] == metric)
 
 
-def test_matrix_runs_green(matrix_run) -> None:  # type: ignore[no-untyped-def]
+def test_matrix_runs_and_only_the_retention_rule_may_fail(matrix_run) -> None:  # type: ignore[no-untyped-def]
+    """Everything passes except, possibly, a retention test whose rule found the quantized model worse
+    than the default floor (0.95) with confidence: with 32 calibration samples that is a real finding
+    about the model, and the failure must say so with both figures. Machine-made invalid figures
+    (other processes, the hypervisor) are not the plugin's failures either."""
     proc, doc, _ = matrix_run
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     engines = doc["environment"]["engines"]
     assert set(engines) == {"smollm2-135m-bf16", "smollm2-135m-int4", "smollm2-135m-int8"}
+    machine = ("the machine was busy with other work", "the hypervisor took")
+    for r in doc["records"]:
+        if r["outcome"] == "passed":
+            continue
+        if r["outcome"] == "invalid" and all(x.startswith(machine) for x in r["invalid_reasons"]):
+            continue
+        assert "test_retention" in r["test"] and r["outcome"] == "failed", (r["test"], proc.stdout[-4000:])
+    failed_retention = {
+        r["test"] for r in doc["records"] if r["metric"].endswith(".retention") and r["info"]["verdict"] == "fails"
+    }
+    failed_tests = {r["test"] for r in doc["records"] if r["outcome"] == "failed"}
+    assert failed_tests == failed_retention
+    for test in failed_tests:
+        assert "below the floor with confidence" in proc.stdout and "fails the floor 0.95" in proc.stdout, test
 
 
 @pytest.mark.parametrize(("precision", "kernel", "bits"), [("int4", "WNA16", [4]), ("int8", "Int8", [8])])
@@ -111,4 +126,11 @@ def test_accuracy_on_real_items(matrix_run) -> None:  # type: ignore[no-untyped-
         assert ret["value"] == pytest.approx(
             rec(doc, precision, "slm_mc.acc")["value"] / rec(doc, "bf16", "slm_mc.acc")["value"]
         )
-        assert rec(doc, precision, "slm_ppl.word_perplexity.retention")["value"] > 0.5
+        assert ret["info"]["floor"] == 0.95 and ret["info"]["method"].startswith("paired items")
+        # 10 items cannot show a 5 % shortfall with confidence either way unless the answers differ a lot
+        assert ret["info"]["verdict"] in ("passes", "fails", "inconclusive")
+        ppl = rec(doc, precision, "slm_ppl.word_perplexity.retention")
+        assert ppl["info"]["method"].startswith("paired bootstrap over") and ppl["value"] > 0.3
+        assert not any(r["metric"] == "slm_mc.items_per_s.retention" for r in doc["records"])
+        speedup = rec(doc, precision, "output_tokens_per_s_over_bf16")
+        assert speedup["value"] > 0 and speedup["info"]["bf16_tokens_per_s"] > 0 and not speedup["gated"]

@@ -7,7 +7,11 @@ unchanged on CUDA.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +21,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench_run(tmp_path_factory: pytest.TempPathFactory, run_benches) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[no-untyped-def, type-arg]
+def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the module's bench run writes its reports."""
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.fixture(scope="module")
+def bench_run(bench_dir: Path, run_benches) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[no-untyped-def, type-arg]
     return run_benches(  # type: ignore[no-any-return]
-        tmp_path_factory.mktemp("bench"),
+        bench_dir,
         "--precision",
         "bf16",
         "--slm-num-warmup",
@@ -37,11 +47,21 @@ def metric(doc: dict, test: str, name: str) -> dict:  # type: ignore[type-arg]
     return next(r for r in doc["records"] if test in r["test"] and r["metric"] == name)
 
 
-def test_suite_passes_and_writes_both_reports(bench_run) -> None:  # type: ignore[no-untyped-def]
+def test_suite_passes_and_writes_both_reports(bench_run, bench_dir: Path) -> None:  # type: ignore[no-untyped-def]
     proc, doc = bench_run
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    # a measurement the machine distorted (other processes, the hypervisor) fails as invalid, which says
+    # nothing about the plugin; anything else that is not a pass is a defect
+    machine = ("the machine was busy with other work", "the hypervisor took")
+    bad = [
+        r
+        for r in doc.get("records", [])
+        if r["outcome"] == "failed"
+        or (r["outcome"] == "invalid" and not all(x.startswith(machine) for x in r["invalid_reasons"]))
+    ]
+    assert not bad and "error" not in proc.stdout.splitlines()[-1], proc.stdout[-5000:] + proc.stderr[-5000:]
     assert doc["schema"] == "pytest-slm/1"
-    assert "pytest-slm results" in proc.stdout and "## smollm2-135m · bf16" in proc.stdout
+    assert "pytest-slm results" in proc.stdout and "| smollm2-135m " in proc.stdout
+    assert "## smollm2-135m · bf16" in (bench_dir / "results.md").read_text()
     engine = doc["environment"]["engines"]["smollm2-135m-bf16"]
     assert engine["engine"] == "vllm" and len(engine["checkpoint_sha256"]) == 64
     assert engine["dtype"] == "bfloat16" and engine["load_time_s"] > 0
@@ -62,21 +82,81 @@ def test_latency_positive_and_consistent(bench_run, streams: str) -> None:  # ty
 
 
 @pytest.mark.parametrize("streams", ["single", "batch"])
-def test_client_timing_matches_vllm_metrics(bench_run, streams: str) -> None:  # type: ignore[no-untyped-def]
+def test_client_timing_matches_the_engine_cores_stamps(bench_run, streams: str) -> None:  # type: ignore[no-untyped-def]
     _, doc = bench_run
     test = f"test_engine_timing_crosscheck[smollm2-135m-bf16-{streams}]"
+    # the engine core stamps tokens in its own process, on the same monotonic clock: the client can
+    # only see a token after it was made, and a fast client sees it within a few milliseconds
+    delivery = metric(doc, test, "first_token_delivery_p50_s")
+    assert 0 <= delivery["value"] < 0.02, delivery
     for stat in ("ttft", "tpot"):
         ratio = metric(doc, test, f"{stat}_client_over_engine")
-        # the bench asserts ±10 % (or 5 ms); this checks the figures reached the report
-        assert ratio["outcome"] == "passed" and 0.8 < ratio["value"] < 1.25
+        assert ratio["outcome"] in ("passed", "invalid") and 0.9 < ratio["value"] < 1.25, ratio
 
 
-def test_throughput_and_memory(bench_run) -> None:  # type: ignore[no-untyped-def]
+def test_throughput_saturation_and_harness(bench_run) -> None:  # type: ignore[no-untyped-def]
     _, doc = bench_run
     tps = metric(doc, "test_offline_throughput", "output_tokens_per_s")
     assert tps["value"] > 0 and tps["unit"] == "token/s" and tps["higher_is_better"] is True
-    assert len(tps["samples"]) == 3
-    rss = metric(doc, "test_memory", "peak_rss_bytes")
+    assert len(tps["samples"]) == 3 and tps["workload"]["prompt_source"] == "shipped"
+    assert tps["workload"]["prompt_distinct"] == tps["workload"]["concurrency"] == 32
+    assert tps["workload"]["prefix_caching"] is False and tps["workload"]["engine.enable_prefix_caching"] is False
+    knee = metric(doc, "test_saturation_curve", "saturation_knee_requests")
+    curve = knee["info"]["curve"]
+    assert set(curve) == {"1", "2", "4", "8", "16", "32", "64"} and curve["32"] > 3 * curve["1"]
+    for name in ("harness_offline_ratio", "harness_streaming_tpot_ratio"):
+        ratio = metric(doc, "test_harness_overhead", name)
+        assert ratio["threshold"] is not None and len(ratio["samples"]) >= 4, ratio
+
+
+def test_memory_figures_for_the_device(bench_run) -> None:  # type: ignore[no-untyped-def]
+    _, doc = bench_run
     kv = metric(doc, "test_memory", "kv_cache_bytes")
-    assert rss["value"] > kv["value"] > 0
+    assert kv["value"] > 0
+    if doc["environment"]["engines"]["smollm2-135m-bf16"]["device_choice"]["kind"] == "cuda":
+        peak = metric(doc, "test_memory", "cuda_peak_allocated_bytes")
+        assert metric(doc, "test_memory", "cuda_peak_allocated_excl_kv_bytes")["value"] == peak["value"] - kv["value"]
+        assert metric(doc, "test_memory", "weights_bytes")["value"] > 0
+    else:
+        assert metric(doc, "test_memory", "peak_rss_bytes")["value"] > kv["value"]
     assert metric(doc, "test_checkpoint_size", "checkpoint_bytes")["value"] > 100e6
+    engine = doc["environment"]["engines"]["smollm2-135m-bf16"]
+    assert engine["import_s"] > 0 and engine["load_time_s"] > 0 and engine["chat_template"] is True
+
+
+def test_report_command_on_this_run(bench_run, bench_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`pytest-slm report --html` (the console script) on the results this module's bench run wrote."""
+    _, doc = bench_run
+    out = tmp_path / "report"
+    script = Path(sys.executable).parent / "pytest-slm"
+    proc = subprocess.run(
+        [str(script), "report", str(bench_dir / "results.json"), "--output-dir", str(out), "--html"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = csv.DictReader(io.StringIO((out / "results_table.csv").read_text()))
+    assert (row["model"], row["precision"]) == ("smollm2-135m", "bf16")
+    ttft = metric(doc, "test_ttft[smollm2-135m-bf16-single]", "ttft_p50_s")["value"]
+    assert float(row["ttft_p50_ms"]) == pytest.approx(ttft * 1e3)
+    tps = metric(doc, "test_offline_throughput", "output_tokens_per_s")["value"]
+    assert float(row["output_tokens_per_s"]) == pytest.approx(tps)
+    assert float(row["peak_gb"]) == pytest.approx(metric(doc, "test_memory", "peak_rss_bytes")["value"] / 1e9)
+    assert float(row["weights_gb"]) == pytest.approx(
+        metric(doc, "test_checkpoint_size", "checkpoint_bytes")["value"] / 1e9
+    )
+    complete = json.loads((out / "complete_results.json").read_text())
+    assert len(complete["records"]) == len(doc["records"]) and not complete["conflicts"]
+    stats = list(csv.DictReader(io.StringIO((out / "summary_statistics.csv").read_text())))
+    assert len(stats) == len(doc["records"])
+    assert (out / "quantization_impact.csv").read_text().startswith("fingerprint,model,precision,")  # bf16 only
+    drawn = ["latency_percentiles", "memory"] + (
+        ["accuracy", "pareto_accuracy_throughput"] if "slm_mc.acc" in row else []
+    )
+    for name in drawn:
+        assert (out / "plots" / f"{name}.png").stat().st_size > 5000
+    assert "plot left out: energy_per_token — no energy measured" in proc.stdout  # no meter on this VM
+    assert "smollm2-135m" in (out / "leaderboard.html").read_text()
+    assert "| smollm2-135m " in (out / "executive_summary.md").read_text()

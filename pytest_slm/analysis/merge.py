@@ -1,0 +1,251 @@
+"""Read results.json files and merge them without losing or double-counting a record.
+
+A record's identity is (fingerprint, workload, model, precision, test, metric). The same identity
+with the same value (and per-repetition samples) twice is one record counted once (the same file
+given twice, or a CI shard re-uploaded); the same identity with a different value is a *conflict*:
+the first input (in the order given) keeps its record in the tables and every other value is listed
+in the conflicts, never silently overwritten. A file that cannot be read, is not JSON, or has
+another schema is named in an :class:`InputError`; the other inputs still merge.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pytest_slm.report.writers import SCHEMA
+
+MERGED_SCHEMA = "pytest-slm-merged/1"
+RESULTS_NAME = "results.json"
+
+
+@dataclass(frozen=True)
+class InputError:
+    """An input that could not be used (or a record in it); ``message`` names the file."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Source:
+    """One results.json that was read."""
+
+    path: str
+    started_at: str  # the run's start (environment.started_at), else the file's modification time
+    time_source: str  # "environment.started_at" or "file mtime"
+    fingerprint: str | None
+    environment: Mapping[str, Any]
+    records: int
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Two records with the same identity and different values."""
+
+    identity: Mapping[str, Any]
+    kept_value: float
+    kept_source: str
+    other_value: float
+    other_source: str
+    other: Mapping[str, Any]
+
+    def describe(self) -> str:
+        i = self.identity
+        return (
+            f"{i['model']}-{i['precision']} {i['test']} {i['metric']}: {self.kept_value!r} in {self.kept_source} "
+            f"(kept) vs {self.other_value!r} in {self.other_source}"
+        )
+
+
+@dataclass
+class Merged:
+    """The union of the inputs' records (each with ``source`` and ``fingerprint``), and what merging found."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    duplicates: int = 0
+    conflicts: list[Conflict] = field(default_factory=list)
+    errors: list[InputError] = field(default_factory=list)
+
+    def document(self) -> dict[str, Any]:
+        """``complete_results.json``: every kept record, the conflicting ones, the inputs and the errors."""
+        return {
+            "schema": MERGED_SCHEMA,
+            "inputs": [
+                {
+                    "path": s.path,
+                    "started_at": s.started_at,
+                    "time_source": s.time_source,
+                    "fingerprint": s.fingerprint,
+                    "records": s.records,
+                    "environment": dict(s.environment),
+                }
+                for s in self.sources
+            ],
+            "records": self.records,
+            "skipped": self.skipped,
+            "duplicates": self.duplicates,
+            "conflicts": conflicts_document(self.conflicts),
+            "errors": [{"path": e.path, "message": e.message} for e in self.errors],
+        }
+
+
+def conflicts_document(conflicts: Sequence[Conflict]) -> list[dict[str, Any]]:
+    return [
+        {
+            "identity": dict(c.identity),
+            "kept_value": c.kept_value,
+            "kept_source": c.kept_source,
+            "other_value": c.other_value,
+            "other_source": c.other_source,
+            "other_record": dict(c.other),
+        }
+        for c in conflicts
+    ]
+
+
+def find_results(paths: Iterable[Path]) -> tuple[list[Path], list[InputError]]:
+    """Files as given; directories searched recursively for ``results.json`` (sorted, so the order is stable)."""
+    found: list[Path] = []
+    errors: list[InputError] = []
+    for p in paths:
+        if p.is_dir():
+            inside = sorted(p.rglob(RESULTS_NAME))
+            if not inside:
+                errors.append(InputError(str(p), f"{p}: directory contains no {RESULTS_NAME}"))
+            found.extend(inside)
+        elif p.is_file():
+            found.append(p)
+        else:
+            errors.append(InputError(str(p), f"{p}: no such file or directory"))
+    return found, errors
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def workload_of(record: Mapping[str, Any]) -> Any:
+    """The record's workload: the top-level field, else the measurement's ``info["workload"]``, else None."""
+    if record.get("workload") is not None:
+        return record["workload"]
+    info = record.get("info")
+    return info.get("workload") if isinstance(info, Mapping) else None
+
+
+def identity(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """(fingerprint, workload, model, precision, test, metric); the workload as canonical JSON."""
+    workload = workload_of(record)
+    return (
+        record.get("fingerprint"),
+        None if workload is None else json.dumps(workload, sort_keys=True, default=str),
+        record.get("model"),
+        record.get("precision"),
+        record.get("test"),
+        record.get("metric"),
+    )
+
+
+def read_document(path: Path) -> tuple[dict[str, Any], list[InputError]]:
+    """One results.json, checked; raises :class:`ResultsFileError` for a file that cannot be used at all.
+
+    Records without a metric name or a finite numeric value are dropped with an error naming the
+    file and the record's index; the file's other records are kept.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsFileError(f"{path}: cannot be read ({exc})") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ResultsFileError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ResultsFileError(f"{path}: expected a JSON object with schema {SCHEMA!r}, found {type(doc).__name__}")
+    if doc.get("schema") != SCHEMA:
+        raise ResultsFileError(
+            f"{path}: schema {doc.get('schema')!r} is not a pytest-slm results file (expected {SCHEMA!r})"
+        )
+    records = doc.get("records")
+    if not isinstance(records, list):
+        raise ResultsFileError(f"{path}: 'records' must be a list")
+    problems: list[InputError] = []
+    good = []
+    for i, r in enumerate(records):
+        if not isinstance(r, dict) or not isinstance(r.get("metric"), str) or not _is_number(r.get("value")):
+            problems.append(InputError(str(path), f"{path}: record {i} has no metric name or no finite value; dropped"))
+            continue
+        good.append(r)
+    doc["records"] = good
+    if not isinstance(doc.get("environment"), dict):
+        doc["environment"] = {}
+    if not isinstance(doc.get("skipped"), list):
+        doc["skipped"] = []
+    return doc, problems
+
+
+class ResultsFileError(Exception):
+    """A results file that cannot be used; the message names it."""
+
+
+def run_started_at(path: Path, environment: Mapping[str, Any]) -> tuple[str, str]:
+    started = environment.get("started_at")
+    if isinstance(started, str) and started:
+        return started, "environment.started_at"
+    mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+    return mtime.isoformat(timespec="seconds"), "file mtime"
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return bool(a.get("value") == b.get("value") and list(a.get("samples") or ()) == list(b.get("samples") or ()))
+
+
+def merge(paths: Sequence[Path]) -> Merged:
+    """Merge the results files and directories in ``paths`` (earlier inputs win conflicts)."""
+    files, errors = find_results(paths)
+    out = Merged(errors=list(errors))
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    seen_skips: set[tuple[Any, ...]] = set()
+    for path in files:
+        try:
+            doc, problems = read_document(path)
+        except ResultsFileError as exc:
+            out.errors.append(InputError(str(path), str(exc)))
+            continue
+        out.errors.extend(problems)
+        env = doc["environment"]
+        fp = env.get("fingerprint") if isinstance(env.get("fingerprint"), str) else None
+        started, time_source = run_started_at(path, env)
+        out.sources.append(Source(str(path), started, time_source, fp, env, len(doc["records"])))
+        for raw in doc["records"]:
+            rec = {**raw, "fingerprint": raw.get("fingerprint") or fp, "source": str(path)}
+            key = identity(rec)
+            kept = seen.get(key)
+            if kept is None:
+                seen[key] = rec
+                out.records.append(rec)
+            elif _same(kept, rec):
+                out.duplicates += 1
+            else:
+                ident = dict(zip(("fingerprint", "workload", "model", "precision", "test", "metric"), key, strict=True))
+                out.conflicts.append(
+                    Conflict(ident, float(kept["value"]), kept["source"], float(rec["value"]), str(path), rec)
+                )
+        for s in doc["skipped"]:
+            if not isinstance(s, dict):
+                continue
+            skey = (fp, s.get("test"), s.get("reason"))
+            if skey not in seen_skips:
+                seen_skips.add(skey)
+                out.skipped.append({**s, "fingerprint": fp, "source": str(path)})
+    return out

@@ -1,0 +1,484 @@
+"""Tables built from records with pandas: the compact headline table, per-record statistics, and
+the quantization impact of each precision against the same model's bf16.
+
+Records are the rows of ``results.json`` (read tolerantly: a missing key is None). pandas is
+imported inside the functions, so importing this module stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pytest_slm.analysis.merge import workload_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+REFERENCE_PRECISION = "bf16"
+#: lm-eval metric names in the order one of them is taken as a task's headline figure
+MAIN_METRICS = ("acc", "exact_match", "acc_norm", "f1", "em", "mc2", "bleu", "word_perplexity", "perplexity")
+#: lm-eval filters in the order one is preferred for the headline figure
+MAIN_FILTERS = ("none", "strict-match", "flexible-extract")
+Z95 = 1.959963984540054
+
+#: compact-table columns: (column, metric names tried in order, scale, markdown header)
+LATENCY_COLUMNS = (
+    ("ttft_p50_ms", ("ttft_p50_s",), 1e3, "TTFT p50 ms"),
+    ("tpot_p50_ms", ("tpot_p50_s",), 1e3, "TPOT p50 ms"),
+    ("output_tokens_per_s", ("output_tokens_per_s",), 1.0, "out tok/s"),
+)
+WEIGHTS_METRICS = ("weights_bytes", "checkpoint_bytes")
+PEAK_METRICS = ("cuda_peak_allocated_bytes", "peak_rss_bytes")
+ENERGY_METRICS = ("j_per_output_token",)
+
+
+def variant_of(record: Mapping[str, Any]) -> str:
+    """The test's parameters other than the engine id, e.g. ``single`` for ``test_ttft[m-bf16-single]``."""
+    test = str(record.get("test") or "")
+    match = re.search(r"\[(.*)\]$", test)
+    if not match:
+        return ""
+    params = match.group(1)
+    engine_id = record.get("engine_id") or f"{record.get('model')}-{record.get('precision')}"
+    if params == engine_id:
+        return ""
+    if params.startswith(f"{engine_id}-"):
+        return params[len(engine_id) + 1 :]
+    return params
+
+
+def test_function(record: Mapping[str, Any]) -> str:
+    """``benches/test_latency.py::test_ttft[m-bf16-single]`` -> ``test_ttft``."""
+    test = str(record.get("test") or "")
+    return test.split("::")[-1].split("[")[0]
+
+
+def _concurrency(record: Mapping[str, Any]) -> float:
+    workload = workload_of(record)
+    value = workload.get("concurrency") if isinstance(workload, Mapping) else None
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def _max_new_tokens(record: Mapping[str, Any]) -> float:
+    workload = workload_of(record)
+    value = workload.get("max_new_tokens") if isinstance(workload, Mapping) else None
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def stderr_of(record: Mapping[str, Any]) -> float:
+    """The record's stderr; else the standard error of its per-repetition samples (≥ 2); else NaN."""
+    se = record.get("stderr")
+    if isinstance(se, (int, float)) and math.isfinite(se):
+        return float(se)
+    samples = [float(x) for x in record.get("samples") or ()]
+    if len(samples) >= 2:
+        mean = sum(samples) / len(samples)
+        var = sum((x - mean) ** 2 for x in samples) / (len(samples) - 1)
+        return math.sqrt(var / len(samples))
+    return math.nan
+
+
+def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per record with the columns the tables and plots group on."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        info: Mapping[str, Any] = r["info"] if isinstance(r.get("info"), Mapping) else {}
+        baseline: Mapping[str, Any] = r["baseline"] if isinstance(r.get("baseline"), Mapping) else {}
+        workload = workload_of(r)
+        rows.append(
+            {
+                "fingerprint": r.get("fingerprint"),
+                "model": str(r.get("model")),
+                "precision": str(r.get("precision")),
+                "test": r.get("test"),
+                "function": test_function(r),
+                "variant": variant_of(r),
+                "metric": r["metric"],
+                "value": float(r["value"]),
+                "unit": r.get("unit"),
+                "higher_is_better": bool(r.get("higher_is_better")),
+                "n": r.get("n"),
+                "stderr": r.get("stderr"),
+                "se": stderr_of(r),
+                "samples": [float(x) for x in r.get("samples") or ()],
+                "outcome": r.get("outcome"),
+                "verdict": baseline.get("verdict"),
+                "task": info.get("task") if "metric" in info else None,
+                "task_metric": info.get("metric") if "task" in info else None,
+                "task_filter": info.get("filter") if "task" in info else None,
+                "concurrency": _concurrency(r),
+                "max_new_tokens": _max_new_tokens(r),
+                "workload": None if workload is None else json.dumps(workload, sort_keys=True, default=str),
+                "source": r.get("source"),
+            }
+        )
+    columns = [
+        "fingerprint",
+        "model",
+        "precision",
+        "test",
+        "function",
+        "variant",
+        "metric",
+        "value",
+        "unit",
+        "higher_is_better",
+        "n",
+        "stderr",
+        "se",
+        "samples",
+        "outcome",
+        "verdict",
+        "task",
+        "task_metric",
+        "task_filter",
+        "concurrency",
+        "max_new_tokens",
+        "workload",
+        "source",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def main_task_metrics(df: pd.DataFrame) -> dict[str, str]:
+    """task -> the metric name shown as its headline figure (see :data:`MAIN_METRICS`)."""
+    acc = df[df["task"].notna() & df["task_metric"].notna()]
+    out: dict[str, str] = {}
+    for task, rows in acc.groupby("task", sort=False):
+
+        def rank(row: Any) -> tuple[int, int, str]:
+            m = MAIN_METRICS.index(row.task_metric) if row.task_metric in MAIN_METRICS else len(MAIN_METRICS)
+            f = MAIN_FILTERS.index(row.task_filter) if row.task_filter in MAIN_FILTERS else len(MAIN_FILTERS)
+            return (m, f, row.metric)
+
+        out[str(task)] = min(rows.itertuples(), key=rank).metric
+    return out
+
+
+def cell_columns(df: pd.DataFrame) -> list[str]:
+    """("fingerprint",) when several machines are merged, then model and precision."""
+    several = df["fingerprint"].dropna().nunique() > 1
+    return ["fingerprint", "model", "precision"] if several else ["model", "precision"]
+
+
+def _ordered_cells(df: pd.DataFrame, by: list[str]) -> list[tuple[Any, ...]]:
+    """Cells in order of first appearance, the reference precision first within each model."""
+    cells = list(dict.fromkeys(tuple(row) for row in df[by].itertuples(index=False)))
+    models = list(dict.fromkeys(c[:-1] for c in cells))
+    return [c for m in models for c in sorted((c for c in cells if c[:-1] == m), key=lambda c: c[-1] != "bf16")]
+
+
+def pick_record(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.Series | None:
+    """The record of the first metric present: valid ones first, lowest concurrency first."""
+    for name in metrics:
+        found = rows[rows["metric"] == name]
+        if found.empty:
+            continue
+        ranks = [
+            (outcome == "invalid", math.inf if math.isnan(c) else c, i)
+            for i, (outcome, c) in enumerate(zip(found["outcome"], found["concurrency"], strict=True))
+        ]
+        return found.iloc[min(ranks)[2]]
+    return None
+
+
+def cell_value(rows: pd.DataFrame, metrics: Sequence[str], scale: float = 1.0) -> float:
+    row = pick_record(rows, metrics)
+    return math.nan if row is None else float(row["value"]) * scale
+
+
+def _verdicts(rows: pd.DataFrame) -> str:
+    """The gate's verdict counts (an invalid measurement counts as "invalid"), in the gate's order."""
+    from pytest_slm.report.gate_summary import VERDICTS, verdict_counts
+
+    records = [
+        {"baseline": {"verdict": v if isinstance(v, str) else None}, "outcome": o}  # pandas: NaN for no verdict
+        for v, o in zip(rows["verdict"], rows["outcome"], strict=True)
+    ]
+    counts = verdict_counts(records)
+    parts = [f"{v} {counts[v]}" for v in VERDICTS if counts[v]]
+    parts += [f"{v} {n}" for v, n in counts.items() if v not in VERDICTS]
+    return ", ".join(parts) if parts else "no baseline"
+
+
+@dataclass
+class CompactTable:
+    """The headline table (numbers, NaN where not measured) and the notes that explain its columns."""
+
+    frame: pd.DataFrame
+    tasks: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+    has_energy: bool = False
+    #: task -> whether its headline metric is better higher
+    higher_is_better: dict[str, bool] = field(default_factory=dict)
+
+    def display(self) -> pd.DataFrame:
+        """The same table with units in the headers and figures rounded for reading."""
+        import pandas as pd
+
+        f = self.frame
+        out = pd.DataFrame({c: f[c] for c in f.columns if c in ("fingerprint", "model", "precision")})
+        for col, _, _, header in LATENCY_COLUMNS:
+            out[header] = f[col].map(fmt)
+        out["weights / peak GB"] = [
+            f"{fmt(w / 1e9)} / {fmt(p / 1e9)}" for w, p in zip(f["weights_bytes"], f["peak_bytes"], strict=True)
+        ]
+        if self.has_energy:
+            out["J/token"] = f["j_per_token"].map(fmt)
+        for task in self.tasks:
+            out[task] = f[f"task:{task}"].map(fmt)
+        out["retention vs bf16"] = [
+            "ref" if p == REFERENCE_PRECISION else fmt(r) for p, r in zip(f["precision"], f["retention"], strict=True)
+        ]
+        out["gate verdicts"] = f["gate"]
+        return out
+
+    def markdown(self) -> str:
+        if self.frame.empty:
+            return "No model × precision recorded a metric."
+        return str(self.display().to_markdown(index=False, tablefmt="github", disable_numparse=True))
+
+
+def fmt(value: Any) -> str:
+    """A figure for reading: 4 significant digits, '–' for not measured."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    v = float(value)
+    if v == 0 or 1e-3 <= abs(v) < 1e6:
+        return f"{v:.4g}"
+    return f"{v:.3e}"
+
+
+def retention(value: float, reference: float, higher_is_better: bool) -> float:
+    """Quantized ÷ reference for higher-is-better figures, reference ÷ quantized otherwise (NaN on 0)."""
+    if not reference or not value:
+        return math.nan
+    return value / reference if higher_is_better else reference / value
+
+
+def compact_table(records: Sequence[Mapping[str, Any]]) -> CompactTable:
+    """One row per model × precision (× machine when several are merged): TTFT/TPOT p50, output tokens/s,
+    weights and peak memory, J per token, each accuracy task's headline metric, the worst retention
+    against the same model's bf16 over those tasks, and the gate verdict counts."""
+    import pandas as pd
+
+    df = records_frame(records)
+    if df.empty:
+        return CompactTable(pd.DataFrame(), {})
+    by = cell_columns(df)
+    if "fingerprint" in by:  # files from before fingerprints: one "unknown" machine, not a NaN key
+        df = df.assign(fingerprint=df["fingerprint"].fillna("unknown"))
+    tasks = main_task_metrics(df)
+    rows = []
+    wanted = {m for _, names, _, _ in LATENCY_COLUMNS for m in names}
+    wanted |= {*WEIGHTS_METRICS, *PEAK_METRICS, *ENERGY_METRICS, *tasks.values()}
+    # Only the columns and metrics the table shows: filtering the full frame per cell is what costs.
+    slim = df.loc[df["metric"].isin(wanted), [*by, "metric", "value", "outcome", "concurrency"]]
+    groups = {k if isinstance(k, tuple) else (k,): g for k, g in slim.groupby(by, sort=False, dropna=False)}
+    verdicts = {
+        k if isinstance(k, tuple) else (k,): g
+        for k, g in df[[*by, "verdict", "outcome"]].groupby(by, sort=False, dropna=False)
+    }
+    for cell in _ordered_cells(df, by):
+        g = groups.get(cell, slim.iloc[0:0])
+        row: dict[str, Any] = dict(zip(by, cell, strict=True))
+        for col, metrics, scale, _ in LATENCY_COLUMNS:
+            row[col] = cell_value(g, metrics, scale)
+        row["weights_bytes"] = cell_value(g, WEIGHTS_METRICS)
+        row["peak_bytes"] = cell_value(g, PEAK_METRICS)
+        row["j_per_token"] = cell_value(g, ENERGY_METRICS)
+        for task, metric in tasks.items():
+            row[f"task:{task}"] = cell_value(g, (metric,))
+        row["retention"] = math.nan
+        row["gate"] = _verdicts(verdicts[cell])
+        rows.append(row)
+    # Retention: the worst headline-task ratio against the same model's (and machine's) bf16.
+    keys = by[:-1]
+    reference = {tuple(r[k] for k in keys): r for r in rows if r["precision"] == REFERENCE_PRECISION}
+    hib = {t: bool(df.loc[df["metric"] == m, "higher_is_better"].iloc[0]) for t, m in tasks.items()}
+    for r in rows:
+        ref = reference.get(tuple(r[k] for k in keys))
+        ratios = [
+            retention(r[f"task:{t}"], ref[f"task:{t}"], hib[t])
+            for t in tasks
+            if ref is not None and not math.isnan(r[f"task:{t}"]) and not math.isnan(ref[f"task:{t}"])
+        ]
+        ratios = [x for x in ratios if not math.isnan(x)]
+        r["retention"] = min(ratios) if ratios else math.nan
+    frame = pd.DataFrame(rows)
+    notes = []
+    if tasks:
+        described = []
+        for t, m in tasks.items():
+            arrow = "↑" if hib[t] else "↓"
+            described.append(f"{t} = {m.removeprefix(t + '.')} {arrow}")
+        notes.append("Accuracy columns: " + "; ".join(described) + ". Retention: the worst of them against bf16.")
+    notes.append(
+        "Latency: the lowest-concurrency workload. Weights: loaded weights (CUDA) or checkpoint size on disk; "
+        "peak: CUDA peak allocated or peak RSS (CPU, includes the KV cache)."
+    )
+    return CompactTable(frame, tasks, notes, bool(frame["j_per_token"].notna().any()), hib)
+
+
+def results_table(compact: CompactTable) -> pd.DataFrame:
+    """The compact table with raw numbers and unit-carrying column names (results_table.csv/.tex/.md)."""
+    f = compact.frame.copy()
+    if f.empty:
+        return f
+    at = list(f.columns).index("output_tokens_per_s") + 1
+    f.insert(at, "weights_gb", f.pop("weights_bytes") / 1e9)
+    f.insert(at + 1, "peak_gb", f.pop("peak_bytes") / 1e9)
+    if not compact.has_energy:
+        f = f.drop(columns=["j_per_token"])
+    f = f.rename(columns={f"task:{t}": m for t, m in compact.tasks.items()})
+    f = f.rename(columns={"retention": "retention_vs_bf16", "gate": "gate_verdicts"})
+    return f
+
+
+def summary_statistics(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per recorded figure: its value, stderr and n, and the distribution of its per-repetition (or
+    per-item) samples: count, mean, std, min, median, max and coefficient of variation."""
+    df = records_frame(records)
+    ident = [*cell_columns(df), "test", "metric", "unit", "higher_is_better", "value", "stderr", "n"]
+    if df.empty:
+        import pandas as pd
+
+        return pd.DataFrame(columns=[*ident, "samples_count", "samples_mean", "samples_std"])
+    df = df.reset_index(drop=True)
+    exploded = df[["samples"]].explode("samples").astype({"samples": float})
+    stats = exploded.groupby(level=0)["samples"].agg(["count", "mean", "std", "min", "median", "max"])
+    stats.columns = [f"samples_{c}" for c in stats.columns]
+    out = df[ident].join(stats)
+    out["samples_cv"] = out["samples_std"] / out["samples_mean"].abs()
+    return out
+
+
+def quantization_impact(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Each non-bf16 precision against the same model's bf16 (same machine, test, workload and metric):
+    Δ, ratio and retention (direction-aware ratio), with 95 % normal-approximation intervals where both
+    records carry a stderr or per-repetition samples. Retention records (already ratios) are left out."""
+    import pandas as pd
+
+    df = records_frame(records)
+    columns = [
+        "fingerprint",
+        "model",
+        "precision",
+        "test",
+        "variant",
+        "concurrency",
+        "metric",
+        "unit",
+        "higher_is_better",
+        "bf16_value",
+        "value",
+        "delta",
+        "delta_ci_low",
+        "delta_ci_high",
+        "ratio",
+        "ratio_ci_low",
+        "ratio_ci_high",
+        "retention",
+        "retention_ci_low",
+        "retention_ci_high",
+        "bf16_source",
+        "source",
+    ]
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    df = df[~df["metric"].str.endswith(".retention")].copy()
+    df["fp_key"] = df["fingerprint"].fillna("")
+    df["wl_key"] = df["workload"].fillna("")
+    df["test_key"] = df["function"] + "[" + df["variant"] + "]"
+    keys = ["fp_key", "model", "test_key", "metric", "wl_key"]
+    ref = df[df["precision"] == REFERENCE_PRECISION].drop_duplicates(keys)
+    other = df[df["precision"] != REFERENCE_PRECISION]
+    pairs = other.merge(ref[[*keys, "value", "se", "source"]], on=keys, suffixes=("", "_ref"))
+    if pairs.empty:
+        return pd.DataFrame(columns=columns)
+    q, b = pairs["value"], pairs["value_ref"]
+    sq, sb = pairs["se"], pairs["se_ref"]
+    out = pairs[
+        ["fingerprint", "model", "precision", "test", "variant", "concurrency", "metric", "unit", "higher_is_better"]
+    ].copy()
+    out["bf16_value"] = b
+    out["value"] = q
+    out["delta"] = q - b
+    half = Z95 * (sq**2 + sb**2) ** 0.5
+    out["delta_ci_low"], out["delta_ci_high"] = out["delta"] - half, out["delta"] + half
+    ratio = q / b.where(b != 0)
+    rhalf = Z95 * ratio.abs() * ((sq / q.where(q != 0)) ** 2 + (sb / b.where(b != 0)) ** 2) ** 0.5
+    out["ratio"] = ratio
+    out["ratio_ci_low"], out["ratio_ci_high"] = ratio - rhalf, ratio + rhalf
+    hib = out["higher_is_better"]
+    inv = 1 / ratio.where(ratio != 0)
+    out["retention"] = ratio.where(hib, inv)
+    low_inv = 1 / out["ratio_ci_high"].where(out["ratio_ci_high"] > 0)
+    high_inv = 1 / out["ratio_ci_low"].where(out["ratio_ci_low"] > 0)
+    out["retention_ci_low"] = out["ratio_ci_low"].where(hib, low_inv)
+    out["retention_ci_high"] = out["ratio_ci_high"].where(hib, high_inv)
+    out["bf16_source"] = pairs["source_ref"]
+    out["source"] = pairs["source"]
+    return out[columns].reset_index(drop=True)
+
+
+def pareto_front(xs: Sequence[float], ys: Sequence[float], *, maximize_x: bool, maximize_y: bool) -> list[int]:
+    """Indices of the points no other point beats on both axes (ties kept), ordered by x."""
+    sx = 1 if maximize_x else -1
+    sy = 1 if maximize_y else -1
+    pts = [
+        (sx * x, sy * y, i) for i, (x, y) in enumerate(zip(xs, ys, strict=True)) if not (math.isnan(x) or math.isnan(y))
+    ]
+    front = [i for (x, y, i) in pts if not any(ox >= x and oy >= y and (ox > x or oy > y) for (ox, oy, _) in pts)]
+    return sorted(front, key=lambda i: xs[i])
+
+
+def against_reference(compact: CompactTable, impact: pd.DataFrame) -> pd.DataFrame:
+    """Per non-bf16 row of the compact table: each figure as a ratio of the same model's bf16, and each
+    task's headline metric as Δ with its 95 % interval (from :func:`quantization_impact`)."""
+    import pandas as pd
+
+    f = compact.frame
+    if f.empty:
+        return pd.DataFrame()
+    by = [c for c in ("fingerprint", "model") if c in f.columns]
+    ratio_cols = [
+        ("ttft_p50_ms", "TTFT p50 ×"),
+        ("tpot_p50_ms", "TPOT p50 ×"),
+        ("output_tokens_per_s", "out tok/s ×"),
+        ("weights_bytes", "weights ×"),
+        ("peak_bytes", "peak ×"),
+    ]
+    if compact.has_energy:
+        ratio_cols.append(("j_per_token", "J/token ×"))
+    refs = {tuple(r[c] for c in by): r for _, r in f.iterrows() if r["precision"] == REFERENCE_PRECISION}
+    rows = []
+    for _, r in f.iterrows():
+        ref = refs.get(tuple(r[c] for c in by))
+        if r["precision"] == REFERENCE_PRECISION or ref is None:
+            continue
+        row: dict[str, Any] = {c: r[c] for c in by}
+        row["precision"] = r["precision"]
+        for col, header in ratio_cols:
+            row[header] = fmt(r[col] / ref[col]) if ref[col] else "–"
+        for task, metric in compact.tasks.items():
+            hit = impact[
+                (impact["model"] == r["model"]) & (impact["precision"] == r["precision"]) & (impact["metric"] == metric)
+            ]
+            if "fingerprint" in by:
+                hit = hit[hit["fingerprint"] == r["fingerprint"]]
+            if hit.empty:
+                row[f"{task} Δ"] = "–"
+                continue
+            h = hit.iloc[0]
+            ci = "" if math.isnan(h["delta_ci_low"]) else f" [{h['delta_ci_low']:+.3g}, {h['delta_ci_high']:+.3g}]"
+            row[f"{task} Δ"] = f"{h['delta']:+.3g}{ci}"
+        rows.append(row)
+    return pd.DataFrame(rows)

