@@ -164,13 +164,14 @@ def slm_runs(slm_engine: Engine) -> RunCache:
 
 
 @pytest.fixture(scope="session")
-def slm_serving(slm_engine: Engine, slm_settings: Settings) -> Any:
+def slm_serving(request: pytest.FixtureRequest, slm_engine: Engine, slm_settings: Settings) -> Any:
     """Serving load levels on the current engine, memoized (:class:`pytest_slm.serving.session.ServingSession`):
     ``slm_serving.run(load)`` serves one level of ``--slm-concurrency`` / ``--slm-request-rate`` with
     the ``--slm-prompt-set`` prompts; the level tests and the saturation test share the runs."""
     from pytest_slm.serving.session import ServingSession
 
-    return ServingSession(slm_engine, slm_settings)
+    chat = request.config.stash[stash.ENGINE_FACTS].get(slm_engine.spec.id, {}).get("chat_template")
+    return ServingSession(slm_engine, slm_settings, chat_tokenizer=getattr(slm_engine, "tokenizer", None) if chat else None)
 
 
 @pytest.fixture(scope="session")

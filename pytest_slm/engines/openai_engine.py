@@ -37,6 +37,11 @@ T = TypeVar("T")
 ACCURACY_CONCURRENCY = 16
 
 
+class TokenizerUnavailable(AttributeError):
+    """The model's tokenizer cannot be loaded from the local checkpoint (an AttributeError, so
+    ``getattr(engine, "tokenizer", None)`` reads it as "this engine has no tokenizer")."""
+
+
 class EngineSetupError(RuntimeError):
     """The engine cannot be set up as configured (missing API key variable, no such model on the server)."""
 
@@ -364,7 +369,10 @@ class OpenAIEngine:
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(str(self.checkpoint.path))
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(str(self.checkpoint.path))
+            except Exception as exc:
+                raise TokenizerUnavailable(f"no tokenizer in {self.checkpoint.path}: {exc}") from exc
         return self._tokenizer
 
     @property

@@ -28,9 +28,11 @@ def load_levels(settings: Settings) -> list[LoadSpec]:
 class ServingSession:
     """Load levels on one engine: ``run(level)`` serves it once and remembers the run."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, engine: Engine, settings: Settings, chat_tokenizer: Any = None) -> None:
         self.engine = engine
         self.settings = settings
+        #: the tokenizer whose chat template wraps each prompt (None: raw prompts), as the latency benches do
+        self.chat_tokenizer = chat_tokenizer
         self._prompts: PromptSet | None = None
         self._runs: dict[LoadSpec, ServingRun] = {}
         self._warm = False
@@ -50,6 +52,13 @@ class ServingSession:
             ps = load_prompt_set(s.prompt_set, tokenizer=tokenizer, default_prompt=s.prompt, cycle=s.prompt_cycle)
             if s.shared_prefix:
                 ps = with_shared_prefix(ps, s.shared_prefix, tokenizer)
+            # synthetic prompts have exact token counts: a template around them would change the counts
+            chat = self.chat_tokenizer is not None and ps.identity.get("prompt_source") != "synthetic"
+            if chat:
+                from pytest_slm.measure.chat import render
+
+                ps = dataclasses.replace(ps, prompts=tuple(render(self.chat_tokenizer, p) for p in ps.prompts))
+            ps = dataclasses.replace(ps, identity={**ps.identity, "chat_template": chat})
             self._prompts = ps
         return self._prompts
 
