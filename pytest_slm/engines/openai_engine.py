@@ -33,6 +33,8 @@ from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
 
 T = TypeVar("T")
+#: seconds an idle pooled connection is kept (below the servers' own keep-alive timeouts)
+KEEPALIVE_S = 2.0
 #: concurrent requests when scoring or completing for accuracy (one lm-eval batch at a time)
 ACCURACY_CONCURRENCY = 16
 
@@ -121,8 +123,10 @@ class OpenAIEngine:
         s = self.settings
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=s.request_timeout_s, sock_connect=10, sock_read=s.stall_timeout_s),
-            # no pool limit: a concurrency level must never queue silently inside the client
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+            # no pool limit: a concurrency level must never queue silently inside the client. Idle
+            # connections are dropped before the server drops them (vLLM's uvicorn: 5 s): reusing one the
+            # server is closing fails a request with "Server disconnected", and that is never retried.
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
         )
 
     def _start_server(self) -> str:
