@@ -171,7 +171,9 @@ def slm_serving(request: pytest.FixtureRequest, slm_engine: Engine, slm_settings
     from pytest_slm.serving.session import ServingSession
 
     chat = request.config.stash[stash.ENGINE_FACTS].get(slm_engine.spec.id, {}).get("chat_template")
-    return ServingSession(slm_engine, slm_settings, chat_tokenizer=getattr(slm_engine, "tokenizer", None) if chat else None)
+    return ServingSession(
+        slm_engine, slm_settings, chat_tokenizer=getattr(slm_engine, "tokenizer", None) if chat else None
+    )
 
 
 @pytest.fixture(scope="session")
