@@ -107,7 +107,9 @@ def test_serving_levels_goodput_and_server_counters(served) -> None:  # type: ig
         # the server counted exactly the tokens the client received
         assert m["server_generation_tokens_over_client"]["value"] == 1.0
         assert m["server_prompt_tokens_over_client"]["value"] == 1.0
-        assert 0.8 < m["ttft_client_over_server"]["value"] < 1.5
+        # the server's own TTFT (its front end: arrival to first token out) lies inside the client's
+        # (send to first chunk in); how much larger the client's is depends on load, so only the bound holds
+        assert m["ttft_client_over_server"]["value"] > 0.9
         assert m["client_loop_lag_p99_s"]["n"] > 0 and "goodput_mlperf_server_rps" in m
     c1 = records(doc, f"test_serving[{CELL}-c1]")["tpot_p50_s"]["value"]
     c4 = records(doc, f"test_serving[{CELL}-c4]")["tpot_p50_s"]["value"]
