@@ -34,19 +34,30 @@ def test_perplexity(slm_accuracy, slm):
 
 
 def test_retention(slm_accuracy, slm_retention_task, slm):
-    """Quantized ÷ bf16 of the same model on the same items, direction-aware (for perplexity,
-    bf16 ÷ quantized), for quality metrics only, decided against ``--slm-retention-floor``
+    """Quantized (or pruned) ÷ bf16 of the same model on the same items, direction-aware (for
+    perplexity, bf16 ÷ quantized), for quality metrics only, decided against ``--slm-retention-floor``
     (default 0.95) with the uncertainty of both sides: fails when retention is below the floor
     with confidence, passes when above it with confidence, else inconclusive (recorded, with the
-    shortfall these items could have detected)."""
+    shortfall these items could have detected). A non-default KV-cache dtype is compared with the
+    same precision at KV dtype auto."""
     precision = slm.spec.precision
-    if not precision.quantized:
-        pytest.skip(f"retention compares a quantized precision with bf16; this cell is {precision.name}")
+    kv = slm.spec.kv_cache_dtype
+    if not precision.quantized and kv == "auto":
+        s = slm.settings
+        if any(p.quantized for p in s.precisions) or any(k != "auto" for k in s.kv_cache_dtype):
+            # the reference later cells are compared with: evaluated now, while this engine is loaded
+            _run(slm_accuracy, slm_retention_task)
+        pytest.skip(
+            f"retention compares a quantized/pruned precision with bf16, or a KV-cache dtype with auto; "
+            f"this cell is {precision.name}"
+        )
+    ref_name = slm_accuracy.reference_name
+    label = precision.name if kv == "auto" else f"{precision.name} (kv {kv})"
     reference = slm_accuracy.reference(slm_retention_task)
     if reference is None:
+        how = f"--precision bf16 {precision.name}" if kv == "auto" else f"--slm-kv-cache-dtype auto {kv}"
         pytest.skip(
-            f"no bf16 result for {slm_accuracy.model} on {slm_retention_task} in this session; "
-            f"run with --precision bf16 {precision.name}"
+            f"no {ref_name} result for {slm_accuracy.model} on {slm_retention_task} in this session; run with {how}"
         )
     current = _run(slm_accuracy, slm_retention_task)
     floor = slm.settings.floor_for(slm_retention_task)
@@ -72,7 +83,8 @@ def test_retention(slm_accuracy, slm_retention_task, slm):
             current=m.value,
             current_stderr=m.stderr,
             floor=floor,
+            reference_precision=ref_name,
         )
         if r.verdict == "fails":
-            failed.append(r.message(precision.name, m.value, ref.value))
+            failed.append(r.message(label, m.value, ref.value, ref_name))
     assert not failed, "retention below the floor with confidence:\n" + "\n".join(failed)

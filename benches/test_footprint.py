@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_engine_load_time(slm_engine_facts, slm):
     """Seconds from engine construction to ready (weights, KV cache allocation, warm-up)."""
@@ -24,3 +26,27 @@ def test_memory(slm_engine, slm_runs, slm):
     and peak allocated on CUDA (not the 'used' figure vLLM preallocates)."""
     slm_runs.offline(slm.offline_workload())  # peak memory means something only after real work
     slm.extend(slm_engine.memory_metrics())
+
+
+def test_kv_cache_capacity(slm_engine_facts, slm):
+    """The KV cache the engine allocated, per KV-cache dtype: tokens it holds, bytes per token position
+    (all layers), and the engine's own maximum concurrency of requests at ``max_model_len``."""
+    facts = slm_engine_facts
+    if "kv_cache_max_concurrency" not in facts:
+        pytest.skip(f"the {facts.get('engine', 'current')} engine reports no KV-cache layout")
+    info = {
+        "kv_cache_dtype": facts.get("kv_cache_dtype"),
+        "blocks": facts.get("kv_cache_blocks"),
+        "block_size": facts.get("kv_cache_block_size"),
+        "max_model_len": facts.get("max_model_len"),
+    }
+    slm.record("kv_cache_tokens", facts["kv_cache_tokens"], unit="token", higher_is_better=True, **info)
+    slm.record("kv_cache_bytes_per_token", facts["kv_cache_bytes_per_token"], unit="B/token", higher_is_better=False)
+    slm.record(
+        "kv_cache_max_concurrency",
+        facts["kv_cache_max_concurrency"],
+        unit="request",
+        higher_is_better=True,
+        note="vLLM's maximum concurrency for requests of max_model_len tokens (KV blocks ÷ blocks per request)",
+        **info,
+    )

@@ -59,11 +59,13 @@ def test_speedup_over_bf16(slm_runs, slm, slm_speed_references):
 
 
 def test_saturation_curve(slm_engine, slm):
-    """Output tokens/s per concurrent request count (1 warm-up and 2 measured batches per level)."""
+    """Output tokens/s per concurrent request count (1 warm-up and 2 measured batches per level),
+    every request of a level a distinct prompt."""
     base = slm.offline_workload()
+    pool = slm.offline_workload(max(CURVE)).prompts_pool
     curve: dict[int, float] = {}
     for n in CURVE:
-        level = Workload(n, base.prompts_pool, base.max_new_tokens, 1 if n == CURVE[0] else 0, 2, extra=base.extra)
+        level = Workload(n, pool, base.max_new_tokens, 1 if n == CURVE[0] else 0, 2, extra=base.extra)
         run = run_offline(slm_engine, level)
         curve[n] = sum(b.output.output_tokens for b in run.batches) / sum(b.wall_s for b in run.batches)
     best = max(curve.values())
@@ -88,20 +90,25 @@ def test_harness_overhead(slm_engine, slm):
     """The plugin's paths ÷ raw vLLM loops on the same engine: offline output tokens/s (plugin ÷
     raw, ``>= 0.97``) and streaming TPOT (plugin client ÷ raw, ``<= 1.03``).
 
-    The raw offline loop is ``LLM.generate`` and a clock; the raw streaming figure comes from a
-    non-streaming ``LLM.generate`` of the same requests, its TPOT taken from the engine core's own
-    first- and last-token stamps: no client loop at all."""
+    The raw offline loop is ``LLM.generate`` and a clock. The raw streaming loop is the least a
+    client can do, written here: add every request to vLLM's engine with DELTA outputs, step it,
+    and note the time each request's tokens arrive; no bookkeeping, no engine stats."""
     llm = getattr(slm_engine, "llm", None)
     if llm is None:
         pytest.skip(f"the {slm_engine.kind!r} engine has no vllm.LLM to compare against")
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
     from pytest_slm.engines.vllm_args import sampling_params
-    from pytest_slm.engines.vllm_stream import engine_timings
 
     offline = slm.offline_workload()
     streaming = slm.workload("batch")
     once = Workload(offline.concurrency, offline.prompts_pool, offline.max_new_tokens, 0, 1)
     off_prompts, off_params = offline.prompts(), sampling_params(offline.sampling, streaming=False)
-    st_prompts, st_params = streaming.prompts(), sampling_params(streaming.sampling, streaming=False)
+    st_prompts = streaming.prompts()
+    n_tokens = streaming.max_new_tokens
+    raw_params = SamplingParams(max_tokens=n_tokens, min_tokens=n_tokens, ignore_eos=True, temperature=0.0,
+                                output_kind=RequestOutputKind.DELTA)  # fmt: skip
 
     def plugin_offline() -> float:
         b = run_offline(slm_engine, once).batches[0]
@@ -117,8 +124,17 @@ def test_harness_overhead(slm_engine, slm):
         return median_tpot(slm_engine.stream(st_prompts, streaming.sampling))
 
     def raw_streaming() -> float:
-        outs = llm.generate(st_prompts, st_params, use_tqdm=False)
-        return statistics.median(engine_timings(o.metrics)["tpot_s"] for o in outs)
+        engine = llm.llm_engine
+        seen: dict[str, list[float]] = {}
+        for i, prompt in enumerate(st_prompts):
+            engine.add_request(f"raw-{i}-{time.perf_counter_ns()}", prompt, raw_params)
+        while engine.has_unfinished_requests():
+            outputs = engine.step()
+            now = time.perf_counter()
+            for out in outputs:
+                times = seen.setdefault(out.request_id, [])
+                times.extend([now] * len(out.outputs[0].token_ids))
+        return statistics.median((t[-1] - t[0]) / (len(t) - 1) for t in seen.values())
 
     for fn in (raw_offline, plugin_offline, raw_streaming, plugin_streaming):  # warm every path once
         fn()

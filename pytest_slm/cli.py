@@ -4,13 +4,16 @@
     pytest-slm diff A B [--tau 0.05] [--tau-accuracy 0.01] [--alpha 0.05] [--min-sessions N] [--fingerprint FP]
                         [--csv PATH] [--fail-on-regression]
     pytest-slm trend DIR... --metric NAME [--model M] [--precision P] [--test SUBSTR] [--output-dir OUT]
+    pytest-slm export RESULTS --format pytest-benchmark -o OUT.json
+    pytest-slm import-benchmark BENCH.json [-o DIR]
 
 Exit status of ``report``: 0 when every input was read (conflicting records are listed, in
 conflicts.json and on stderr, and do not change the status); 1 when some input could not be used
 (it is named on stderr and in executive_summary.md; the report is still written from the others);
 2 when no input could be used (nothing is written). ``diff``: 0, or 1 with --fail-on-regression when
 a metric regressed; 2 when an input cannot be used. ``trend``: 0; 1 when some file could not be
-used (named on stderr); 2 when no file has the metric.
+used (named on stderr); 2 when no file has the metric. ``export`` and ``import-benchmark``: 0, or 2 when
+the input cannot be used.
 """
 
 from __future__ import annotations
@@ -203,6 +206,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--test", help="only tests whose id contains this text (e.g. single)")
     tr.add_argument("--output-dir", "-o", type=Path, help="where trend_<metric>.csv/.png/.svg go (default: DIR)")
     tr.set_defaults(func=_trend)
+    from pytest_slm.interop import pytest_benchmark
+
+    pytest_benchmark.register(sub)  # export, import-benchmark
     return p
 
 

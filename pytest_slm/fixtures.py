@@ -54,6 +54,8 @@ def device_for(config: pytest.Config, settings: Settings) -> devices.DeviceChoic
             raise pytest.UsageError(f"pytest-slm: {exc}") from None
         devices.apply(choice)
         config.stash[stash.DEVICE] = choice
+        if choice.gpu is not None:  # baselines are filed under the GPU this process measures on
+            config.stash[stash.GATE].device_gpu_name = choice.gpu.name
     return choice
 
 
@@ -112,6 +114,7 @@ def slm_engine(
         "precision": spec.precision.name,
         "checkpoint": str(checkpoint.path),
         "checkpoint_sha256": checkpoint.sha256,
+        "checkpoint_origin": checkpoint.origin,
         "checkpoint_bytes": checkpoint.size_bytes(),
         "load_time_s": load_time_s,
         "import_s": import_s,
@@ -198,6 +201,18 @@ def power_meter(slm_settings: Settings, slm_device: devices.DeviceChoice) -> Ite
 
 
 @pytest.fixture(scope="session")
+def slm_memory_bandwidth(
+    request: pytest.FixtureRequest, slm_settings: Settings, slm_device: devices.DeviceChoice
+) -> Any:
+    """The achievable memory bandwidth of this process's device (STREAM copy and triad with torch),
+    measured once per baseline fingerprint and cached under ``--slm-cache-dir``/bandwidth."""
+    from pytest_slm.measure.bandwidth import cached_bandwidth
+
+    gate = request.config.stash[stash.GATE]
+    return cached_bandwidth(slm_settings.cache_dir, gate.fingerprint, "cuda" if slm_device.on_cuda else "cpu")
+
+
+@pytest.fixture(scope="session")
 def slm_task_manager(slm_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """lm-eval's ``TaskManager`` with the local tasks (gsm8k_local, slm_mc, slm_ppl) and
     ``--slm-task-path`` on its include path."""
@@ -264,6 +279,7 @@ def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> BenchContext:
             "model": spec.model_name,
             "precision": spec.precision.name,
             "engine_id": spec.id,
+            "kv_cache_dtype": spec.kv_cache_dtype,
         }
     chat_tokenizer = None
     if isinstance(spec, EngineSpec) and "slm_engine" in request.fixturenames:

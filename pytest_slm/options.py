@@ -460,6 +460,27 @@ OPTIONS: tuple[OptionSpec, ...] = (
         kind="float",
         metavar="S",
     ),
+    OptionSpec(
+        "kv_cache_dtype",
+        "--slm-kv-cache-dtype",
+        "KV-cache dtypes to run, a matrix axis (auto, fp8, fp8_e4m3, fp8_e5m2, bfloat16, float16; "
+        "ids gain -kv<dtype> except for auto) (default: auto)",
+        kind="list",
+        metavar="DTYPE",
+    ),
+    OptionSpec(
+        "price_per_hour",
+        "--slm-price-per-hour",
+        "price of this machine per hour (e.g. USD) for cost per million output tokens and per correct answer",
+        kind="float",
+        metavar="PRICE",
+    ),
+    OptionSpec(
+        "wandb",
+        "--slm-wandb",
+        "log every record, the environment and the report files to this Weights & Biases project (needs wandb)",
+        metavar="PROJECT",
+    ),
 )
 
 

@@ -1,4 +1,4 @@
-"""The model × precision matrix that ``slm_engine`` is parametrized over. Pytest-free."""
+"""The model × precision × KV-cache dtype matrix that ``slm_engine`` is parametrized over. Pytest-free."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pytest_slm.settings import Settings
 
 
 def engine_specs(settings: Settings) -> list[EngineSpec]:
-    """Every model × precision, models outermost so one model's engines run back to back."""
-    specs = [EngineSpec(m, p) for m in settings.models for p in settings.precisions]
+    """Every model × precision × KV-cache dtype, models outermost so one model's engines run back to back."""
+    specs = [
+        EngineSpec(m, p, kv) for m in settings.models for p in settings.precisions for kv in settings.kv_cache_dtype
+    ]
     ids = [s.id for s in specs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:

@@ -6,6 +6,7 @@ Nothing heavy is imported here: vLLM, torch and NVML load inside fixtures, so
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Generator
@@ -19,6 +20,7 @@ from pytest_slm.compare import identity
 from pytest_slm.compare.policy import is_gated
 from pytest_slm.compare.session import Gate, SaveReport
 from pytest_slm.engines.base import EngineSpec
+from pytest_slm.fixtures import device_for
 from pytest_slm.parametrize import engine_specs
 from pytest_slm.record import USER_PROPERTY_KEY
 from pytest_slm.report import environment
@@ -71,12 +73,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[stash.ENGINE_FACTS] = {}
     env = environment.collect(Path(config.rootpath), settings.run_profile())
     config.stash[stash.GATE] = Gate(settings, env)
+    if config.pluginmanager.hasplugin("benchmark"):  # pytest-benchmark is optional
+        from pytest_slm.interop.benchmark_hooks import BenchmarkRecords
+
+        config.pluginmanager.register(BenchmarkRecords(), "slm-benchmark")
+
     if is_xdist_worker(config) and config.workerinput.get(WORKER_LOADGROUP):  # type: ignore[attr-defined]
         config.option.loadgroup = True  # the worker suffixes node ids with their group, as for --dist loadgroup
     if not is_xdist_worker(config):
         schedule_models_on_one_worker(config)
         collector = ReportCollector(settings.output, env)
         config.pluginmanager.register(ReportHooks(collector), "slm-report")
+        if settings.wandb:  # optional: wandb is imported only when asked for
+            from pytest_slm.interop.wandb_logger import WandbHooks, WandbUnavailable, require_wandb
+
+            try:
+                config.pluginmanager.register(WandbHooks(settings.wandb, require_wandb(), collector), "slm-wandb")
+            except WandbUnavailable as exc:
+                raise pytest.UsageError(f"pytest-slm: {exc}") from None
 
 
 WORKER_LOADGROUP = "slm_loadgroup"
@@ -174,8 +188,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:
         spec = _engine_spec(item)
         if spec is not None:
-            tests.append((spec.model_name, spec.precision.name, baseline_key(item, spec.id)))
+            tests.append((spec.model_name, spec.precision.name, baseline_key(item, spec.base_id)))
     if tests:
+        # the device first: the baselines to count are those of the GPU this process measures on
+        # (a bad selection errors the tests that need the device, with the reason: see slm_device)
+        with contextlib.suppress(pytest.UsageError):
+            device_for(session.config, session.config.stash[stash.SETTINGS])
         session.config.stash[stash.GATE].plan(tests)
 
 
@@ -202,7 +220,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     limits = item.config.stash[stash.THRESHOLDS].limits_for(ctx.context.get("engine_id"), markers)
     applied, breaches = check(ctx.metrics, limits)
     gate: Gate = item.config.stash[stash.GATE]
-    key = baseline_key(item, ctx.context.get("engine_id"))
+    key = baseline_key(item, ctx.spec.base_id if ctx.spec is not None else ctx.context.get("engine_id"))
     identities = _identities(item, ctx)
     comparisons, problems = gate.compare(ctx, key, _tolerances(item), identities)
     _attach(item, ctx, {name: str(limit) for name, limit in applied.items()}, comparisons, key, identities)
@@ -236,7 +254,8 @@ def _tolerances(item: pytest.Item) -> dict[str, float]:
 
 
 def baseline_key(item: pytest.Item, engine_id: str | None) -> str:
-    """The test's identity across engines: ``file::function[other params]`` (engine id removed)."""
+    """The test's identity across engines: ``file::function[other params]`` (``engine_id``, the model and
+    precision part of the test id, removed; a KV-cache dtype other than auto stays: ``[kvfp8-single]``)."""
     callspec = getattr(item, "callspec", None)
     params = callspec.id if callspec is not None else ""
     if engine_id and params.startswith(engine_id):
@@ -295,7 +314,7 @@ class ReportHooks:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         gate: Gate = session.config.stash[stash.GATE]
         if gate.settings.save_baseline:
-            self.saved = gate.save(self.collector.records)
+            self.saved = gate.save(self.collector.records, self.collector.environment.get("engines"))
         if self.collector.records or self.collector.skipped:
             # the baseline fingerprint, so `pytest-slm diff` finds this run's baseline directory
             self.collector.environment["fingerprint"] = gate.fingerprint

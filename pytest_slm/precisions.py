@@ -20,7 +20,9 @@ class Precision:
 
     ``dtype`` is what vLLM is asked to run activations in (``auto`` = the checkpoint's
     own); ``scheme`` names the llmcompressor preset when the precision needs a quantized
-    checkpoint (``None`` = serve the source checkpoint as it is).
+    checkpoint (``None`` = serve the source checkpoint as it is). ``sparsity`` names the pruning
+    pattern (``"2:4"``: two zeros in every four consecutive input weights; ``"unstructured"``)
+    of a pruned checkpoint, made by llmcompressor like a quantized one.
     """
 
     name: str
@@ -31,10 +33,13 @@ class Precision:
     weight_bits: int = 16
     activation_bits: int = 16
     aliases: tuple[str, ...] = ()
+    sparsity: str | None = None  # "2:4" or "unstructured"
+    sparsity_fraction: float = 0.0  # target fraction of zero weights in the pruned layers
 
     @property
     def quantized(self) -> bool:
-        return self.scheme is not None
+        """True when the precision needs a checkpoint made by llmcompressor (quantized, pruned, or both)."""
+        return self.scheme is not None or self.sparsity is not None
 
 
 PRECISIONS: tuple[Precision, ...] = (
@@ -96,6 +101,37 @@ PRECISIONS: tuple[Precision, ...] = (
         method="awq",
         weight_bits=4,
         aliases=("int4-w4a16-awq",),
+    ),
+    Precision(
+        "sparse-2of4",
+        "2:4 semi-structured sparsity (SparseGPT), 16-bit weights",
+        dtype="auto",
+        method="sparsegpt",
+        sparsity="2:4",
+        sparsity_fraction=0.5,
+        aliases=("2of4", "sparse-24", "sparsegpt-2of4"),
+    ),
+    Precision(
+        "wanda-50",
+        "50 % unstructured sparsity (Wanda), 16-bit weights",
+        dtype="auto",
+        method="wanda",
+        sparsity="unstructured",
+        sparsity_fraction=0.5,
+        aliases=("wanda", "wanda-0.5"),
+    ),
+    Precision(
+        "sparse-2of4-int4",
+        # W4A16 by round-to-nearest: GPTQ's error compensation refills the pruned weights (measured
+        # on SmolLM2: 0 of 210 layers kept 2:4, 45 % zeros), while symmetric RTN maps 0 to 0.
+        "2:4 sparsity (SparseGPT) plus INT4 W4A16 (round-to-nearest, which keeps the zeros)",
+        dtype="auto",
+        scheme="W4A16",
+        method="sparsegpt+rtn",
+        weight_bits=4,
+        sparsity="2:4",
+        sparsity_fraction=0.5,
+        aliases=("2of4-int4", "sparse-2of4-w4a16"),
     ),
 )
 

@@ -33,6 +33,9 @@ DEFAULT_PROMPT = (
     "and why the back of the appliance feels warm."
 )
 
+#: KV-cache dtypes vLLM's ``kv_cache_dtype`` accepts that pytest-slm offers as a matrix axis.
+KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "float16")
+
 #: Fields a ``@pytest.mark.slm(...)`` marker may override for one test.
 MARKER_FIELDS = (
     "num_warmup",
@@ -125,6 +128,9 @@ class Settings:
     serving_max_s: float = 120.0
     slo: tuple[str, ...] = ("mlperf-server", "mlperf-interactive")
     client_margin_s: float = 0.010
+    kv_cache_dtype: tuple[str, ...] = ("auto",)
+    price_per_hour: float | None = None
+    wandb: str | None = None  # Weights & Biases project
     #: field name -> where its value came from (for error messages and the report)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -273,6 +279,17 @@ def _parse(spec: OptionSpec, raw: Any, source: str) -> Any:
             except SLOError as exc:
                 raise SettingsError(f"{source}: {exc}") from None
         return tuple(dict.fromkeys(str(e) for e in raw))
+    if spec.field == "kv_cache_dtype":
+        dtypes = tuple(dict.fromkeys(str(d).strip().lower() for d in raw))
+        bad = [d for d in dtypes if d not in KV_CACHE_DTYPES]
+        if bad or not dtypes:
+            raise SettingsError(f"{source}: kv cache dtype {bad or raw!r} unknown; valid: {', '.join(KV_CACHE_DTYPES)}")
+        return dtypes
+    if spec.field == "price_per_hour":
+        price = _to_float("price_per_hour", raw, source)
+        if price <= 0:
+            raise SettingsError(f"{source}: price_per_hour must be > 0, got {price}")
+        return price
     if spec.field == "accuracy_tasks":
         return tuple(dict.fromkeys(str(t) for t in raw))
     if spec.field == "accuracy_limit":

@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def ours(engine: Any, plans: list[Any], load: Any) -> dict[str, Any]:
-    from pytest_slm.measure.latency import EXTRACTORS, percentile
+    from pytest_slm.measure.latency import EXTRACTORS
+    from pytest_slm.measure.workloads import percentile
 
     run = engine.serve(plans, load)
     done = [r.trace for r in run.completed if r.trace is not None]

@@ -102,6 +102,62 @@ def test_unavailable_dataset_is_skipped_with_task_name(
     assert "task 'arc_easy'" in skip["reason"] and "cannot be loaded" in skip["reason"]
 
 
+def test_broken_local_task_fails_with_its_traceback_not_a_skip(slm_pytester, tmp_path: Path) -> None:
+    """A task whose own data file is missing is a bug to fix, not a dataset the hub cannot serve."""
+    d = tmp_path / "broken"
+    d.mkdir()
+    (d / "broken.yaml").write_text(f"""
+task: broken
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {d / "missing.jsonl"}
+output_type: generate_until
+test_split: test
+doc_to_text: "{{{{question}}}}"
+doc_to_target: "{{{{answer}}}}"
+metric_list:
+  - metric: exact_match
+metadata:
+  version: 1.0
+""")
+    slm_pytester.pytester.makepyfile(BENCH)
+    result = slm_pytester.run(
+        "--slm-accuracy-tasks", "broken", "--slm-task-path", str(d), "-k", "test_accuracy", subprocess=True
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*FileNotFoundError*missing.jsonl*"])
+    assert slm_pytester.results()["skipped"] == []
+
+
+@pytest.mark.parametrize("source", ["shipped", "local-data"])
+def test_gsm8k_local_reads_the_shipped_subset_or_local_data(slm_pytester, tmp_path: Path, source: str) -> None:
+    args = ["--slm-accuracy-tasks", "gsm8k_local", "--slm-accuracy-limit", "3", "--slm-num-fewshot", "1"]
+    if source == "local-data":
+        # a user's own copy whose every answer is 4: the fake engine (always "#### 4") scores 1.0
+        folder = tmp_path / "data" / "gsm8k"
+        folder.mkdir(parents=True)
+        rows = "".join(json.dumps({"question": f"q{i}", "answer": "a\n#### 4"}) + "\n" for i in range(5))
+        for name in ("train.jsonl", "test.jsonl"):
+            (folder / name).write_text(rows)
+        args += ["--slm-local-data", str(tmp_path / "data")]
+    slm_pytester.pytester.makepyfile(BENCH)
+    result = slm_pytester.run(*args, "-k", "test_accuracy", subprocess=True)
+    result.assert_outcomes(passed=1)
+    em = next(r for r in slm_pytester.results()["records"] if r["metric"] == "gsm8k_local.exact_match.strict_match")
+    assert em["n"] == 3 and em["info"]["num_fewshot"] == 1
+    test_file = Path(em["info"]["data_files"]["test"])
+    data_id = em["info"]["workload"]  # the baseline identity names the files by content, not by path
+    assert {"data.test", "data.train"} <= set(data_id) and data_id["data.test"].startswith(test_file.name + "@")
+    if source == "shipped":
+        assert test_file.name == "test_first100.jsonl" and test_file.parent.name == "gsm8k"
+        assert test_file.parent.parent.name == "data" and test_file.parent.parent.parent.name == "accuracy"
+        assert em["value"] < 1.0  # the real first three GSM8K items are not all answered by "4"
+    else:
+        assert test_file == tmp_path / "data" / "gsm8k" / "test.jsonl"
+        assert em["value"] == 1.0
+
+
 def test_unknown_task_fails_with_a_clear_message(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(BENCH)
     result = slm_pytester.run("--slm-accuracy-tasks", "no_such_task_xyz", "-k", "test_accuracy", subprocess=True)
@@ -163,3 +219,32 @@ def test_retention_without_bf16_in_session_skips(slm_pytester) -> None:
     )
     result.assert_outcomes(skipped=2)
     assert "run with --precision bf16 int4" in slm_pytester.results()["skipped"][0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("args", "compared"),
+    [
+        (("--precision", "bf16", "int4"), "tiny-model-int4"),
+        (("--slm-kv-cache-dtype", "auto", "fp8"), "tiny-model-bf16-kvfp8"),
+    ],
+)
+def test_retention_alone_evaluates_its_reference_while_that_engine_is_loaded(
+    slm_pytester, args: tuple[str, ...], compared: str
+) -> None:
+    slm_pytester.pytester.makepyfile(BENCH)
+    result = slm_pytester.run(
+        *args,
+        "--slm-accuracy-tasks",
+        "slm_mc",
+        "--slm-accuracy-limit",
+        "6",
+        "--slm-retention-floor",
+        "0.01",
+        "-k",
+        "not test_accuracy and not test_perplexity",
+        subprocess=True,
+    )
+    result.assert_outcomes(passed=2, skipped=2)  # the reference cell's two tasks skip, after evaluating
+    recs = [r for r in slm_pytester.results()["records"] if r["metric"] == "slm_mc.acc.retention"]
+    assert [r["engine_id"] for r in recs] == [compared]
+    assert recs[0]["info"]["reference_precision"] == ("bf16" if "int4" in compared else "bf16 (kv auto)")

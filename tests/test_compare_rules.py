@@ -9,11 +9,10 @@ import pytest
 from pytest_slm.compare import identity, policy
 from pytest_slm.compare.baseline import HISTORY, merge_entry, sessions_of
 from pytest_slm.compare.gate import compare_metric, incomparable
-from pytest_slm.compare.rules import compare_exact, compare_paired_items, compare_sessions, holm, se_log
+from pytest_slm.compare.rules import compare_exact, compare_paired_items, compare_sessions, se_log
 from pytest_slm.record import Metric
 
-#: an illustrative history of ten sessions' TPOT p50 (s) with about 0.6 % between-session spread
-#: (synthetic; tests/test_gate_recorded.py replays sessions recorded on a real machine)
+#: an illustrative history of ten sessions' TPOT p50 (s) with about 0.6 % between-session spread (synthetic)
 TPOT_SESSIONS_S = [0.03170, 0.03182, 0.03165, 0.03201, 0.03176, 0.03188, 0.03171, 0.03195, 0.03180, 0.03168]
 
 
@@ -69,7 +68,11 @@ def test_exact_rule() -> None:
     assert compare_exact("checkpoint_bytes", 100.0, 100.0, higher_is_better=False).verdict == "pass"
     assert compare_exact("checkpoint_bytes", 100.0, 120.0, higher_is_better=False).verdict == "regressed"
     assert compare_exact("compression_ratio", 2.0, 2.5, higher_is_better=True).verdict == "improved"
-    assert compare_exact("checkpoint_bytes", 100.0, 103.0, higher_is_better=False).verdict == "pass"
+    small = compare_exact("checkpoint_bytes", 100.0, 103.0, higher_is_better=False)
+    assert small.verdict == "pass" and small.note == "changed by +3 % (within tau)"  # named, never hidden
+    assert compare_exact("checkpoint_bytes", 100.0, 100.0, higher_is_better=False).note == "identical"
+    acc = compare_exact("gsm8k.exact_match", 0.40, 0.37, higher_is_better=True, tau=0.01, points=True)
+    assert acc.verdict == "regressed" and acc.ratio == pytest.approx(-0.03) and "-3.00 points" in acc.note
 
 
 def test_mcnemar_identical_items_pass_and_lost_items_regress() -> None:
@@ -83,10 +86,6 @@ def test_mcnemar_identical_items_pass_and_lost_items_regress() -> None:
     assert c.verdict == "regressed" and c.ratio == pytest.approx(-0.10)
     with pytest.raises(ValueError, match="same items"):
         compare_paired_items("acc", [1.0], [1.0, 0.0])
-
-
-def test_holm_adjustment() -> None:
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
 
 def test_policy_gates_primary_figures_only() -> None:

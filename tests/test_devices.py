@@ -156,3 +156,39 @@ def test_cpu_xdist_runs_one_engine_per_worker(slm_pytester, monkeypatch: pytest.
     result.assert_outcomes(passed=4)
     workers = {dict(f.split("=", 1) for f in line.split()[2:])["worker"] for line in slm_pytester.engine_log()}
     assert workers == {"gw0", "gw1"}
+
+
+def test_gpu_index_1_serves_every_cell_and_files_baselines_under_that_gpu(
+    slm_pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The original bug: the second model × precision of ``--slm-gpu-index 1`` on a 2-GPU machine
+    failed, and baselines were filed under GPU 0's name."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAKE_GPUS), os.environ["PYTHONPATH"]]))
+    monkeypatch.setenv("SLM_FAKE_GPUS", "NVIDIA A100-SXM4-80GB,NVIDIA H100 80GB HBM3")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    slm_pytester.pytester.makepyfile(DEVICE_TESTS)
+    baselines = slm_pytester.pytester.path / "baselines"
+    result = slm_pytester.run(
+        "--precision", "bf16", "fp16", "--slm-gpu-index", "1", "--slm-save-baseline",
+        "--slm-baseline-dir", str(baselines), subprocess=True,
+    )  # fmt: skip
+    result.assert_outcomes(passed=4)
+    loads = [line for line in slm_pytester.engine_log() if line.startswith("load")]
+    assert len(loads) == 2 and all("device=GPU-fake-0001 visible=GPU-fake-0001" in line for line in loads)
+    (fingerprint,) = [d.name for d in baselines.iterdir() if d.is_dir()]
+    assert fingerprint.startswith("nvidia-h100-80gb-hbm3-x2__"), fingerprint
+    engines = slm_pytester.results()["environment"]["engines"]
+    assert {e["device_choice"]["gpu_name"] for e in engines.values()} == {"NVIDIA H100 80GB HBM3"}
+
+
+def test_auto_workers_is_one_per_visible_gpu(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_slm.plugin import pytest_xdist_auto_num_workers
+
+    monkeypatch.syspath_prepend(str(FAKE_GPUS))
+    monkeypatch.delitem(sys.modules, "pynvml", raising=False)
+    monkeypatch.setenv("SLM_FAKE_GPUS", "H100,H100,H100")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
+    config = pytester.parseconfig()
+    assert pytest_xdist_auto_num_workers(config) == 2
+    monkeypatch.setenv("SLM_FAKE_GPUS", "")
+    assert pytest_xdist_auto_num_workers(config) is None  # CPU: xdist's own count

@@ -99,3 +99,50 @@ def test_xdist_group_keeps_an_engine_on_one_worker(slm_pytester) -> None:
     result.assert_outcomes(passed=5)
     loads = [line for line in slm_pytester.engine_log() if line.startswith("load")]
     assert sorted(line.split(" pid=")[0] for line in loads) == ["load tiny-model-bf16", "load tiny-model-fp16"]
+
+
+KV_TESTS = """
+import pytest
+from pytest_slm.measure.latency import latency_metrics
+
+@pytest.mark.parametrize("streams", ["single"])
+def test_tpot(slm_runs, slm, streams):
+    slm.extend(latency_metrics(slm_runs.streaming(slm.workload(streams)), "tpot"))
+
+def test_size(slm_engine, slm):
+    slm.record("checkpoint_bytes", 10, unit="B", higher_is_better=False)
+"""
+
+
+def test_kv_cache_dtype_is_an_axis_with_auto_left_out_of_ids_and_workloads(slm_pytester) -> None:
+    slm_pytester.pytester.makepyfile(KV_TESTS)
+    result = slm_pytester.run("--slm-kv-cache-dtype", "auto", "FP8", "-v")
+    result.assert_outcomes(passed=4)
+    log = [line.split(" pid=")[0] for line in slm_pytester.engine_log()]
+    assert log == [
+        "load tiny-model-bf16",
+        "close tiny-model-bf16",
+        "load tiny-model-bf16-kvfp8",
+        "close tiny-model-bf16-kvfp8",
+    ]
+    records = slm_pytester.results()["records"]
+    tpot = {r["engine_id"]: r for r in records if r["metric"] == "tpot_p50_s"}
+    assert set(tpot) == {"tiny-model-bf16", "tiny-model-bf16-kvfp8"}
+    assert "kv_cache_dtype" not in tpot["tiny-model-bf16"]["info"]["workload"]
+    assert tpot["tiny-model-bf16-kvfp8"]["info"]["workload"]["kv_cache_dtype"] == "fp8"
+    size = {r["engine_id"]: r for r in records if r["metric"] == "checkpoint_bytes"}
+    assert size["tiny-model-bf16-kvfp8"]["info"]["workload"] == {"kv_cache_dtype": "fp8"}
+    assert {r["kv_cache_dtype"] for r in records} == {"auto", "fp8"}
+    # same precision, two KV dtypes: two baseline identities, never compared with each other
+    keys = {r["engine_id"]: r["baseline_key"].split("::", 1)[1] for r in records if r["metric"] == "tpot_p50_s"}
+    assert keys == {
+        "tiny-model-bf16": "test_tpot[single]::tpot_p50_s",
+        "tiny-model-bf16-kvfp8": "test_tpot[kvfp8-single]::tpot_p50_s",
+    }
+
+
+def test_unknown_kv_cache_dtype_is_a_usage_error(slm_pytester) -> None:
+    slm_pytester.pytester.makepyfile(KV_TESTS)
+    result = slm_pytester.run("--slm-kv-cache-dtype", "int3")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--slm-kv-cache-dtype: kv cache dtype [[]'int3'[]] unknown; valid: auto, fp8*"])

@@ -128,3 +128,11 @@ def test_resolve_validates_ranges() -> None:
         resolve(
             lambda spec: ("1.5", "--slm-gpu-memory-utilization") if spec.field == "gpu_memory_utilization" else None
         )
+
+
+def test_every_option_but_models_and_precision_is_prefixed() -> None:
+    """Unprefixed flags collide with other plugins (--batch-size, --prompt, ...)."""
+    from pytest_slm.options import OPTIONS
+
+    unprefixed = [o.flag for o in OPTIONS if not o.flag.startswith("--slm-")]
+    assert sorted(unprefixed) == ["--models", "--precision"]

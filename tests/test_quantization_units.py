@@ -45,7 +45,7 @@ def test_every_quantized_precision_has_a_recipe_keeping_lm_head(name: str, smol_
     steps, group = recipe(get_precision(name), smol_like.path)
     quant_steps = [s for s in steps if "ignore" in s]
     assert quant_steps and all(s["ignore"] == ["lm_head"] for s in quant_steps)
-    assert group == (None if name in ("fp8", "int8") else 64)
+    assert group == (None if name in ("fp8", "int8", "sparse-2of4", "wanda-50") else 64)
     assert needs_calibration(steps) is (name not in ("fp8", "w8a16-rtn"))
 
 
@@ -62,6 +62,25 @@ def test_awq_is_asymmetric_gptq_int4_symmetric(smol_like: Checkpoint) -> None:
         "group_size": 64,
         "dynamic": False,
     }
+
+
+def test_sparse_recipes_prune_half_of_every_linear_layer(smol_like: Checkpoint) -> None:
+    (sgpt,), group = recipe(get_precision("sparse-2of4"), smol_like.path)
+    assert group is None
+    assert sgpt == {
+        "modifier": "SparseGPTModifier",
+        "sparsity": 0.5,
+        "mask_structure": "2:4",
+        "targets": ["Linear"],
+        "ignore": ["lm_head"],
+    }
+    (wanda,), _ = recipe(get_precision("wanda-50"), smol_like.path)
+    assert wanda["modifier"] == "WandaPruningModifier" and wanda["mask_structure"] == "0:0"
+    assert wanda["sparsity"] == 0.5
+    both, group = recipe(get_precision("sparse-2of4-int4"), smol_like.path)
+    assert [s["modifier"] for s in both] == ["SparseGPTModifier", "QuantizationModifier"] and group == 64
+    assert both[1]["config_groups"]["group_0"]["weights"]["num_bits"] == 4
+    assert get_precision("2of4").name == "sparse-2of4" and get_precision("WANDA").name == "wanda-50"
 
 
 def test_unquantized_precision_has_no_recipe(smol_like: Checkpoint) -> None:
@@ -180,3 +199,57 @@ def test_gated_precision_is_skipped_with_reason(slm_pytester) -> None:
     result = slm_pytester.run("--precision", "fp8", "--slm-engine", "tests.fake_engine:GatedFakeEngine")
     result.assert_outcomes(skipped=1)
     assert any("fp8" in s["reason"] and "compute capability" in s["reason"] for s in slm_pytester.results()["skipped"])
+
+
+def _fake_worker(quantize_s: float):  # type: ignore[no-untyped-def]
+    """Stands in for the llmcompressor subprocess: writes a checkpoint, reports its figures."""
+
+    def run(python: str, spec_file: Path, say: object) -> tuple[dict[str, object], list[str]]:
+        out = Path(json.loads(spec_file.read_text())["out"])
+        (out / "config.json").write_text(json.dumps(SMOLLM2_CONFIG))
+        (out / "model.safetensors").write_bytes(b"q" * 8)
+        return {"samples_used": 16, "calibration_tokens": 512, "quantize_s": quantize_s}, []
+
+    return run
+
+
+def test_cache_miss_reports_quantize_s_measured_now(
+    smol_like: Checkpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(q, "_run_worker", _fake_worker(12.5))
+    stats: dict[str, object] = {}
+    ck = q.quantized_checkpoint(smol_like, get_precision("int4"), settings(tmp_path), stats=stats)
+    metrics = {m.name: m for m in q.quantization_metrics({**q.read_meta(ck.path), **stats})}
+    assert set(metrics) == {"quantize_cache_hit", "quantize_s", "quantized_cache_miss_s"}
+    assert metrics["quantize_cache_hit"].value == 0 and metrics["quantize_cache_hit"].unit == "1"
+    assert metrics["quantize_s"].value == 12.5 and metrics["quantize_s"].info["samples_used"] == 16
+    assert metrics["quantize_s"].info["versions"] == q.read_meta(ck.path)["versions"]
+    assert ck.origin == {"quantized_from": str(smol_like.path), "precision": "int4", "source_origin": None}
+
+
+def test_cache_hit_reports_the_recorded_duration_as_recorded(
+    smol_like: Checkpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(q, "_run_worker", _fake_worker(12.5))
+    s, int4 = settings(tmp_path), get_precision("int4")
+    first = q.quantized_checkpoint(smol_like, int4, s)
+    made_at = q.read_meta(first.path)["quantized_at"]
+    monkeypatch.setattr(q, "_run_worker", lambda *a: pytest.fail("a cache hit must not quantize"))
+    stats: dict[str, object] = {}
+    ck = q.quantized_checkpoint(smol_like, int4, s, stats=stats)
+    metrics = {m.name: m for m in q.quantization_metrics({**q.read_meta(ck.path), **stats})}
+    assert set(metrics) == {"quantize_cache_hit", "quantize_recorded_s", "quantized_cache_hit_s"}
+    assert metrics["quantize_cache_hit"].value == 1
+    recorded = metrics["quantize_recorded_s"]
+    assert recorded.value == 12.5 and recorded.unit == "s"
+    assert recorded.info["recorded_at"] == made_at and recorded.info["recorded_at_from"] == "checkpoint metadata"
+    assert recorded.info["recorded_with"] == q.read_meta(ck.path)["versions"]
+    assert "not in this session" in recorded.info["note"]
+
+
+def test_checkpoint_quantized_before_timestamps_were_kept_uses_the_file_time(tmp_path: Path) -> None:
+    (tmp_path / "slm-checkpoint.json").write_text(json.dumps({"kind": "quantized", "quantize_s": 3.0}))
+    meta = q.read_meta(tmp_path)
+    assert meta["quantized_at_from"] == "file mtime" and meta["quantized_at"].startswith("20")
+    recorded = {m.name: m for m in q.quantization_metrics({**meta, "cache_hit": True, "ready_s": 0.01})}
+    assert recorded["quantize_recorded_s"].info["recorded_at_from"] == "file mtime"

@@ -44,4 +44,9 @@ def test_speed_is_not_quality_and_the_chooser_picks_the_test() -> None:
     assert not is_quality(speed) and is_quality(acc)
     assert decide(acc, acc, 0.95).method.startswith("paired items")
     ppl = Metric("p", 10.0, "1", False, info={"kind": "quality"})
-    assert decide(ppl, Metric("p", 11.0, "1", False), 0.95).method == "point estimate"
+    unbounded = decide(ppl, Metric("p", 11.0, "1", False), 0.95)
+    assert unbounded.method == "point estimate" and unbounded.verdict == "inconclusive"  # never fails blind
+    with_se = decide(Metric("p", 10.0, "1", False, stderr=0.1), Metric("p", 11.0, "1", False, stderr=0.1), 0.95)
+    assert with_se.method.startswith("normal interval") and with_se.verdict == "fails"
+    close = decide(Metric("p", 10.0, "1", False, stderr=1.0), Metric("p", 10.2, "1", False, stderr=1.0), 0.95)
+    assert close.verdict == "inconclusive" and close.low is not None and close.low < 0.95 < close.high

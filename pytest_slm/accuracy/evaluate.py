@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +67,6 @@ def evaluate(
     """
     from lm_eval import simple_evaluate
 
-    if task == "gsm8k_local" and task not in manager.all_tasks:
-        raise TaskUnavailable("task 'gsm8k_local' needs --slm-local-data DIR with gsm8k/{train,test}*.jsonl")
     if task not in manager.all_tasks:
         close = sorted(n for n in manager.all_tasks if task.split("_")[0] in n)[:8]
         raise UnknownTask(f"unknown lm-eval task {task!r}" + (f"; similar: {', '.join(close)}" if close else ""))
@@ -98,6 +98,9 @@ def evaluate(
         n_items = max(n_items, int(n or 0))
         samples = out.get("samples", {}).get(sub, [])
         fewshot = out.get("n-shot", {}).get(sub, num_fewshot)
+        # which files a local (json) task read: the shipped GSM8K subset or a --slm-local-data copy
+        data_files = (out.get("configs", {}).get(sub, {}).get("dataset_kwargs") or {}).get("data_files")
+        data_ids = _data_identity(data_files)
         for key, value in values.items():
             if "," not in key or "_stderr," in key or not isinstance(value, (int, float)):
                 continue
@@ -129,11 +132,13 @@ def evaluate(
                         "limit": limit,
                         "lm_eval_version": out.get("lm_eval_version") or out.get("config", {}).get("lm_eval_version"),
                         **({"per_doc": per_doc} if per_doc else {}),
+                        **({"data_files": data_files} if data_ids else {}),
                         "workload": {
                             "task": sub,
                             "task_version": _scalar(out.get("versions", {}).get(sub)),
                             "num_fewshot": fewshot,
                             "limit": limit,
+                            **data_ids,
                             **dict(workload or {}),
                         },
                     },
@@ -142,24 +147,82 @@ def evaluate(
     return TaskResult(task, metrics, num_fewshot, limit, n_items, raw=out)
 
 
+def _data_identity(data_files: Any) -> dict[str, str]:
+    """For a task that read local files, each split named by file name and content hash
+    (``{"data.test": "test_first100.jsonl@1a2b..."}``), for the workload identity: a baseline is
+    compared only with runs on the same items and few-shot pool (the shipped GSM8K subset and a
+    full copy are different workloads), wherever the files live."""
+    if not isinstance(data_files, dict) or not all(isinstance(v, str) for v in data_files.values()):
+        return {}
+    ids = {}
+    for split, path in sorted(data_files.items()):
+        try:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+        except OSError:
+            digest = "unreadable"
+        ids[f"data.{split}"] = f"{Path(path).name}@{digest}"
+    return ids
+
+
+def _data_unavailable_types() -> tuple[type[BaseException], ...]:
+    """The exception types that mean "this dataset cannot be loaded here", from the installed clients.
+
+    - ``huggingface_hub``: ``OfflineModeIsEnabled`` (``HF_HUB_OFFLINE``), ``LocalEntryNotFoundError``
+      (a hub file not in the local cache while the hub is unreachable), ``RepositoryNotFoundError``
+      (and its ``GatedRepoError``: no such dataset, or no access to it);
+    - ``datasets``: ``DatasetNotFoundError``, and the built-in ``ConnectionError`` it raises as
+      "Couldn't reach '<id>' on the Hub" (offline mode, or no network);
+    - ``httpx`` (the hub client's transport): ``ConnectError`` and ``TimeoutException``.
+    """
+    from datasets.exceptions import DatasetNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+    known: list[type[BaseException]] = [
+        ConnectionError,  # OfflineModeIsEnabled is one too
+        OfflineModeIsEnabled,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        DatasetNotFoundError,
+    ]
+    try:
+        import httpx
+
+        known += [httpx.ConnectError, httpx.TimeoutException]
+    except ImportError:  # pragma: no cover - huggingface_hub 1.x depends on httpx
+        pass
+    return tuple(known)
+
+
+def _data_library_dirs() -> tuple[str, ...]:
+    import datasets
+    import huggingface_hub
+
+    return tuple(str(Path(m.__file__).parent) + os.sep for m in (datasets, huggingface_hub) if m.__file__)
+
+
+def _raised_through(exc: BaseException, dirs: tuple[str, ...]) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(dirs):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _is_data_unavailable(exc: BaseException) -> bool:
+    """True only for a dataset-loading failure of ``datasets``/``huggingface_hub``: one of
+    :func:`_data_unavailable_types`, raised while their code ran (its traceback passes through
+    them), at the top of the exception or along its explicit ``raise ... from`` chain.
+
+    Anything else (a ``FileNotFoundError`` from pytest-slm's own code, a bug whose message
+    mentions "offline", an error raised while handling a hub error) is not: the test fails
+    with its traceback.
+    """
+    known = _data_unavailable_types()
+    dirs = _data_library_dirs()
     seen: BaseException | None = exc
     while seen is not None:
-        name = type(seen).__name__
-        text = str(seen)
-        if (
-            name
-            in (
-                "ConnectionError",
-                "DatasetNotFoundError",
-                "LocalEntryNotFoundError",
-                "OfflineModeIsEnabled",
-                "HfHubHTTPError",
-                "FileNotFoundError",
-            )
-            or "offline" in text.lower()
-            or "couldn't reach" in text.lower()
-        ):
+        if isinstance(seen, known) and _raised_through(seen, dirs):
             return True
-        seen = seen.__cause__ or seen.__context__
+        seen = seen.__cause__
     return False

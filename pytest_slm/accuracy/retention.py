@@ -13,7 +13,8 @@ The floor decision is a non-inferiority test at level ``alpha``:
 
 Per-item 0/1 scores (accuracy) give a paired test on ``q_i − floor · r_i`` (the McNemar
 discordant counts are reported with it); per-document log-likelihoods (perplexity) give a
-paired bootstrap over documents; without either, the point estimate decides and says so.
+paired bootstrap over documents; without either, both runs' standard errors give a normal
+interval; with none of these the point estimate is recorded and the verdict is "inconclusive".
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ class Retention:
     note: str = ""
     detectable_shortfall: float | None = None
 
-    def message(self, precision: str, current: float, reference: float) -> str:
+    def message(self, precision: str, current: float, reference: float, reference_name: str = "bf16") -> str:
         bounds = "" if self.low is None else f" [{self.low:.3f}, {self.high:.3f}]"
         text = (
-            f"{self.metric}: {precision} {current:.4g} vs bf16 {reference:.4g} -> retention {self.retention:.3f}"
+            f"{self.metric}: {precision} {current:.4g} vs {reference_name} {reference:.4g} "
+            f"-> retention {self.retention:.3f}"
             f"{bounds} {self.verdict} the floor {self.floor:g} ({self.method})"
         )
         return text + (f"; {self.note}" if self.note else "")
@@ -124,11 +126,32 @@ def paired_documents(
                      f"paired bootstrap over {len(ref)} documents", "", spread * (1 + POWER_Z / 1.645))  # fmt: skip
 
 
-def point_estimate(metric: str, retention: float, floor: float) -> Retention:
-    """No per-item data on either side: the point estimate decides, and the verdict says so."""
-    verdict = "passes" if retention >= floor else "fails"
-    return Retention(metric, retention, floor, verdict, None, None, "point estimate",
-                     "no per-item or per-document data to bound it")  # fmt: skip
+def from_stderr(
+    metric: str,
+    reference: float,
+    reference_se: float | None,
+    current: float,
+    current_se: float | None,
+    floor: float,
+    *,
+    higher_is_better: bool,
+    alpha: float = ALPHA,
+) -> Retention:
+    """No per-item data: a normal interval on the log ratio from both standard errors (delta
+    method, the two runs taken as independent). Without standard errors nothing bounds the
+    point estimate, and the verdict is "inconclusive" (the point is still recorded)."""
+    from scipy import stats
+
+    retention = current / reference if higher_is_better else reference / current
+    if reference_se is None or current_se is None:
+        return Retention(metric, retention, floor, "inconclusive", None, None, "point estimate",
+                         "no per-item scores, per-document data or standard errors to bound it")  # fmt: skip
+    se = math.sqrt((reference_se / reference) ** 2 + (current_se / current) ** 2)
+    z = float(stats.norm.ppf(1 - alpha))
+    low, high = retention * math.exp(-z * se), retention * math.exp(z * se)
+    shortfall = retention * math.expm1((z + POWER_Z) * se)
+    method = "normal interval from both standard errors"
+    return Retention(metric, retention, floor, _verdict(low, high, floor), low, high, method, "", shortfall)
 
 
 def is_quality(metric: Metric) -> bool:
@@ -147,5 +170,5 @@ def decide(reference: Metric, current: Metric, floor: float, alpha: float = ALPH
     ref_docs, cur_docs = reference.info.get("per_doc"), current.info.get("per_doc")
     if ref_docs and cur_docs and len(ref_docs) == len(cur_docs) and not current.higher_is_better:
         return paired_documents(name, ref_docs, cur_docs, floor, alpha)
-    point = current.value / reference.value if current.higher_is_better else reference.value / current.value
-    return point_estimate(name, point, floor)
+    return from_stderr(name, reference.value, reference.stderr, current.value, current.stderr, floor,
+                       higher_is_better=current.higher_is_better, alpha=alpha)  # fmt: skip

@@ -19,7 +19,8 @@ class AccuracyRunner:
     """Evaluates tasks on one engine through :class:`EngineLM`; each task runs once per engine.
 
     Results of the ``bf16`` cell are kept in ``references`` (shared by the session) so a
-    quantized cell of the same model can compute its retention.
+    quantized cell of the same model can compute its retention; results at KV-cache dtype
+    ``auto`` are the references of the same precision at another KV-cache dtype.
     """
 
     def __init__(
@@ -55,6 +56,15 @@ class AccuracyRunner:
         if isinstance(done, BaseException):
             raise done
         return done
+
+    def evaluate_again(self, task: str) -> TaskResult:
+        """Evaluate ``task`` once more, not memoized (for a measurement window around a whole run)."""
+        return self._evaluate(task)
+
+    def wall_s(self, task: str) -> float:
+        """Seconds the (memoized) evaluation of ``task`` took on this engine."""
+        speed = next(m for m in self.run(task).metrics if m.name == f"{task}.items_per_s")
+        return float(speed.info["wall_s"])
 
     def _evaluate(self, task: str) -> TaskResult:
         rolling = task == PERPLEXITY_TASK
@@ -102,9 +112,23 @@ class AccuracyRunner:
                     },
                 )
             )
-        if self.engine.spec.precision.name == REFERENCE_PRECISION:
-            self.references[(self.model, task)] = result
+        spec = self.engine.spec
+        if spec.kv_cache_dtype == "auto":
+            # every precision at the default KV dtype is the reference of its own KV-dtype variants
+            self.references[(f"{self.model}@{spec.precision.name}", task)] = result
+            if spec.precision.name == REFERENCE_PRECISION:
+                self.references[(self.model, task)] = result
         return result
 
+    @property
+    def reference_name(self) -> str:
+        """What this engine's retention is measured against: the same precision at KV dtype auto
+        for a non-default KV-cache dtype, else bf16."""
+        spec = self.engine.spec
+        return f"{spec.precision.name} (kv auto)" if spec.kv_cache_dtype != "auto" else REFERENCE_PRECISION
+
     def reference(self, task: str) -> TaskResult | None:
+        spec = self.engine.spec
+        if spec.kv_cache_dtype != "auto":
+            return self.references.get((f"{self.model}@{spec.precision.name}", task))
         return self.references.get((self.model, task))

@@ -2,7 +2,8 @@
 
 - ``gsm8k_local``: lm-eval's own ``gsm8k`` config (``include``d from the installed lm-eval, so
   prompt format, few-shot split, filters and metrics are exactly lm-eval's), reading local
-  copies of the GSM8K splits instead of the hub.
+  copies of the GSM8K splits instead of the hub: the subset shipped in ``data/gsm8k``, or
+  ``--slm-local-data DIR``/gsm8k.
 - ``slm_mc``: a small multiple-choice set pytest-slm ships (exercises the log-likelihood path).
 - ``slm_ppl``: perplexity (word, byte, bits per byte) over a text corpus via
   ``loglikelihood_rolling``.
@@ -11,11 +12,19 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).parent / "data"
+#: the GSM8K items pytest-slm ships (MIT, OpenAI; see its LICENSE): the first 100 test items and
+#: the first 500 train items (the pool lm-eval draws the few-shot examples from)
+GSM8K_SHIPPED = DATA / "gsm8k"
 LOCAL_TASKS = ("gsm8k_local", "slm_mc", "slm_ppl")
+
+
+class GSM8KDataError(ValueError):
+    """A ``--slm-local-data`` GSM8K folder that cannot be used; the message says what is missing."""
 
 
 def _lm_eval_task_yaml(name: str) -> Path:
@@ -27,16 +36,36 @@ def _lm_eval_task_yaml(name: str) -> Path:
     return path
 
 
-def _gsm8k_files(local_data: Path) -> dict[str, str] | None:
-    folder = local_data / "gsm8k"
+def _split_file(folder: Path, split: str) -> Path | None:
+    """``<split>.jsonl``, else the ``<split>_first<N>.jsonl`` with the largest N, else None."""
+    whole = folder / f"{split}.jsonl"
+    if whole.is_file():
+        return whole
+    firsts = [
+        (int(m.group(1)), p)
+        for p in folder.glob(f"{split}_first*.jsonl")
+        if p.is_file() and (m := re.fullmatch(rf"{split}_first(\d+)\.jsonl", p.name))
+    ]
+    return max(firsts)[1] if firsts else None
+
+
+def gsm8k_files(local_data: Path | None) -> dict[str, str]:
+    """The GSM8K train and test files ``gsm8k_local`` reads: ``<local_data>/gsm8k/`` when that
+    folder exists (a user's own copy, e.g. the full splits), else the subset pytest-slm ships.
+
+    A ``gsm8k/`` folder that lacks a split is an error, never a silent fall-back to the subset.
+    """
+    folder = local_data / "gsm8k" if local_data is not None else None
+    if folder is None or not folder.is_dir():
+        folder = GSM8K_SHIPPED
     pick = {}
-    for split, names in (
-        ("train", ("train.jsonl", "train_first500.jsonl")),
-        ("test", ("test.jsonl", "test_first1000.jsonl")),
-    ):
-        found = next((folder / n for n in names if (folder / n).is_file()), None)
+    for split in ("train", "test"):
+        found = _split_file(folder, split)
         if found is None:
-            return None
+            raise GSM8KDataError(
+                f"{folder} has no GSM8K {split} split: expected {split}.jsonl or {split}_first<N>.jsonl "
+                '(JSON lines {"question": ..., "answer": "... #### 42"})'
+            )
         pick[split] = str(found.resolve())
     return pick
 
@@ -65,16 +94,14 @@ def write_local_tasks(dest: Path, local_data: Path | None, corpus: Path | None) 
 
     dest.mkdir(parents=True, exist_ok=True)
     configs: dict[str, dict[str, Any]] = {}
-    files = _gsm8k_files(local_data) if local_data else None
-    if files:
-        configs["gsm8k_local"] = {
-            "include": str(_lm_eval_task_yaml("gsm8k/gsm8k.yaml")),
-            "task": "gsm8k_local",
-            "tag": ["slm_local"],
-            "dataset_path": "json",
-            "dataset_name": None,
-            "dataset_kwargs": {"data_files": files},
-        }
+    configs["gsm8k_local"] = {
+        "include": str(_lm_eval_task_yaml("gsm8k/gsm8k.yaml")),
+        "task": "gsm8k_local",
+        "tag": ["slm_local"],
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": gsm8k_files(local_data)},
+    }
     configs["slm_mc"] = {
         "task": "slm_mc",
         "tag": ["slm_local"],

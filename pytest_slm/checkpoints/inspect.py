@@ -74,3 +74,93 @@ def quantization_config(path: Path) -> dict[str, Any]:
         "activation_bits": sorted({a.get("num_bits") for a in acts if a}),
         "ignore": q.get("ignore", []),
     }
+
+
+#: 2-D weights that are not pruned or quantized by the recipes (the lookup table and the head)
+UNPRUNED = ("embed_tokens", "lm_head", "wte", "embed_in", "embed_out")
+
+
+def _scheme_for(module: str, quant: dict[str, Any]) -> tuple[Any, str]:
+    """The compressed-tensors scheme and format that apply to ``module``."""
+    import re
+
+    from compressed_tensors.quantization import QuantizationScheme
+
+    groups = quant.get("config_groups", {})
+    chosen = None
+    for group in groups.values():
+        targets = group.get("targets", [])
+        if any(t.startswith("re:") and re.match(t[3:], module) for t in targets):
+            chosen = group
+            break
+    chosen = chosen or next(iter(groups.values()))
+    fmt = str(chosen.get("format") or quant.get("format") or "dense")
+    return QuantizationScheme.model_validate({k: v for k, v in chosen.items() if k != "format"}), fmt
+
+
+def _dense_weights(path: Path) -> Any:
+    """Yield (module name, dense weight) for every 2-D linear weight of a checkpoint, decompressing
+    quantized formats with compressed-tensors' own compressor (the weights vLLM multiplies with)."""
+    from compressed_tensors.compressors.base import BaseCompressor
+    from safetensors import safe_open
+
+    cfg = json.loads((path / "config.json").read_text())
+    quant = cfg.get("quantization_config") or {}
+    for f in sorted(path.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as fh:
+            names = set(fh.keys())
+            for name in sorted(names):
+                module, _, leaf = name.rpartition(".")
+                if any(part in module for part in UNPRUNED):
+                    continue
+                if leaf == "weight_packed" or (leaf == "weight" and f"{module}.weight_scale" in names):
+                    scheme, fmt = _scheme_for(module, quant)
+                    local = {k.rpartition(".")[2]: fh.get_tensor(k) for k in names if k.rpartition(".")[0] == module}
+                    local.pop("bias", None)
+                    dense = BaseCompressor.get_value_from_registry(fmt).decompress(local, scheme)["weight"]
+                    yield module, dense, fmt
+                elif leaf == "weight":
+                    tensor = fh.get_tensor(name)
+                    if tensor.ndim == 2:
+                        yield module, tensor, "dense"
+
+
+def weight_sparsity(path: Path) -> dict[str, Any]:
+    """Zeros in the saved linear weights of a checkpoint, per layer and overall, and whether every
+    group of 4 consecutive weights along the input dimension holds at least 2 zeros (2:4).
+
+    Quantized formats are decompressed first (a packed int4 zero is a zero weight only after
+    dequantization with its group's scale and zero point). Loads one tensor at a time.
+    """
+    layers: dict[str, dict[str, Any]] = {}
+    total = zeros = 0
+    formats: set[str] = set()
+    for module, weight, fmt in _dense_weights(path):
+        formats.add(fmt)
+        is_zero = weight == 0
+        n = weight.numel()
+        z = int(is_zero.sum())
+        rows, cols = weight.shape
+        groups_ok = None
+        if cols % 4 == 0:
+            per_group = is_zero.reshape(rows, cols // 4, 4).sum(dim=-1)
+            groups_ok = float((per_group >= 2).float().mean())
+        layers[module] = {"zeros": z / n, "shape": [rows, cols], "two_of_four_groups": groups_ok}
+        total += n
+        zeros += z
+    if not layers:
+        raise ValueError(f"no 2-D linear weights found in {path}")
+    fractions = [v["zeros"] for v in layers.values()]
+    return {
+        "overall": zeros / total,
+        "min_layer": min(fractions),
+        "max_layer": max(fractions),
+        "layers_measured": len(layers),
+        "parameters_measured": total,
+        "two_of_four_layers": sum(1 for v in layers.values() if v["two_of_four_groups"] == 1.0),
+        "two_of_four": all(v["two_of_four_groups"] == 1.0 for v in layers.values()),
+        "formats": sorted(formats),
+        "method": "zeros counted on the saved tensors; quantized weights dequantized with compressed-tensors' "
+        "compressor for their format first; embeddings and lm_head excluded (not pruned)",
+        "layers": layers,
+    }

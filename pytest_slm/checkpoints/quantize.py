@@ -14,7 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from pytest_slm.checkpoints.quantize_worker import RESULT_PREFIX
 from pytest_slm.checkpoints.recipes import needs_calibration, recipe
 from pytest_slm.checkpoints.resolve import META_FILE, Checkpoint, cached_content_hash, is_checkpoint_dir
 from pytest_slm.precisions import Precision
+from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
 
 VERSIONED = ("llmcompressor", "compressed-tensors", "transformers")
@@ -105,6 +107,7 @@ def quantized_checkpoint(
         path=final,
         source=f"{source.source}@{precision.name}",
         sha256=cached_content_hash(final, settings.cache_dir),
+        origin={"quantized_from": str(source.path), "precision": precision.name, "source_origin": source.origin},
     )
 
 
@@ -150,6 +153,7 @@ def _quantize(
             )
         meta = {
             "kind": "quantized",
+            "quantized_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "precision": precision.name,
             "scheme": precision.scheme,
             "method": precision.method,
@@ -204,8 +208,55 @@ def _run_worker(python: str, spec_file: Path, say: Callable[[str], None]) -> tup
 
 
 def read_meta(path: Path) -> dict[str, Any]:
+    """The checkpoint's ``slm-checkpoint.json`` ({} if absent or unreadable).
+
+    Checkpoints quantized before ``quantized_at`` was recorded get it from the file's mtime
+    (written once, when quantization finished), with ``quantized_at_from`` saying so.
+    """
+    meta_file = path / META_FILE
     try:
-        data = json.loads((path / META_FILE).read_text())
-        return data if isinstance(data, dict) else {}
+        data = json.loads(meta_file.read_text())
+        if not isinstance(data, dict):
+            return {}
+        if data.get("kind") == "quantized" and "quantized_at" not in data:
+            mtime = datetime.fromtimestamp(meta_file.stat().st_mtime, timezone.utc)
+            data.update(quantized_at=mtime.isoformat(timespec="seconds"), quantized_at_from="file mtime")
+        return data
     except (OSError, ValueError):
         return {}
+
+
+def quantization_metrics(meta: Mapping[str, Any]) -> list[Metric]:
+    """What preparing a quantized checkpoint cost in this session, from its metadata (:func:`read_meta`)
+    merged with the ``stats`` of :func:`quantized_checkpoint` (``cache_hit``, ``ready_s``).
+
+    ``quantize_cache_hit`` is 1 on a hit, 0 on a miss. The llmcompressor run time is ``quantize_s``
+    only when it was measured in this session (a miss); on a hit the duration stored with the
+    checkpoint is kept as ``quantize_recorded_s``, with when and by which versions it was recorded.
+    The time until the checkpoint was ready is ``quantized_cache_hit_s`` or ``quantized_cache_miss_s``.
+    """
+    hit = bool(meta["cache_hit"])
+    details = {
+        "group_size": meta.get("group_size"),
+        "samples_used": meta.get("samples_used"),
+        "calibration": meta.get("calibration"),
+    }
+    metrics = [Metric("quantize_cache_hit", 1.0 if hit else 0.0, "1", higher_is_better=True)]
+    quantize_s = meta.get("quantize_s")
+    if isinstance(quantize_s, (int, float)):
+        if hit:
+            recorded = {
+                "recorded_at": meta.get("quantized_at"),
+                "recorded_at_from": meta.get("quantized_at_from", "checkpoint metadata"),
+                "recorded_with": meta.get("versions"),
+                "note": "measured when this cached checkpoint was quantized, not in this session",
+            }
+            metrics.append(Metric("quantize_recorded_s", float(quantize_s), "s", False, info={**details, **recorded}))
+        else:
+            metrics.append(
+                Metric("quantize_s", float(quantize_s), "s", False, info={**details, "versions": meta.get("versions")})
+            )
+    # a hit costs a hash lookup; a miss includes quantizing, so the two are different metrics
+    ready = "quantized_cache_hit_s" if hit else "quantized_cache_miss_s"
+    metrics.append(Metric(ready, float(meta["ready_s"]), "s", higher_is_better=False))
+    return metrics

@@ -68,6 +68,9 @@ def recipe(precision: Precision, checkpoint: Path) -> tuple[list[dict[str, Any]]
     if not precision.quantized:
         raise ValueError(f"precision {precision.name} needs no quantization")
     base = {"targets": ["Linear"], "ignore": IGNORE}
+    pruning = _pruning(precision)
+    if pruning is not None and precision.scheme is None:
+        return [pruning], None
     if precision.name == "fp8":
         return [{"modifier": "QuantizationModifier", **base, "scheme": "FP8_DYNAMIC"}], None
     if precision.name == "int8":
@@ -81,6 +84,10 @@ def recipe(precision: Precision, checkpoint: Path) -> tuple[list[dict[str, Any]]
     quant = {"ignore": IGNORE, "config_groups": groups}
     if precision.method == "gptq":
         return [{"modifier": "GPTQModifier", **quant}], group
+    if pruning is not None and precision.method == "sparsegpt+gptq":
+        return [pruning, {"modifier": "GPTQModifier", **quant}], group
+    if pruning is not None and precision.method == "sparsegpt+rtn":
+        return [pruning, {"modifier": "QuantizationModifier", **quant}], group
     if precision.method == "rtn":
         return [{"modifier": "QuantizationModifier", **quant}], group
     if precision.method == "awq":
@@ -91,6 +98,33 @@ def recipe(precision: Precision, checkpoint: Path) -> tuple[list[dict[str, Any]]
     raise ValueError(f"no recipe for precision {precision.name} (method {precision.method})")
 
 
+def _pruning(precision: Precision) -> dict[str, Any] | None:
+    """The pruning step of a sparse precision: SparseGPT for 2:4, Wanda for unstructured."""
+    if precision.sparsity is None:
+        return None
+    # llmcompressor's "N:M" mask structure prunes N of every M consecutive input weights;
+    # "0:0" is an unstructured mask at the target fraction.
+    mask = "0:0" if precision.sparsity == "unstructured" else precision.sparsity
+    modifier = "WandaPruningModifier" if precision.method == "wanda" else "SparseGPTModifier"
+    return {
+        "modifier": modifier,
+        "sparsity": precision.sparsity_fraction,
+        "mask_structure": mask,
+        "targets": ["Linear"],
+        "ignore": IGNORE,
+    }
+
+
 def needs_calibration(steps: list[dict[str, Any]]) -> bool:
     """Round-to-nearest and FP8 dynamic are data-free; GPTQ, SmoothQuant and AWQ are not."""
-    return any(s["modifier"] in ("GPTQModifier", "SmoothQuantModifier", "AWQModifier") for s in steps)
+    return any(
+        s["modifier"]
+        in (
+            "GPTQModifier",
+            "SmoothQuantModifier",
+            "AWQModifier",
+            "SparseGPTModifier",
+            "WandaPruningModifier",
+        )
+        for s in steps
+    )

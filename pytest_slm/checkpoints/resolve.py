@@ -12,8 +12,10 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pytest_slm import atomic, naming
 
@@ -37,6 +39,9 @@ class Checkpoint:
     path: Path
     source: str  # what the user passed
     sha256: str  # content hash of config + weights (stable across machines)
+    #: where the weights come from when that is not the user's own checkpoint: the GGUF an embedded
+    #: model was dequantized from, or the checkpoint a quantized one was made from (None otherwise)
+    origin: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -138,6 +143,7 @@ def _convert_embedded(alias: str, cache_dir: Path) -> Path:
                 raise ModelResolutionError(
                     f"converting {gguf.name} to a Hugging Face checkpoint failed:\n{proc.stderr[-4000:]}"
                 )
+            facts = _printed_facts(proc.stdout)
             atomic.write_json(
                 tmp / META_FILE,
                 {
@@ -145,9 +151,68 @@ def _convert_embedded(alias: str, cache_dir: Path) -> Path:
                     "display_name": EMBEDDED[alias][2],
                     "conversion_s": round(time.perf_counter() - t0, 2),
                     "sha256": content_hash(tmp),
+                    "origin": _embedded_origin(alias, facts),
                 },
             )
     return final
+
+
+def _printed_facts(stdout: str) -> dict[str, Any]:
+    from pytest_slm.checkpoints.gguf_convert import FACTS_PREFIX
+
+    for line in stdout.splitlines():
+        if line.startswith(FACTS_PREFIX):
+            facts = json.loads(line[len(FACTS_PREFIX) :])
+            return facts if isinstance(facts, dict) else {}
+    return {}
+
+
+def _embedded_origin(alias: str, facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The origin record of an embedded model: which GGUF (distribution, version, file) and what
+    its header says, and that the checkpoint holds its dequantized weights."""
+    from importlib import metadata
+
+    dist_name, rel, display = EMBEDDED[alias]
+    try:
+        version: str | None = metadata.version(dist_name)
+    except metadata.PackageNotFoundError:
+        version = None
+    file_type = facts.get("gguf_file_type")
+    return {
+        "format": "gguf",
+        "model": display,
+        "distribution": dist_name,
+        "distribution_version": version,
+        "file": rel,
+        "gguf_file_type": file_type,
+        "gguf_tensor_types": facts.get("gguf_tensor_types"),
+        "dequantized_to": "bfloat16",
+        "note": f"dequantized from the {file_type or 'GGUF'} file: the weights carry its rounding, "
+        "they are not the original bf16 release",
+    }
+
+
+def _embedded_meta(alias: str, path: Path) -> dict[str, Any]:
+    """The converted checkpoint's metadata; one converted before its origin was recorded gets it now
+    (read from the GGUF header once, then stored)."""
+    meta_file = path / META_FILE
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError):
+        meta = {}
+    if not isinstance(meta, dict):
+        meta = {}
+    if "origin" not in meta:
+        from pytest_slm.checkpoints.gguf_convert import gguf_facts
+
+        try:
+            facts = gguf_facts(_embedded_gguf(alias))
+        except Exception as exc:  # the origin is a fact about the checkpoint; its absence must not stop a run
+            facts = {"gguf_facts_error": f"{type(exc).__name__}: {exc}"}
+        meta["origin"] = _embedded_origin(alias, facts)
+        if "sha256" in meta:  # only a complete record is rewritten (the hash memo reads it)
+            atomic.write_json(meta_file, meta)
+    return meta
 
 
 def _hub_snapshot(model_id: str) -> Path:
@@ -178,8 +243,10 @@ def _hub_snapshot(model_id: str) -> Path:
 
 def resolve(model: str, cache_dir: Path) -> Checkpoint:
     """Resolve one ``--models`` entry to a :class:`Checkpoint`, converting or fetching as needed."""
+    origin: Mapping[str, Any] | None = None
     if model.lower() in EMBEDDED:
         path = _convert_embedded(model.lower(), cache_dir)
+        origin = _embedded_meta(model.lower(), path).get("origin")
     else:
         local = Path(os.path.expanduser(model))
         looks_like_path = model.startswith((".", "/", "~")) or local.exists() or model.count("/") != 1
@@ -197,4 +264,6 @@ def resolve(model: str, cache_dir: Path) -> Checkpoint:
             path = local.resolve()
         else:
             path = _hub_snapshot(model)
-    return Checkpoint(name=slug(model), path=path, source=model, sha256=cached_content_hash(path, cache_dir))
+    return Checkpoint(
+        name=slug(model), path=path, source=model, sha256=cached_content_hash(path, cache_dir), origin=origin
+    )

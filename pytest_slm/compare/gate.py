@@ -53,10 +53,11 @@ def compare_metric(
     if rule == "items":
         return compare_paired_items(metric.name, base_samples, list(metric.samples), tau_points=tau_accuracy,
                                     alpha=alpha)  # fmt: skip
-    if rule == "exact" or is_task:
-        # deterministic (sizes, perplexity, an accuracy figure without per-item scores)
+    if rule == "exact":  # deterministic: sizes, compression, perplexity
+        return compare_exact(metric.name, float(entry["value"]), metric.value, higher_is_better=hib, tau=tau)
+    if is_task:  # an accuracy figure without per-item scores: greedy decoding makes it deterministic too
         return compare_exact(metric.name, float(entry["value"]), metric.value, higher_is_better=hib,
-                             tau=tau_accuracy if is_task and metric.unit == "1" else tau)  # fmt: skip
+                             tau=tau_accuracy, points=True)  # fmt: skip
     history = sessions_of(entry)
     ses = [s.get("se_log") if s.get("se_log") is not None else None for s in history]
     if ses and ses[-1] is None:  # a schema-1 entry: its samples give the latest session's noise

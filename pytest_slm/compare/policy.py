@@ -25,7 +25,8 @@ DIAGNOSTICS: tuple[str, ...] = (
     "requests_per_s",
     "total_tokens_per_s",
     "batch_latency_*",
-    "import_s",
+    "saturation_*",  # the curve's knee and best rate: two fixed runs per level, a shape, not a gate
+    "saturated_*",
     "quantize_*",
     "quantized_cache_*",
     "idle_power_w",
@@ -35,7 +36,6 @@ DIAGNOSTICS: tuple[str, ...] = (
     "j_per_request",
     "mwh_per_output_token",
     "output_tokens_per_j",
-    "cpu_load_*",
 )
 
 #: deterministic for a given stack: compared exactly (equal passes, a change beyond tau is real)

@@ -62,7 +62,7 @@ class Comparison:
 
     @property
     def points(self) -> bool:
-        return self.rule == "mcnemar"
+        return self.rule in ("mcnemar", "exact-points")
 
     def message(self, baseline_file: str | None = None) -> str:
         if self.points:
@@ -171,18 +171,31 @@ def compare_sessions(
 
 
 def compare_exact(
-    metric: str, baseline: float, current: float, *, higher_is_better: bool, tau: float = 0.05
+    metric: str, baseline: float, current: float, *, higher_is_better: bool, tau: float = 0.05, points: bool = False
 ) -> Comparison:
-    """A deterministic figure: equal is pass; a change beyond ``tau`` (relative) is real."""
-    if baseline == current:
-        ratio = 1.0
-    elif baseline == 0:
-        ratio = math.inf if current > 0 else -math.inf
+    """A deterministic figure (no noise to test against): any difference is a real change. Equal
+    passes; a change beyond ``tau`` gets its direction's verdict; a smaller one passes and is
+    named in the note. ``points``: the change is current − baseline (an accuracy without
+    per-item scores, ``tau`` in points) instead of the ratio."""
+    if points:
+        change = current - baseline
+        worse_by = -change if higher_is_better else change
+        shown = f"{100 * change:+.2f} points"
     else:
-        ratio = current / baseline
-    worse_by = (1 - ratio) if higher_is_better else (ratio - 1)
+        if baseline == current:
+            change = 1.0
+        elif baseline == 0:
+            change = math.inf if current > 0 else -math.inf
+        else:
+            change = current / baseline
+        worse_by = (1 - change) if higher_is_better else (change - 1)
+        shown = f"{100 * (change - 1):+.3g} %"
     verdict = "regressed" if worse_by > tau else "improved" if -worse_by > tau else "pass"
-    return Comparison(metric, verdict, "exact", baseline, current, ratio, ratio, ratio, None, tau, 0.0, 1, 1)
+    note = (
+        "identical" if baseline == current else f"changed by {shown}" + (" (within tau)" if verdict == "pass" else "")
+    )
+    rule = "exact-points" if points else "exact"
+    return Comparison(metric, verdict, rule, baseline, current, change, change, change, None, tau, 0.0, 1, 1, note)
 
 
 def compare_paired_items(
@@ -215,15 +228,3 @@ def compare_paired_items(
         metric, verdict, "mcnemar", float(b.mean()), float(c.mean()), diff, diff - z * se, diff + z * se,
         min(bad_p, good_p), tau_points, mde, n, n, note, alpha,
     )  # fmt: skip
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-adjusted p-values (step-down family-wise control), in the input order."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted

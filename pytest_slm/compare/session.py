@@ -44,16 +44,26 @@ class Gate:
         self.environment = environment
         self.store = BaselineStore(settings.baseline_dir)
         self._fingerprint: str | None = None
+        #: the GPU this process measures on (its device choice), when it has one
+        self.device_gpu_name: str | None = None
         self._loaded: dict[tuple[str, str], Baseline | BaselineError | None] = {}
         #: gated baseline entries this session's tests can meet (the Bonferroni family)
         self.family = 0
 
     @property
     def fingerprint(self) -> str:
-        """This machine's baseline fingerprint (GPU facts probed on first use, not at collection)."""
+        """This process's baseline fingerprint: the GPU it measures on (its device choice; else what
+        NVML lists first), probed on first use, not at collection."""
         if self._fingerprint is None:
-            self._fingerprint = fingerprint(add_gpus(self.environment), self.settings.engine)
+            self._fingerprint = self.fingerprint_for(self.device_gpu_name)
         return self._fingerprint
+
+    def fingerprint_for(self, gpu_name: str | None) -> str:
+        """The fingerprint of this machine with ``gpu_name`` as the measuring GPU."""
+        env = add_gpus(self.environment)
+        if gpu_name:
+            env = {**env, "hardware": {**env.get("hardware", {}), "gpu_name": gpu_name}}
+        return fingerprint(env, self.settings.engine)
 
     @property
     def alpha(self) -> float:
@@ -152,18 +162,18 @@ class Gate:
                 problems.append(c.message(str(base.path)))
         return rows, problems
 
-    def save(self, records: Sequence[Mapping[str, Any]]) -> SaveReport:
-        """Write this session's figures as baselines for this fingerprint (see the module docstring)."""
+    def save(self, records: Sequence[Mapping[str, Any]], engines: Mapping[str, Any] | None = None) -> SaveReport:
+        """Write this session's figures as baselines (see the module docstring), each under the
+        fingerprint of the GPU its engine ran on (``engines``: engine id -> facts, from the report)."""
         from pytest_slm.compare.gate import baseline_entry
 
-        fp = self.fingerprint  # also completes the environment with GPU facts
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         versions = self.environment.get("versions", {})
         commit = self.environment.get("git_commit")
         accept = self.settings.baseline_accept
         report = SaveReport()
-        groups: dict[tuple[str, str], dict[str, Any]] = {}
-        resets: dict[tuple[str, str], set[str]] = {}
+        groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+        resets: dict[tuple[str, str, str], set[str]] = {}
         for r in records:
             if not r.get("baseline_key") or not r.get("model") or not policy.is_gated(r["metric"]):
                 continue
@@ -192,13 +202,15 @@ class Gate:
                 r["metric"], r["value"], r["unit"], r["higher_is_better"], r.get("n"), r.get("stderr"),
                 tuple(r.get("samples") or ()), r.get("info") or {},
             )  # fmt: skip
-            cell = (r["model"], r["precision"])
+            facts = (engines or {}).get(r.get("engine_id") or "", {})
+            gpu = (facts.get("device_choice") or {}).get("gpu_name")
+            cell = (self.fingerprint_for(gpu) if gpu else self.fingerprint, r["model"], r["precision"])
             groups.setdefault(cell, {})[key] = baseline_entry(metric, r.get("workload") or {}, now, commit, versions)
             if reset:
                 resets.setdefault(cell, set()).add(key)
-        for (model, precision), entries in sorted(groups.items()):
+        for (fp, model, precision), entries in sorted(groups.items()):
             path = self.store.update(
-                fp, model, precision, self.environment, entries, frozenset(resets.get((model, precision), ()))
+                fp, model, precision, self.environment, entries, frozenset(resets.get((fp, model, precision), ()))
             )
             report.written[path] = len(entries)
         return report

@@ -13,10 +13,12 @@ from pytest_slm.record import Metric
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """One cell of the model × precision matrix: the value ``slm_engine`` is parametrized with."""
+    """One cell of the model × precision (× KV-cache dtype) matrix: the value ``slm_engine`` is parametrized with."""
 
     model: str
     precision: Precision
+    #: vLLM's ``kv_cache_dtype`` ("auto": the model's dtype); a matrix axis of its own
+    kv_cache_dtype: str = "auto"
 
     @property
     def model_name(self) -> str:
@@ -24,9 +26,16 @@ class EngineSpec:
         return slug(self.model)
 
     @property
-    def id(self) -> str:
-        """Readable test id, e.g. ``smollm2-135m-bf16``."""
+    def base_id(self) -> str:
+        """The id without the KV-cache dtype, e.g. ``smollm2-135m-bf16``: model and precision, which
+        baselines are filed under (the KV dtype stays in the test's own parameters)."""
         return f"{self.model_name}-{self.precision.name}"
+
+    @property
+    def id(self) -> str:
+        """Readable test id, e.g. ``smollm2-135m-bf16``, ``smollm2-135m-bf16-kvfp8`` (auto KV adds nothing)."""
+        kv = "" if self.kv_cache_dtype == "auto" else f"-kv{self.kv_cache_dtype}"
+        return f"{self.model_name}-{self.precision.name}{kv}"
 
 
 @dataclass(frozen=True)

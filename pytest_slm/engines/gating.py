@@ -21,10 +21,13 @@ MIN_CAPABILITY: dict[str, tuple[int, int]] = {
     "int4": (8, 0),
     "w4a16-awq": (8, 0),  # Marlin-family kernels
     "bf16": (8, 0),  # bfloat16 arithmetic
+    "sparse-2of4": (8, 0),  # pruned, served dense in bfloat16
+    "wanda-50": (8, 0),
+    "sparse-2of4-int4": (8, 0),  # Marlin, like int4
 }
 
 #: weight-only precisions served by Marlin-family (WNA16) kernels on CUDA
-WNA16 = ("int4", "w8a16", "w8a16-rtn", "w4a16-awq")
+WNA16 = ("int4", "w8a16", "w8a16-rtn", "w4a16-awq", "sparse-2of4-int4")
 #: group sizes Marlin implements (-1: one group per output channel)
 MARLIN_GROUP_SIZES = (-1, 32, 64, 128)
 #: Marlin thread tiles: a layer fits when (N % 64, K % 128) or (N % 128, K % 64) are both 0
@@ -73,6 +76,19 @@ def unsupported_reason(
     if precision.name in WNA16 and linear_shapes:
         return wna16_shape_reason(precision, linear_shapes, group_size, marlin_pads=marlin_pads)
     return None
+
+
+#: why a pruned checkpoint runs dense in vLLM 0.32 (recorded in the engine facts, on every device)
+SPARSE_DENSE_NOTE = (
+    "no sparse kernel: vLLM 0.32 removed compressed-tensors sparsity support (a checkpoint with a "
+    "sparsity_config is refused) and llmcompressor 0.14 saves pruned weights dense without one, so vLLM "
+    "loads them as ordinary weights and multiplies the zeros; sparsity saves neither memory nor time here"
+)
+
+
+def execution_note(precision: Precision) -> str | None:
+    """How the engine really executes ``precision`` where that differs from its name (sparsity), or None."""
+    return SPARSE_DENSE_NOTE if precision.sparsity is not None else None
 
 
 def wna16_shape_reason(

@@ -40,6 +40,8 @@ def engine_kwargs(spec: EngineSpec, checkpoint: Checkpoint, settings: Settings, 
         "disable_log_stats": False,  # per-request engine timestamps for the cross-checks
         "worker_extension_cls": WORKER_EXTENSION,
     }
+    if spec.kv_cache_dtype != "auto":  # vLLM's default; left out so the engine arguments stay as before
+        kwargs["kv_cache_dtype"] = spec.kv_cache_dtype
     if on_cuda:
         kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
         if settings.max_model_len:

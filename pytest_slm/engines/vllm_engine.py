@@ -20,7 +20,7 @@ from pytest_slm.checkpoints.resolve import Checkpoint
 from pytest_slm.devices import DeviceChoice
 from pytest_slm.engines import vllm_args, vllm_facts, vllm_scoring
 from pytest_slm.engines.base import BatchOutput, EngineSpec, Samplings, StreamTrace, per_prompt
-from pytest_slm.engines.gating import CPU_FALLBACK_NOTES, padded_layers, unsupported_reason
+from pytest_slm.engines.gating import CPU_FALLBACK_NOTES, execution_note, padded_layers, unsupported_reason
 from pytest_slm.engines.vllm_stream import stream_requests
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
@@ -131,6 +131,8 @@ class VLLMEngine:
         desc["environment"] = self.environment
         if not self.on_cuda and self.spec.precision.name in CPU_FALLBACK_NOTES:
             desc["fallback"] = CPU_FALLBACK_NOTES[self.spec.precision.name]
+        if execution_note(self.spec.precision):
+            desc["sparse_execution"] = execution_note(self.spec.precision)
         if self.on_cuda and self.spec.precision.quantized:
             from pytest_slm.checkpoints.recipes import linear_shapes
 
@@ -139,6 +141,7 @@ class VLLMEngine:
                 desc["marlin_padded_layers"] = padded
         try:
             desc.update(self.llm.collective_rpc("slm_kernels")[0])
+            desc.update(self.llm.collective_rpc("slm_kv_cache")[0])
         except Exception as exc:  # facts only; never lose a measurement over them
             desc["linear_kernels_error"] = repr(exc)
         return desc

@@ -63,3 +63,30 @@ class SlmWorkerExtension:
                 key = "/".join(parts)
                 kinds[key] = kinds.get(key, 0) + 1
         return {"linear_kernels": kinds}
+
+    def slm_kv_cache(self) -> dict[str, Any]:
+        """The KV cache vLLM allocated: dtype, blocks, tokens it holds, bytes per token position
+        (all layers), and vLLM's own maximum concurrency at ``max_model_len``."""
+        vllm_config: Any = getattr(self, "vllm_config", None)
+        config = getattr(self.model_runner, "kv_cache_config", None)
+        if vllm_config is None or config is None or not config.kv_cache_groups:
+            return {}
+        from vllm.v1.core.kv_cache_utils import get_max_concurrency_for_kv_cache_config
+        from vllm.v1.kv_cache_interface import UniformTypeKVCacheSpecs
+
+        bytes_per_token = 0.0
+        block_size = config.kv_cache_groups[0].kv_cache_spec.block_size
+        for group in config.kv_cache_groups:
+            for layer in group.layer_names:
+                spec = group.kv_cache_spec
+                if isinstance(spec, UniformTypeKVCacheSpecs):  # the worker's aggregated form
+                    spec = spec.kv_cache_specs[layer]
+                bytes_per_token += spec.page_size_bytes / spec.block_size
+        return {
+            "kv_cache_dtype": str(vllm_config.cache_config.cache_dtype),
+            "kv_cache_blocks": int(config.num_blocks),
+            "kv_cache_block_size": int(block_size),
+            "kv_cache_tokens": int(config.num_blocks * block_size),
+            "kv_cache_bytes_per_token": bytes_per_token,
+            "kv_cache_max_concurrency": float(get_max_concurrency_for_kv_cache_config(vllm_config, config)),
+        }

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_slm.engines.base import Engine, EngineSpec
 from pytest_slm.measure.workloads import OfflineRun, StreamingRun, Workload, run_offline, run_streaming
-from pytest_slm.record import Recorder
+from pytest_slm.record import Metric, Recorder
 from pytest_slm.settings import Settings
 
 
@@ -20,6 +21,24 @@ class BenchContext(Recorder):
     attachments: dict[str, list[Any]] = field(default_factory=dict)
     #: the engine's tokenizer when prompts get its chat template (None: raw prompts)
     chat_tokenizer: Any = None
+
+    def record(self, name: str, value: float, **kwargs: Any) -> Metric:
+        """Record one figure (see :meth:`Recorder.record`); a non-default KV-cache dtype joins its workload."""
+        metric = super().record(name, value, **kwargs)
+        self.metrics[-1] = self._with_kv(metric)
+        return self.metrics[-1]
+
+    def extend(self, metrics: Iterable[Metric]) -> None:
+        super().extend(self._with_kv(m) for m in metrics)
+
+    def _with_kv(self, metric: Metric) -> Metric:
+        # KV-cache dtype identifies what was measured, like concurrency; "auto" (the default)
+        # is left out so figures measured before the axis existed keep their identity.
+        kv = self.spec.kv_cache_dtype if self.spec is not None else "auto"
+        if kv == "auto":
+            return metric
+        workload = {**(metric.info.get("workload") or {}), "kv_cache_dtype": kv}
+        return replace(metric, info={**metric.info, "workload": workload})
 
     def attach(self, relpath: str, rows: list[Any]) -> None:
         """Rows to write as JSONL at ``<--slm-output>/<relpath>`` (by the controller, atomically)."""

@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Callable, Sequence
 
 from pytest_slm.engines.base import StreamTrace, tpot_s
-from pytest_slm.measure.workloads import StreamingRun
+from pytest_slm.measure.workloads import StreamingRun, percentile
 from pytest_slm.record import Metric
 
 PERCENTILES = (50, 90, 99)
@@ -43,19 +43,6 @@ def e2e(t: StreamTrace) -> list[float]:
 
 
 EXTRACTORS: dict[str, Callable[[StreamTrace], list[float]]] = {"ttft": ttft, "tpot": tpot, "itl": itl, "e2e": e2e}
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default method), without importing numpy."""
-    if not values:
-        raise ValueError("percentile of no values")
-    xs = sorted(values)
-    if len(xs) == 1:
-        return xs[0]
-    pos = (len(xs) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 def latency_metrics(run: StreamingRun, kind: str) -> list[Metric]:

@@ -13,7 +13,8 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pytest_slm.measure.latency import EXTRACTORS, percentile
+from pytest_slm.measure.latency import EXTRACTORS
+from pytest_slm.measure.workloads import percentile
 from pytest_slm.record import Metric
 from pytest_slm.serving.load import ServedRequest, ServingRun
 from pytest_slm.serving.slo import SLO, Attainment, attainment

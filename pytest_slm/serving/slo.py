@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_slm.measure.latency import percentile
+from pytest_slm.measure.workloads import percentile
 
 LIMIT_KEYS = ("ttft", "tpot", "e2e")
 

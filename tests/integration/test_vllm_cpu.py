@@ -160,3 +160,13 @@ def test_report_command_on_this_run(bench_run, bench_dir: Path, tmp_path: Path) 
     assert "plot left out: energy_per_token — no energy measured" in proc.stdout  # no meter on this VM
     assert "smollm2-135m" in (out / "leaderboard.html").read_text()
     assert "| smollm2-135m " in (out / "executive_summary.md").read_text()
+
+
+def test_pytest_benchmark_microbenches_become_records(bench_run) -> None:  # type: ignore[no-untyped-def]
+    _, doc = bench_run
+    one = metric(doc, "test_generate_one_token", "benchmark_median_s")
+    assert one["n"] == 3 and len(one["samples"]) == 3 and 0 < one["value"] < 10
+    tok = metric(doc, "test_tokenize_prompts", "benchmark_median_s")
+    assert tok["n"] >= 5 and tok["value"] < one["value"], "tokenizing is far cheaper than running the model"
+    cap = metric(doc, "test_kv_cache_capacity", "kv_cache_max_concurrency")
+    assert cap["value"] > 1 and cap["info"]["kv_cache_dtype"] == "auto"

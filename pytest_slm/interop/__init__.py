@@ -1,0 +1,1 @@
+"""Interoperation with other tools (pytest-benchmark, Weights & Biases)."""
