@@ -254,3 +254,14 @@ def test_chat_api_streams_message_deltas(fake_checkpoint: Path) -> None:
             engine.close()
     assert trace.output_tokens == 5 and trace.text == " t0 t1 t2 t3 t4"
     assert srv.requests[0]["messages"] == [{"role": "user", "content": "hello there"}]
+
+
+def test_a_checkpoint_without_tokenizer_files_has_no_tokenizer(fake_checkpoint: Path) -> None:
+    with FakeOpenAIServer() as srv:
+        engine = make_engine(fake_checkpoint, srv.url)
+        try:
+            assert getattr(engine, "tokenizer", None) is None
+            with pytest.raises(AttributeError, match="no tokenizer in"):
+                _ = engine.tokenizer
+        finally:
+            engine.close()

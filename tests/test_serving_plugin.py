@@ -10,10 +10,6 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("aiohttp")
-# The openai engine loads the model's tokenizer in the inner sessions; pytester restores sys.modules after
-# each in-process run, and importing the tokenizers C extension a second time crashes the interpreter.
-pytest.importorskip("transformers")
-pytest.importorskip("tokenizers")
 
 from tests.conftest import REPO, SlmPytester, lines_with
 from tests.fake_openai_server import FakeOpenAIServer

@@ -33,6 +33,8 @@ from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
 
 T = TypeVar("T")
+#: files one of which a Hugging Face checkpoint with a tokenizer has
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 #: seconds an idle pooled connection is kept (below the servers' own keep-alive timeouts)
 KEEPALIVE_S = 2.0
 #: concurrent requests when scoring or completing for accuracy (one lm-eval batch at a time)
@@ -371,6 +373,9 @@ class OpenAIEngine:
     def tokenizer(self) -> Any:
         """The model's Hugging Face tokenizer, from the local checkpoint."""
         if self._tokenizer is None:
+            path = Path(self.checkpoint.path)
+            if not any((path / name).exists() for name in TOKENIZER_FILES):
+                raise TokenizerUnavailable(f"no tokenizer in {path} (none of {', '.join(TOKENIZER_FILES)})")
             from transformers import AutoTokenizer
 
             try:
