@@ -111,9 +111,9 @@ def test_serving_levels_goodput_and_server_counters(served) -> None:  # type: ig
         # (send to first chunk in); how much larger the client's is depends on load, so only the bound holds
         assert m["ttft_client_over_server"]["value"] > 0.9
         assert m["client_loop_lag_p99_s"]["n"] > 0 and "goodput_mlperf_server_rps" in m
-    c1 = records(doc, f"test_serving[{CELL}-c1]")["tpot_p50_s"]["value"]
-    c4 = records(doc, f"test_serving[{CELL}-c4]")["tpot_p50_s"]["value"]
-    assert c4 > c1  # four streams share the two cores
+    c1 = records(doc, f"test_serving[{CELL}-c1]")["output_tokens_per_s"]["value"]
+    c4 = records(doc, f"test_serving[{CELL}-c4]")["output_tokens_per_s"]["value"]
+    assert c4 > 1.5 * c1  # the server batches four streams (3.4x measured on the 2-core VM)
     sat = records(doc, f"test_saturation_point[{CELL}-mlperf-server-concurrency]")["saturation_concurrency"]
     assert sat["value"] in (0, 1, 4)
 
