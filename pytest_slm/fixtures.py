@@ -84,6 +84,9 @@ def slm_engine(
     entry = spec.model_config
     slm_settings = settings_for(slm_settings, entry)  # the model's calibration and accuracy settings
     engine_cls = load_engine_class(slm_settings.engine)
+    configure = getattr(engine_cls, "for_settings", None)  # e.g. openai: own server or an endpoint
+    if configure is not None:
+        engine_cls = configure(slm_settings)
     checkpoint = resolve(
         spec.model, slm_settings.cache_dir, revision=entry.revision if entry else None, token=hub_token(entry)
     )
@@ -180,6 +183,19 @@ def slm_runs(slm_engine: Engine) -> RunCache:
     """Measured workloads on the current engine, memoized: the TTFT, TPOT, ITL and E2E
     tests of one workload share one streaming run."""
     return RunCache(slm_engine)
+
+
+@pytest.fixture(scope="session")
+def slm_serving(request: pytest.FixtureRequest, slm_engine: Engine, slm_settings: Settings) -> Any:
+    """Serving load levels on the current engine, memoized (:class:`pytest_slm.serving.session.ServingSession`):
+    ``slm_serving.run(load)`` serves one level of ``--slm-concurrency`` / ``--slm-request-rate`` with
+    the ``--slm-prompt-set`` prompts; the level tests and the saturation test share the runs."""
+    from pytest_slm.serving.session import ServingSession
+
+    chat = request.config.stash[stash.ENGINE_FACTS].get(slm_engine.spec.id, {}).get("chat_template")
+    return ServingSession(
+        slm_engine, slm_settings, chat_tokenizer=getattr(slm_engine, "tokenizer", None) if chat else None
+    )
 
 
 @pytest.fixture(scope="session")

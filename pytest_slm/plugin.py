@@ -186,6 +186,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "slm_retention_task" in metafunc.fixturenames:
         tasks = list(dict.fromkeys([*all_tasks, "slm_ppl"]))
         metafunc.parametrize("slm_retention_task", tasks, ids=tasks)
+    if "slm_load" in metafunc.fixturenames:  # serving: one test per load level (c8, r4, ...)
+        from pytest_slm.serving.session import load_levels
+
+        loads = load_levels(settings)
+        metafunc.parametrize("slm_load", loads, ids=[load.id for load in loads])
+    if "slm_slo" in metafunc.fixturenames:
+        from pytest_slm.serving.slo import parse_slo
+
+        slos = [parse_slo(text) for text in settings.slo]
+        metafunc.parametrize("slm_slo", slos, ids=[slo.name for slo in slos])
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks

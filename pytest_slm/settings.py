@@ -114,6 +114,21 @@ class Settings:
     fail_on_improvement: bool = False
     tolerance: float = 0.05
     accuracy_tolerance: float = 0.01
+    endpoint: str | None = None  # engine openai: None = start vLLM's server per cell
+    api_key_env: str | None = None
+    openai_api: str = "completions"
+    request_timeout_s: float = 600.0
+    stall_timeout_s: float = 60.0
+    server_startup_timeout_s: float = 300.0
+    prompt_set: str = "shipped"
+    prompt_cycle: bool = False
+    shared_prefix: int = 0
+    concurrency: tuple[int, ...] = (1, 8)
+    request_rate: tuple[float, ...] = ()
+    serving_requests: int = 16
+    serving_max_s: float = 120.0
+    slo: tuple[str, ...] = ("mlperf-server", "mlperf-interactive")
+    client_margin_s: float = 0.010
     kv_cache_dtype: tuple[str, ...] = ("auto",)
     price_per_hour: float | None = None
     wandb: str | None = None  # Weights & Biases project
@@ -179,6 +194,8 @@ _MINIMUMS = {
     "energy_sample_runs": 1,
     "max_runs": 1,
     "min_sessions": 1,
+    "shared_prefix": 0,
+    "serving_requests": 1,
 }
 
 
@@ -207,6 +224,11 @@ def _validate(name: str, raw: Any, source: str) -> Any:
         if not 0 <= tau < 1:
             raise SettingsError(f"{source}: {name} must be in [0, 1), got {tau}")
         return tau
+    if name in ("request_timeout_s", "stall_timeout_s", "server_startup_timeout_s", "serving_max_s", "client_margin_s"):
+        seconds = _to_float(name, raw, source)
+        if seconds <= 0:
+            raise SettingsError(f"{source}: {name} must be > 0, got {seconds}")
+        return seconds
     if name in ("energy_window_s", "energy_idle_s", "energy_settle_s", "max_foreign_load"):
         seconds = _to_float(name, raw, source)
         if seconds < 0:
@@ -246,6 +268,22 @@ def _parse(spec: OptionSpec, raw: Any, source: str) -> Any:
         if not models:
             raise SettingsError(f"{source}: no model given")
         return models
+    if spec.field == "concurrency":
+        return tuple(dict.fromkeys(_to_int("concurrency", c, source, 1) for c in raw))
+    if spec.field == "request_rate":
+        rates = tuple(dict.fromkeys(_to_float("request_rate", r, source) for r in raw))
+        if any(not r > 0 for r in rates):
+            raise SettingsError(f"{source}: request rates must be > 0 (or inf), got {list(raw)}")
+        return rates
+    if spec.field == "slo":
+        from pytest_slm.serving.slo import SLOError, parse_slo
+
+        for entry in raw:
+            try:
+                parse_slo(str(entry))
+            except SLOError as exc:
+                raise SettingsError(f"{source}: {exc}") from None
+        return tuple(dict.fromkeys(str(e) for e in raw))
     if spec.field == "kv_cache_dtype":
         dtypes = tuple(dict.fromkeys(str(d).strip().lower() for d in raw))
         bad = [d for d in dtypes if d not in KV_CACHE_DTYPES]

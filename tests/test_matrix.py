@@ -90,7 +90,7 @@ def test_unknown_engine_lists_registered_names(slm_pytester) -> None:
     slm_pytester.pytester.makepyfile(TWO_TESTS)
     result = slm_pytester.run("--slm-engine", "tensorrt")
     result.assert_outcomes(passed=1, errors=2)
-    result.stdout.fnmatch_lines(["*unknown engine 'tensorrt'; valid: vllm or module:Class*"])
+    result.stdout.fnmatch_lines(["*unknown engine 'tensorrt'; valid: openai, vllm or module:Class*"])
 
 
 def test_xdist_group_keeps_an_engine_on_one_worker(slm_pytester) -> None:

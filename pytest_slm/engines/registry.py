@@ -7,6 +7,7 @@ from typing import Any
 
 ENGINES: dict[str, str] = {
     "vllm": "pytest_slm.engines.vllm_engine:VLLMEngine",
+    "openai": "pytest_slm.engines.openai_engine:OpenAIEngine",
 }
 
 
