@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
 # The CUDA path in one command, for a GPU machine whose time is scarce: bootstrap with the CUDA
-# vLLM (SLM_CUDA=1; SLM_WHEELHOUSE=DIR offline), then the bench matrix bf16 fp8 int8 int4 with
-# NVML energy, written to $OUT (default slm-results/gpu-check), plus the raw NVML energy check.
+# vLLM (SLM_CUDA=1; SLM_WHEELHOUSE=DIR offline), then the bench matrix with NVML energy, one
+# pytest run per precision in the order bf16 int4 fp8 int8, each under its own time limit and
+# written to its own $OUT/<precision> (a slow or crashing step loses none of the others'
+# results), then the raw NVML energy check. Results go to $OUT (default slm-results/gpu-check).
 # Usage: scripts/gpu_check.sh [extra pytest args]     e.g. OUT=/tmp/out scripts/gpu_check.sh -x
+#   SLM_PYTHON=PATH            use this Python as it is (a GPU runner image with torch and the CUDA
+#                              vLLM already installed) instead of bootstrapping ./.venv.
+#   SLM_GPU_PRECISIONS="..."   the precisions to run, in order (default: bf16 int4 fp8 int8).
+#   SLM_GPU_STEP_TIMEOUT=SEC   time limit of each precision's run and of the energy check (default 1200).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 out="${OUT:-slm-results/gpu-check}"
-SLM_CUDA=1 bash scripts/bootstrap.sh
+if [[ -n "${SLM_PYTHON:-}" ]]; then
+  py="$SLM_PYTHON"
+  "$py" -c 'import torch, vllm, pytest_slm' \
+    || { echo "gpu_check: SLM_PYTHON=$py cannot import torch, vllm and pytest_slm" >&2; exit 2; }
+else
+  SLM_CUDA=1 bash scripts/bootstrap.sh
+  py=.venv/bin/python
+fi
+step_timeout="${SLM_GPU_STEP_TIMEOUT:-1200}"
+read -r -a precisions <<<"${SLM_GPU_PRECISIONS:-bf16 int4 fp8 int8}"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" HF_DATASETS_OFFLINE="${HF_DATASETS_OFFLINE:-1}"
 mkdir -p "$out"
-.venv/bin/python - <<'PY' | tee "$out/device.txt"
+"$py" - <<'PY' | tee "$out/device.txt"
 import json
 from pytest_slm.devices import nvml_gpus
 gpus = nvml_gpus()
@@ -19,8 +34,18 @@ if not gpus:
     raise SystemExit("gpu_check: NVML sees no GPU here; this script is for a CUDA machine")
 PY
 status=0
-.venv/bin/python -m pytest benches -p no:cacheprovider --slm-output "$out" \
-  --precision bf16 fp8 int8 int4 --slm-power-meter nvml -rs "$@" || status=$?
-.venv/bin/python scripts/gpu_energy_check.py "$out/gpu_energy_check.json" || status=$?
-echo "gpu_check: results in $out (pytest and energy-check exit status: $status)"
+summary=()
+for precision in "${precisions[@]}"; do
+  rc=0
+  timeout -k 30 "$step_timeout" "$py" -m pytest benches -p no:cacheprovider --slm-output "$out/$precision" \
+    --precision "$precision" --slm-power-meter nvml -rs "$@" || rc=$?
+  summary+=("$precision=$rc")
+  [[ "$rc" == 0 ]] || status=$rc
+done
+rc=0
+timeout -k 30 "$step_timeout" "$py" scripts/gpu_energy_check.py "$out/gpu_energy_check.json" || rc=$?
+summary+=("energy-check=$rc")
+[[ "$rc" == 0 ]] || status=$rc
+# 124 (or 137) in a step's status is its time limit running out.
+echo "gpu_check: results in $out; exit statuses: ${summary[*]}" | tee "$out/status.txt"
 exit "$status"

@@ -69,5 +69,36 @@ def test_gpu_check_runs_the_matrix_with_energy() -> None:
     text = (REPO / "scripts" / "gpu_check.sh").read_text()
     assert subprocess.run(["bash", "-n", str(REPO / "scripts" / "gpu_check.sh")]).returncode == 0
     assert "SLM_CUDA=1 bash scripts/bootstrap.sh" in text
-    assert "--precision bf16 fp8 int8 int4 --slm-power-meter nvml" in text
     assert "scripts/gpu_energy_check.py" in text
+
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+# Stands in for a GPU image's python3: logs each call; int4 fails, fp8 outlives its time limit.
+echo "$*" >> "$FAKE_LOG"
+case "$*" in
+  *"--precision int4"*) exit 3 ;;
+  *"--precision fp8"*) exec sleep 30 ;;
+  "-") cat >/dev/null; echo "[]" ;;
+esac
+exit 0
+"""
+
+
+def test_gpu_check_runs_each_precision_apart_with_its_own_output_and_time_limit(tmp_path: Path) -> None:
+    fake, log, out = tmp_path / "python", tmp_path / "calls.log", tmp_path / "out"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    env = {**os.environ, "SLM_PYTHON": str(fake), "FAKE_LOG": str(log), "OUT": str(out), "SLM_GPU_STEP_TIMEOUT": "2"}
+    run = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_check.sh"), "-x"], env=env, capture_output=True, text=True, timeout=120
+    )
+    calls = log.read_text().splitlines()
+    pytest_calls = [c for c in calls if c.startswith("-m pytest")]
+    order = [c.split("--precision ")[1].split()[0] for c in pytest_calls]
+    assert order == ["bf16", "int4", "fp8", "int8"]  # the step after a failure and a timeout still runs
+    for precision, call in zip(order, pytest_calls, strict=True):
+        assert f"--slm-output {out}/{precision} " in call and "--slm-power-meter nvml" in call and call.endswith("-x")
+    assert any("gpu_energy_check.py" in c for c in calls)
+    assert not (tmp_path / ".venv").exists()
+    assert run.returncode != 0
+    assert "bf16=0 int4=3 fp8=124 int8=0 energy-check=0" in (out / "status.txt").read_text()
