@@ -41,6 +41,9 @@ class VLLMEngine:
 
     kind = "vllm"
 
+    #: the module :meth:`preload` imports (its import time is recorded only if this process had not)
+    preload_module = "vllm"
+
     @classmethod
     def preload(cls) -> None:
         """Import vLLM (seconds on its own), so the engine's load time does not include it."""
