@@ -131,8 +131,10 @@ def slm_engine(
         "parallel": spec.layout.to_dict(),
         "model_config": config_facts,
     }
+    described: dict[str, Any] = {}
     try:
-        facts.update(engine.describe())
+        described = engine.describe()
+        facts.update(described)
     except Exception as exc:  # a fact we could not read never stops the measurements
         facts["describe_error"] = repr(exc)
     from pytest_slm.measure.chat import ChatTemplateError, use_chat_template
@@ -150,6 +152,8 @@ def slm_engine(
         raise pytest.UsageError(str(exc)) from None
     # facts travel to the xdist controller and into results.json: plain JSON values only
     facts = json.loads(json.dumps(facts, default=str))
+    # tallies the engine keeps filling in as it serves (plain JSON already): kept live, not copied
+    facts.update({k: described[k] for k in getattr(engine, "live_facts", ()) if k in described})
     request.config.stash.setdefault(stash.ENGINE_FACTS, {})[spec.id] = facts
     try:
         yield engine

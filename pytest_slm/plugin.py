@@ -164,9 +164,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     workers = getattr(config.option, "numprocesses", None)
     if isinstance(workers, int) and workers > 1:
         lines.append(
-            f"slm: {workers} xdist workers: engines on the CPU share its cores, so each worker's engine is "
-            f"the others' foreign load; overlapping timings are invalid above --slm-max-foreign-load "
-            f"({s.max_foreign_load:g} cores)"
+            f"slm: {workers} xdist workers: engines that run on the CPU share its cores, so each worker's "
+            f"engine is the others' foreign load; overlapping timings are invalid above "
+            f"--slm-max-foreign-load ({s.max_foreign_load:g} cores)"
         )
     return lines
 

@@ -156,6 +156,8 @@ def test_cpu_xdist_runs_one_engine_per_worker(slm_pytester, monkeypatch: pytest.
     result.assert_outcomes(passed=4)
     workers = {dict(f.split("=", 1) for f in line.split()[2:])["worker"] for line in slm_pytester.engine_log()}
     assert workers == {"gw0", "gw1"}
+    # the header says what sharing the CPU does to timings
+    result.stdout.fnmatch_lines(["slm: 2 xdist workers: engines that run on the CPU share its cores*"])
 
 
 def test_gpu_index_1_serves_every_cell_and_files_baselines_under_that_gpu(

@@ -49,6 +49,9 @@ def test_latency_benches_run_unchanged_against_a_server(slm_pytester: SlmPyteste
     assert any(r.get("test", "").endswith("[tiny-model-bf16-single]") for r in data["records"])
     # one streamed request per prompt, each asking for exactly 8 tokens with EOS ignored
     assert {(r["max_tokens"], r["ignore_eos"], r["stream"]) for r in srv.requests} == {(8, True, True)}
+    # the engine's tally of where token counts came from is live: every request served is in the report
+    tally = data["environment"]["engines"]["tiny-model-bf16"]["token_count_source"]
+    assert set(tally) == {"usage"} and tally["usage"] >= len(srv.requests) - 1, tally
 
 
 @pytest.mark.parametrize(

@@ -456,6 +456,9 @@ class OpenAIEngine:
         note = "sum of VmHWM over the vLLM server's processes (API server and engine core); includes the KV cache"
         return [Metric("peak_rss_bytes", sum(tree.values()), "B", False, info={"processes": tree, "note": note})]
 
+    #: facts that fill in as requests are served (the fixture keeps them live in the report)
+    live_facts = ("token_count_source",)
+
     def describe(self) -> dict[str, Any]:
         desc = {
             **self.facts,

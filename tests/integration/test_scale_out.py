@@ -171,7 +171,8 @@ def test_tensor_parallel_engine_runs_with_its_layout(tensor_parallel) -> None:  
     assert engine["engine_args"]["distributed_executor_backend"] == "mp"
     assert engine["parallel"]["devices"] == 3 and engine["model_config"]["parameter_check"]["counted"] == 134_515_008
     records = doc["records"]
-    assert {r["parallel"] for r in records} == {"tp3-pp1-mp"}
+    # every record of the engine carries its layout (machine-level ones, e.g. memory bandwidth, have no engine)
+    assert {r.get("parallel") for r in records if r.get("model")} == {"tp3-pp1-mp"}
     tps = next(r for r in records if r["metric"] == "output_tokens_per_s")
     assert tps["value"] > 0
     # three tensor-parallel worker processes did the work

@@ -30,7 +30,6 @@ def test_two_workers_one_engine_each_and_no_record_lost(tmp_path_factory: pytest
     models = ("--models", "smollm2-135m", str(twin))
     proc, doc = run_benches(tmp_path_factory.mktemp("xdist"), *models, *ARGS, "-n", "2")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
-    assert "2 xdist workers: engines on the CPU share its cores" in proc.stdout  # the header says so
     engines = doc["environment"]["engines"]
     assert set(engines) == {"smollm2-135m-bf16", "smollm2-twin-bf16"}
     assert {e["xdist_worker"] for e in engines.values()} == {"gw0", "gw1"}
