@@ -73,9 +73,11 @@ def test_gpu_check_runs_the_matrix_with_energy() -> None:
 
 
 FAKE_PYTHON = """#!/usr/bin/env bash
-# Stands in for a GPU image's python3: logs each call; int4 fails, fp8 outlives its time limit.
+# Stands in for a GPU image's python3: logs each call; int4 fails, fp8 outlives its time limit;
+# FlashInfer is not installed.
 echo "$*" >> "$FAKE_LOG"
 case "$*" in
+  "-c import flashinfer") exit 1 ;;
   *"--precision int4"*) exit 3 ;;
   *"--precision fp8"*) exec sleep 30 ;;
   "-") cat >/dev/null; echo "[]" ;;
@@ -99,6 +101,11 @@ def test_gpu_check_runs_each_precision_apart_with_its_own_output_and_time_limit(
     for precision, call in zip(order, pytest_calls, strict=True):
         assert f"--slm-output {out}/{precision} " in call and "--slm-power-meter nvml" in call and call.endswith("-x")
     assert any("gpu_energy_check.py" in c for c in calls)
+    # timing and energy first, accuracy later, and every bench file once
+    files = [a for a in pytest_calls[0].split() if a.startswith("benches/")]
+    assert files[:3] == ["benches/test_latency.py", "benches/test_throughput.py", "benches/test_energy.py"]
+    assert sorted(files) == sorted(f"benches/{f.name}" for f in (REPO / "benches").glob("test_*.py"))
+    assert "VLLM_USE_FLASHINFER_SAMPLER=0" in run.stdout  # vLLM's sampler would import the missing FlashInfer
     assert not (tmp_path / ".venv").exists()
     assert run.returncode != 0
     assert "bf16=0 int4=3 fp8=124 int8=0 energy-check=0" in (out / "status.txt").read_text()
