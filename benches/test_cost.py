@@ -52,7 +52,7 @@ def test_usd_per_million_output_tokens(slm_runs, slm):
     if price is None:
         pytest.skip("no --slm-price-per-hour given: money figures need the machine's price")
     tps = next(
-        m for m in throughput_metrics(slm_runs.offline(slm.workload("batch"))) if m.name == "output_tokens_per_s"
+        m for m in throughput_metrics(slm_runs.offline(slm.offline_workload())) if m.name == "output_tokens_per_s"
     )
     slm.extend([usd_per_million_output_tokens(tps.value, price, tps.samples, workload=tps.info.get("workload"))])
 

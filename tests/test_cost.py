@@ -82,7 +82,10 @@ def test_cost_bench_on_the_fake_engine(slm_pytester, tmp_path: Path) -> None:
     assert s["info"]["items"] == 8 and 0 < correct <= 8 and s["info"]["correctness_metric"] == "slm_mc.acc"
     assert s["value"] == pytest.approx(s["info"]["wall_s"] / correct)
     assert recs["usd_per_correct_answer"]["value"] == pytest.approx(s["value"] * 3.6 / 3600)
-    assert recs["usd_per_million_output_tokens"]["unit"] == "USD/Mtoken"
+    usd = recs["usd_per_million_output_tokens"]
+    assert usd["unit"] == "USD/Mtoken"
+    # priced at the throughput test's own offline workload (its request count, not the latency batch)
+    assert usd["info"]["workload"]["concurrency"] == 32 != 8
     # the fake counter does not move: zero joules, honestly reported, per answer counted over the repeats
     j = recs["j_per_correct_answer"]
     assert j["value"] == 0.0 and j["info"]["correct"] % correct == 0 and j["info"]["repeats"] >= 1
