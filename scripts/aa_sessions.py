@@ -54,6 +54,7 @@ def session_figures(doc: dict) -> dict[str, dict]:  # type: ignore[type-arg]
             "verdict": (r.get("baseline") or {}).get("verdict"),
             "invalid_reasons": r.get("invalid_reasons"),
             "cpu": (r.get("info") or {}).get("cpu"),
+            "machine": (r.get("info") or {}).get("machine"),
         }
     return out
 

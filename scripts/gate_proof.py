@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_slm.compare.gate import compare_metric
+from pytest_slm.compare.gate import compare_metric, machine_check
 from pytest_slm.compare.rules import compare_paired_items
 from pytest_slm.record import Metric
 
@@ -42,11 +42,14 @@ def verdict(key: str, cur: dict, hist: list[dict], slowdown: float, alpha: float
     hib = cur["higher_is_better"]
     factor = (1 / slowdown) if hib else slowdown
     metric = Metric(key.split("::")[-1], cur["value"] * factor, cur["unit"], hib,
-                    samples=tuple(x * factor for x in cur["samples"]), info={"se_log": cur["se_log"]})  # fmt: skip
+                    samples=tuple(x * factor for x in cur["samples"]),
+                    info={"se_log": cur["se_log"], "machine": cur.get("machine")})  # fmt: skip
     entry = {
         "value": hist[-1]["value"], "samples": hist[-1]["samples"], "higher_is_better": hib,
-        "sessions": [{"value": h["value"], "se_log": h["se_log"]} for h in hist],
+        "sessions": [{"value": h["value"], "se_log": h["se_log"], "machine": h.get("machine")} for h in hist],
     }  # fmt: skip
+    if machine_check(metric, entry) is not None:  # the gate's own check: the machine moved
+        return None
     return compare_metric(metric, entry, alpha=alpha, min_sessions=k)
 
 
@@ -75,12 +78,40 @@ def replay(sessions: list[dict], k: int, alpha: float, slowdown: float, rng: np.
                     excluded += 1
                     continue
                 c = verdict(key, cur, hist, slowdown, alpha / family, k)
+                if c is None:
+                    per_metric[key]["invalid (machine)"] += 1
+                    continue
                 per_metric[key][c.verdict] += 1
                 if c.mde is not None:
                     mdes[key].append(c.mde)
                 alarmed |= c.verdict in ("regressed", "improved")
             session_alarm.append(alarmed)
     return per_metric, mdes, session_alarm, excluded, family
+
+
+def machine_tracking(sessions: list[dict]) -> None:  # type: ignore[type-arg]
+    """Does the reference kernel move with the figures? Per gated timing, the correlation across
+    sessions of log(figure) (sign: up = slower) with log(kernel time), and the kernel's own spread."""
+    keys = sorted({k for s in sessions for k, f in s["figures"].items() if f.get("machine")})
+    if not keys:
+        print("\nreference kernel: not recorded in these sessions")
+        return
+    print("\nreference kernel (time per call) against the figures, across sessions:")
+    for key in keys:
+        pairs = [
+            (f["value"], f["machine"]["probe_s"], f["higher_is_better"])
+            for s in sessions
+            if (f := s["figures"].get(key)) and f.get("machine") and f["valid"]
+        ]
+        if len(pairs) < 3:
+            continue
+        slow = np.log([v for v, _, _ in pairs]) * (-1 if pairs[0][2] else 1)
+        probe = np.log([p for _, p, _ in pairs])
+        r = float(np.corrcoef(slow, probe)[0, 1]) if np.std(slow) > 0 and np.std(probe) > 0 else float("nan")
+        print(
+            f"  {key}: r = {r:+.2f} over {len(pairs)} sessions; figure sd {100 * np.std(slow, ddof=1):.1f} %, "
+            f"kernel sd {100 * np.std(probe, ddof=1):.1f} %"
+        )
 
 
 def accuracy_drop(rng: np.random.Generator, trials: int, alpha: float) -> float:
@@ -162,9 +193,11 @@ def main() -> int:
             for key, counts in sorted(per_metric.items()):
                 m = sum(counts.values())
                 shown = ", ".join(f"{v} {100 * counts[v] / max(m, 1):.0f} %" for v in
-                                  ("pass", "inconclusive", "regressed", "improved") if counts[v])  # fmt: skip
+                                  ("pass", "inconclusive", "regressed", "improved", "invalid (machine)")
+                                  if counts[v])  # fmt: skip
                 mde = f"; detectable change {100 * float(np.median(mdes[key])):.1f} %" if mdes[key] else ""
                 print(f"  {key}: {shown}{mde}")
+    machine_tracking(sessions)
     print(f"\naccuracy, 1,000 paired items, 5-point drop, alpha 0.05/30: detected "
           f"{100 * accuracy_drop(rng, 300, args.alpha / 30):.0f} %")  # fmt: skip
     if args.items:

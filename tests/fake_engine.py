@@ -2,7 +2,9 @@
 
 Select it with ``--slm-engine tests.fake_engine:FakeEngine``. Token timings are synthetic
 (TTFT and TPOT from ``SLM_FAKE_TTFT_S`` / ``SLM_FAKE_TPOT_S``), so latency figures are
-exact and tests need not sleep.
+exact and tests need not sleep. The reference kernel's time is synthetic too
+(``SLM_FAKE_MACHINE_S``: one value, or ``before,after`` for a machine that changes speed during
+a window; ``none``: no probe).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pytest_slm.checkpoints.resolve import Checkpoint
 from pytest_slm.devices import DeviceChoice
 from pytest_slm.engines.base import BatchOutput, EngineSpec, Samplings, StreamTrace, per_prompt
 from pytest_slm.engines.gating import unsupported_reason
+from pytest_slm.measure.machine import Probe
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
@@ -55,6 +58,7 @@ class FakeEngine:
         self.queue_delay_s = float(os.environ.get("SLM_FAKE_QUEUE_DELAY_S", "0"))
         self.preemptions = int(os.environ.get("SLM_FAKE_PREEMPTIONS", "0"))
         self._calls = 0
+        self._probes = 0
         self.closed = False
         self._log("load")
 
@@ -126,6 +130,15 @@ class FakeEngine:
                 text = text.split(s)[0]
             out.append(text)
         return out
+
+    def machine_probe(self) -> Probe | None:
+        """The reference kernel's time: ``SLM_FAKE_MACHINE_S`` (alternating ``before,after``)."""
+        given = os.environ.get("SLM_FAKE_MACHINE_S", "0.005")
+        if given == "none":
+            return None
+        times = [float(x) for x in given.split(",")]
+        self._probes += 1
+        return Probe(seconds=times[(self._probes - 1) % len(times)], rel_iqr=0.01, calls=40, device="cpu")
 
     def memory_metrics(self) -> list[Metric]:
         return [Metric("peak_rss_bytes", 1_000_000, "B", False, info={"device": "fake"})]

@@ -3,7 +3,8 @@
 The fingerprint names what changes the numbers (accelerator and count, engine, major.minor
 versions of vLLM and torch); the full environment is stored inside each file. Each metric entry
 keeps the workload it was measured on and the figures of the last ``HISTORY`` saved sessions
-(the between-session spread the gate needs). Files are small, flat and key-sorted, so a
+(the between-session spread the gate needs), each with the reference kernel's time of its
+session (how fast the machine was: :mod:`pytest_slm.measure.machine`). Files are small, flat and key-sorted, so a
 baseline refresh reads well as a diff. Writes are read-merge-write under a file lock, so two
 workers or two CI jobs saving at once lose nothing.
 """
@@ -79,7 +80,7 @@ def sessions_of(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def merge_entry(old: Mapping[str, Any] | None, new: Mapping[str, Any], *, reset: bool) -> dict[str, Any]:
     """``new`` (one session's entry) on top of ``old``: the session history grows by one, up to
     :data:`HISTORY`; ``reset`` (an accepted change, or a new workload) starts it again."""
-    session = {k: new.get(k) for k in ("value", "se_log", "saved_at", "git_commit")}
+    session = {k: new.get(k) for k in ("value", "se_log", "saved_at", "git_commit", "machine")}
     history = [] if (old is None or reset) else list(sessions_of(old))
     merged = dict(new)
     merged["sessions"] = [*history, session][-HISTORY:]

@@ -17,6 +17,7 @@ from pytest_slm.compare.rules import (
     compare_sessions,
     se_log,
 )
+from pytest_slm.measure.machine import Shift, machine_shift
 from pytest_slm.record import Metric
 
 DEFAULT_TAU = 0.05  # latency, throughput, energy, memory: 5 %
@@ -75,6 +76,14 @@ def compare_metric(
     )
 
 
+def machine_check(metric: Metric, entry: Mapping[str, Any]) -> Shift | None:
+    """The machine's speed shift since the baseline's sessions, when it is too large to compare
+    ``metric`` (the reference kernel of :mod:`pytest_slm.measure.machine`); None when it is not,
+    or when either side carries no probe (figures that are not timings, older baselines)."""
+    shift = machine_shift(metric.info.get("machine"), [s.get("machine") for s in sessions_of(entry)])
+    return shift if shift is not None and shift.exceeded else None
+
+
 def incomparable(metric: str, stored: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any] | None:
     """An "incomparable" row when the stored workload differs from the current one, else None."""
     diffs = identity.differences(stored, current)
@@ -106,6 +115,7 @@ def baseline_entry(
         "n": metric.n,
         "stderr": metric.stderr,
         "workload": dict(workload),
+        "machine": metric.info.get("machine"),
         "saved_at": saved_at,
         "git_commit": git_commit,
         "versions": dict(versions),

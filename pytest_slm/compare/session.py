@@ -136,7 +136,12 @@ class Gate:
                 return {}, []
             note = f"baselines exist only for {', '.join(others)}; this machine is {fp}: comparison skipped"
             return {m.name: {"verdict": "skipped", "note": note} for m in ctx.metrics if policy.is_gated(m.name)}, []
-        from pytest_slm.compare.gate import compare_metric, comparison_row, incomparable  # scipy: only when comparing
+        from pytest_slm.compare.gate import (  # scipy: only when comparing
+            compare_metric,
+            comparison_row,
+            incomparable,
+            machine_check,
+        )
 
         rows: dict[str, dict[str, Any]] = {}
         problems: list[str] = []
@@ -154,6 +159,12 @@ class Gate:
                 if mismatch is not None:
                     rows[m.name] = {**mismatch, "file": str(base.path)}
                     continue
+            shift = machine_check(m, entry)
+            if shift is not None:  # the machine, not the code, moved: no verdict either way
+                rows[m.name] = {"verdict": "invalid", "note": shift.reason(), "machine_ratio": shift.ratio,
+                                "file": str(base.path)}  # fmt: skip
+                ctx.invalid(shift.reason())
+                continue
             try:
                 c = compare_metric(
                     m,

@@ -28,6 +28,7 @@ from pytest_slm.checkpoints.resolve import Checkpoint
 from pytest_slm.devices import DeviceChoice
 from pytest_slm.engines import openai_client as oc
 from pytest_slm.engines.base import BatchOutput, EngineSpec, Samplings, SamplingSpec, StreamTrace, per_prompt
+from pytest_slm.measure.machine import Probe
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
@@ -445,6 +446,12 @@ class OpenAIEngine:
         return [str(self._choice(r).get("text") or "") for r in results]
 
     # -- facts ----------------------------------------------------------------------------------
+    def machine_probe(self) -> Probe | None:
+        """The reference kernel timed on this engine's device (:mod:`pytest_slm.measure.machine`)."""
+        from pytest_slm.measure.machine import probe
+
+        return probe("cuda" if self.device.on_cuda else "cpu")
+
     def memory_metrics(self) -> list[Metric]:
         """Peak resident memory of the managed server's process tree; nothing for an external server
         (HTTP does not say; ``describe()["memory"]`` gives the reason)."""

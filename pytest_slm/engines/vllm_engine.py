@@ -22,6 +22,7 @@ from pytest_slm.engines import vllm_args, vllm_facts, vllm_scoring
 from pytest_slm.engines.base import BatchOutput, EngineSpec, Samplings, StreamTrace, per_prompt
 from pytest_slm.engines.gating import CPU_FALLBACK_NOTES, execution_note, padded_layers, unsupported_reason
 from pytest_slm.engines.vllm_stream import stream_requests
+from pytest_slm.measure.machine import Probe
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
@@ -120,6 +121,12 @@ class VLLMEngine:
         return vllm_scoring.complete(self.llm, token_prompts, max_tokens=max_tokens, stop=stop, temperature=temperature)
 
     # -- facts --------------------------------------------------------------------------
+    def machine_probe(self) -> Probe | None:
+        """The reference kernel timed on this engine's device (:mod:`pytest_slm.measure.machine`)."""
+        from pytest_slm.measure.machine import probe
+
+        return probe("cuda" if self.device.on_cuda else "cpu")
+
     def memory_metrics(self) -> list[Metric]:
         return vllm_facts.memory_metrics(self.llm.collective_rpc("slm_memory")[0], on_cuda=self.on_cuda)
 

@@ -94,15 +94,17 @@ class RunCache:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: the engine's reference-kernel timer (``machine_probe``), where it has one
+        self.prober = getattr(engine, "machine_probe", None)
         self._streaming: dict[Workload, StreamingRun] = {}
         self._offline: dict[Workload, OfflineRun] = {}
 
     def streaming(self, workload: Workload) -> StreamingRun:
         if workload not in self._streaming:
-            self._streaming[workload] = run_streaming(self.engine, workload)
+            self._streaming[workload] = run_streaming(self.engine, workload, self.prober)
         return self._streaming[workload]
 
     def offline(self, workload: Workload) -> OfflineRun:
         if workload not in self._offline:
-            self._offline[workload] = run_offline(self.engine, workload)
+            self._offline[workload] = run_offline(self.engine, workload, prober=self.prober)
         return self._offline[workload]

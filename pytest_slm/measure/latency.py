@@ -16,6 +16,7 @@ import statistics
 from collections.abc import Callable, Sequence
 
 from pytest_slm.engines.base import StreamTrace, tpot_s
+from pytest_slm.measure import machine
 from pytest_slm.measure.workloads import StreamingRun, percentile
 from pytest_slm.record import Metric
 
@@ -89,6 +90,7 @@ def run_info(run: StreamingRun) -> dict[str, object]:
         "clock": "client perf_counter",
         "repetitions": len(run.repetitions),
         "achieved_rel_ci": {k: _finite_or_none(v) for k, v in run.achieved_rel_ci.items()},
+        "machine": machine.describe(*run.machine),
         "cpu": None
         if cpu is None
         else {

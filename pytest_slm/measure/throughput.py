@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from pytest_slm.measure import machine
 from pytest_slm.measure.workloads import OfflineRun
 from pytest_slm.record import Metric
 
@@ -20,6 +21,7 @@ def throughput_metrics(run: OfflineRun) -> list[Metric]:
         "workload": run.workload.describe(),
         "batches": len(run.batches),
         "achieved_rel_ci": {k: (v if math.isfinite(v) else None) for k, v in run.achieved_rel_ci.items()},
+        "machine": machine.describe(*run.machine),
         "cpu": None
         if cpu is None
         else {"foreign_cores": round(cpu.foreign_cores, 3), "steal_fraction": round(cpu.steal_fraction, 4)},

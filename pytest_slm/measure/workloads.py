@@ -22,7 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_slm.engines.base import BatchOutput, Engine, SamplingSpec, StreamTrace, tpot_s
-from pytest_slm.measure import validity
+from pytest_slm.measure import machine, validity
+from pytest_slm.measure.machine import Probe
+
+#: times the reference kernel on the engine's device (:func:`pytest_slm.measure.machine.probe`)
+Prober = Callable[[], "Probe | None"]
 
 
 def prompts_digest(prompts: Sequence[str]) -> str:
@@ -90,6 +94,8 @@ class StreamingRun:
     #: 95 % CI half-width (relative) of each adaptive statistic over the repetitions
     achieved_rel_ci: Mapping[str, float] = field(default_factory=dict)
     cpu: validity.CpuUsage | None = None
+    #: the reference kernel timed right before and right after the measured window
+    machine: tuple[Probe | None, Probe | None] = (None, None)
 
     def problems(self, max_foreign_cores: float = validity.MAX_FOREIGN_CORES) -> list[str]:
         """Why these figures cannot be trusted (empty when they can)."""
@@ -106,6 +112,7 @@ class StreamingRun:
             validity.preemptions(int(sum(t.engine.get("num_preemptions", 0) for t in traces)), len(traces)),
             validity.warmup_trend(per_repetition(self, median_tpot), "the median TPOT"),
             self.cpu.problem(max_foreign_cores) if self.cpu else None,
+            machine.window_change(*self.machine),
         ]
         out.extend(r for r in reasons if r)
         return out
@@ -125,6 +132,8 @@ class OfflineRun:
     batches: tuple[TimedBatch, ...]
     achieved_rel_ci: Mapping[str, float] = field(default_factory=dict)
     cpu: validity.CpuUsage | None = None
+    #: the reference kernel timed right before and right after the measured window
+    machine: tuple[Probe | None, Probe | None] = (None, None)
 
     def problems(self, max_foreign_cores: float = validity.MAX_FOREIGN_CORES) -> list[str]:
         """Why these figures cannot be trusted (empty when they can)."""
@@ -132,6 +141,7 @@ class OfflineRun:
         reasons = [
             validity.warmup_trend(rates, "output tokens/s"),
             self.cpu.problem(max_foreign_cores) if self.cpu else None,
+            machine.window_change(*self.machine),
         ]
         return [r for r in reasons if r]
 
@@ -237,19 +247,28 @@ def _repeat(
     return results, cis(results)
 
 
-def run_streaming(engine: Engine, workload: Workload) -> StreamingRun:
-    """Stream ``workload`` ``num_warmup + num_runs`` times (more when adaptive); keep the measured ones."""
+def _probe(prober: Prober | None) -> Probe | None:
+    return prober() if prober is not None else None
+
+
+def run_streaming(engine: Engine, workload: Workload, prober: Prober | None = None) -> StreamingRun:
+    """Stream ``workload`` ``num_warmup + num_runs`` times (more when adaptive); keep the measured
+    ones. ``prober`` times the reference kernel right before and right after the measured window."""
     for _ in range(workload.num_warmup):
         engine.stream(workload.prompts(), workload.sampling)
+    before = _probe(prober)
     with validity.CpuWindow() as window:
         reps, ci = _repeat(
             workload, lambda _: tuple(engine.stream(workload.prompts(), workload.sampling)), STREAMING_STATISTICS
         )
-    return StreamingRun(workload, tuple(reps), ci, window.usage)
+    return StreamingRun(workload, tuple(reps), ci, window.usage, (before, _probe(prober)))
 
 
-def run_offline(engine: Engine, workload: Workload, clock: Callable[[], float] = time.perf_counter) -> OfflineRun:
-    """Generate the batch ``num_warmup + num_runs`` times, timing each measured call."""
+def run_offline(
+    engine: Engine, workload: Workload, clock: Callable[[], float] = time.perf_counter, prober: Prober | None = None
+) -> OfflineRun:
+    """Generate the batch ``num_warmup + num_runs`` times, timing each measured call (``prober``:
+    the reference kernel, timed right before and right after the measured window)."""
     sampling = workload.sampling
     prompts = workload.prompts()
     for _ in range(workload.num_warmup):
@@ -260,6 +279,7 @@ def run_offline(engine: Engine, workload: Workload, clock: Callable[[], float] =
         out = engine.generate(prompts, sampling)
         return TimedBatch(clock() - t0, out)
 
+    before = _probe(prober)
     with validity.CpuWindow() as window:
         batches, ci = _repeat(workload, once, {"output_tokens_per_s": lambda b: b.output.output_tokens / b.wall_s})
-    return OfflineRun(workload, tuple(batches), ci, window.usage)
+    return OfflineRun(workload, tuple(batches), ci, window.usage, (before, _probe(prober)))

@@ -1,0 +1,222 @@
+"""How fast is the machine right now? A fixed reference kernel timed next to each measurement. Pytest-free.
+
+A baseline compares two sessions of the same code on "the same machine", but a cloud VM or a CI
+runner is not always the same machine: a noisy neighbour, a migrated VM, another memory
+placement can make *everything* a few per cent slower for a while. The engine's figures then
+move although the model and the stack did not. The reference kernel tells the two apart: it
+is a fixed piece of work that does not depend on the code under test (a matrix product whose
+weight streams from memory, the shape of a decode step), timed right before and right after
+every measured window on the device the engine runs on.
+
+- :func:`probe`: one timing, the median of repeated calls, in seconds per call.
+- :func:`window_change`: the kernel's time after a window over its time before, when they
+  differ by more than :data:`WINDOW_TOLERANCE`: the machine changed speed *during* the
+  measurement (the run is invalid).
+- :func:`machine_shift`: the kernel's time in this session over its time in the saved
+  baseline sessions: a shift beyond :data:`SHIFT_TOLERANCE` (and beyond the kernel's own
+  spread between those sessions) makes a speed comparison invalid ("the machine is 7 % slower
+  than when the baseline was saved"), never a regression of the model.
+
+The kernel is deliberately not normalised away: a figure divided by a probe would hide a real
+regression that happens to coincide with a machine shift, and the two need not scale alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: the kernel's name and version: sessions compare their probes only when these are equal
+KERNEL = "matmul-stream/1"
+#: CPU: x[16, 2048] @ W[2048, 4096] in float32 (32 MiB of weight, beyond a VM's last-level cache)
+CPU_SHAPE = (16, 2048, 4096)
+#: CUDA: x[64, 8192] @ W[8192, 8192] in bfloat16 (128 MiB of weight)
+CUDA_SHAPE = (64, 8192, 8192)
+#: timed calls per probe (after WARMUP_CALLS), stopping early past BUDGET_S
+CALLS = 40
+WARMUP_CALLS = 5
+BUDGET_S = 0.5
+#: the kernel's time after a window may differ from before by this much (the kernel's own noise
+#: between two back-to-back probes on this CPU is well under it; see tests/test_machine_probe.py)
+WINDOW_TOLERANCE = 0.10
+#: the session's kernel time may differ from the baseline sessions' by this much, or by the
+#: kernel's own between-session spread (SHIFT_SD_MULTIPLE standard deviations), whichever is larger
+SHIFT_TOLERANCE = 0.03
+SHIFT_SD_MULTIPLE = 3.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One timing of the reference kernel: the median seconds per call and its spread."""
+
+    seconds: float
+    #: (p75 - p25) / median of the timed calls
+    rel_iqr: float
+    calls: int
+    device: str
+    kernel: str = KERNEL
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _timer(device: str) -> Callable[[], float]:
+    """One call of the kernel on ``device``, in seconds (CUDA: synchronised)."""
+    import torch
+
+    if device.startswith("cuda"):
+        m, k, n = CUDA_SHAPE
+        dtype = torch.bfloat16
+    else:
+        m, k, n = CPU_SHAPE
+        dtype = torch.float32
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(m, k, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
+    w = torch.randn(k, n, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
+    on_cuda = device.startswith("cuda")
+
+    def sync() -> None:
+        if on_cuda:
+            torch.cuda.synchronize()
+
+    def once() -> float:
+        sync()
+        t0 = time.perf_counter()
+        torch.matmul(x, w)
+        sync()
+        return time.perf_counter() - t0
+
+    return once
+
+
+def summarize(times: Sequence[float], device: str) -> Probe:
+    """A :class:`Probe` from per-call times."""
+    if not times:
+        raise ValueError("a probe needs at least one timed call")
+    xs = sorted(times)
+    med = statistics.median(xs)
+    q = statistics.quantiles(xs, n=4) if len(xs) >= 2 else [med, med, med]
+    return Probe(seconds=med, rel_iqr=(q[2] - q[0]) / med if med > 0 else 0.0, calls=len(xs), device=device)
+
+
+def probe(device: str = "cpu", *, calls: int = CALLS, budget_s: float = BUDGET_S) -> Probe | None:
+    """Time the reference kernel on ``device`` ("cpu" or "cuda[:i]"); None where torch or the
+    device is unavailable (the run then carries no machine check, and says so)."""
+    try:
+        times = _time_calls(device, calls, budget_s)
+    except (ImportError, RuntimeError):
+        return None
+    finally:
+        _release(device)
+    return summarize(times, device)
+
+
+def _time_calls(device: str, calls: int, budget_s: float) -> list[float]:
+    once = _timer(device)  # its tensors live until this returns
+    for _ in range(WARMUP_CALLS):
+        once()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < calls and (len(times) < 5 or time.perf_counter() - start < budget_s):
+        times.append(once())
+    return times
+
+
+def _release(device: str) -> None:
+    """Hand the kernel's memory back to the device (CUDA's caching allocator would keep it)."""
+    if device.startswith("cuda"):
+        import torch
+
+        with contextlib.suppress(RuntimeError):
+            torch.cuda.empty_cache()
+
+
+def window_change(before: Probe | None, after: Probe | None, *, tolerance: float = WINDOW_TOLERANCE) -> str | None:
+    """A reason when the kernel ran at a different speed after the window than before it."""
+    if before is None or after is None or before.seconds <= 0:
+        return None
+    change = after.seconds / before.seconds - 1
+    if abs(change) > tolerance:
+        direction = "slower" if change > 0 else "faster"
+        return (
+            f"the machine changed speed during the measurement: the reference kernel ({before.kernel}) ran "
+            f"{100 * abs(change):.0f} % {direction} after the window than before it (allowed {100 * tolerance:g} %)"
+        )
+    return None
+
+
+def session_seconds(before: Probe | None, after: Probe | None) -> float | None:
+    """The kernel's time for a window: the geometric mean of the probes around it."""
+    times = [p.seconds for p in (before, after) if p is not None and p.seconds > 0]
+    if not times:
+        return None
+    return math.exp(statistics.fmean(math.log(t) for t in times))
+
+
+def describe(before: Probe | None, after: Probe | None) -> dict[str, Any] | None:
+    """What a figure carries about the machine's speed around its window (``info["machine"]``)."""
+    seconds = session_seconds(before, after)
+    if seconds is None:
+        return None
+    probe_ = before or after
+    assert probe_ is not None
+    return {
+        "probe_s": seconds,
+        "before_s": before.seconds if before else None,
+        "after_s": after.seconds if after else None,
+        "kernel": probe_.kernel,
+        "device": probe_.device,
+    }
+
+
+@dataclass(frozen=True)
+class Shift:
+    """The machine's speed in this session against the saved sessions' (kernel time ratio)."""
+
+    ratio: float  # current kernel time / geometric mean of the saved sessions' (> 1: slower now)
+    allowed: float  # the relative change allowed before the comparison is invalid
+    sessions: int
+
+    @property
+    def exceeded(self) -> bool:
+        return abs(math.log(self.ratio)) > math.log1p(self.allowed)
+
+    def reason(self) -> str:
+        direction = "slower" if self.ratio > 1 else "faster"
+        return (
+            f"the machine is {100 * abs(self.ratio - 1):.1f} % {direction} than when the baseline was saved "
+            f"(reference kernel {KERNEL}: {self.ratio:.3f}x its time over {self.sessions} saved session(s), "
+            f"allowed {100 * self.allowed:.1f} %): the figures cannot tell the code from the machine; "
+            f"rerun, or re-save the baseline on this machine with --slm-baseline-accept"
+        )
+
+
+def machine_shift(
+    current: Mapping[str, Any] | None,
+    history: Sequence[Mapping[str, Any] | None],
+    *,
+    tolerance: float = SHIFT_TOLERANCE,
+) -> Shift | None:
+    """This session's kernel time against the saved sessions' (``info["machine"]`` dicts); None
+    when either side has no probe of the same kernel on the same kind of device."""
+    if not current or not current.get("probe_s"):
+        return None
+    same = [
+        float(h["probe_s"])
+        for h in history
+        if h and h.get("probe_s") and h.get("kernel") == current.get("kernel")
+        and str(h.get("device", "")).split(":")[0] == str(current.get("device", "")).split(":")[0]
+    ]  # fmt: skip
+    if not same:
+        return None
+    logs = [math.log(s) for s in same]
+    mu = statistics.fmean(logs)
+    allowed = tolerance
+    if len(logs) >= 3:
+        allowed = max(tolerance, math.expm1(SHIFT_SD_MULTIPLE * statistics.stdev(logs)))
+    return Shift(ratio=float(current["probe_s"]) / math.exp(mu), allowed=allowed, sessions=len(same))

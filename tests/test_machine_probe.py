@@ -1,0 +1,157 @@
+"""The reference kernel: a machine that shifts speed makes timings invalid, never a regression.
+
+Unit rules of :mod:`pytest_slm.measure.machine`, the real kernel on this CPU, and pytester runs
+of the fake engine whose kernel time is set by ``SLM_FAKE_MACHINE_S``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_slm.compare.baseline import merge_entry
+from pytest_slm.compare.gate import baseline_entry, machine_check
+from pytest_slm.measure import machine
+from pytest_slm.measure.machine import Probe, machine_shift, summarize, window_change
+from pytest_slm.record import Metric
+from tests.test_baselines import LATENCY, baseline_files, run, verdicts
+
+
+def _probe(seconds: float, kernel: str = machine.KERNEL, device: str = "cpu") -> Probe:
+    return Probe(seconds=seconds, rel_iqr=0.01, calls=40, device=device, kernel=kernel)
+
+
+def test_summarize_is_the_median_and_its_spread() -> None:
+    p = summarize([0.004, 0.005, 0.005, 0.006, 0.100], "cpu")
+    assert p.seconds == 0.005 and p.calls == 5 and p.kernel == machine.KERNEL
+    assert p.rel_iqr == pytest.approx((0.053 - 0.0045) / 0.005, rel=0.01)  # statistics.quantiles' exclusive method
+    with pytest.raises(ValueError, match="at least one"):
+        summarize([], "cpu")
+
+
+def test_window_change_both_directions_and_the_tolerance() -> None:
+    assert window_change(_probe(0.005), _probe(0.0052)) is None  # 4 %
+    slower = window_change(_probe(0.005), _probe(0.006))
+    assert slower is not None and "20 % slower after the window" in slower and "allowed 10 %" in slower
+    faster = window_change(_probe(0.006), _probe(0.005))
+    assert faster is not None and "17 % faster" in faster
+    assert window_change(None, _probe(0.006)) is None and window_change(_probe(0.005), None) is None
+
+
+def test_machine_shift_uses_the_tolerance_or_the_kernels_own_spread() -> None:
+    cur = machine.describe(_probe(0.0054), _probe(0.0054))
+    assert cur is not None and cur["probe_s"] == pytest.approx(0.0054)
+    one = machine_shift(cur, [machine.describe(_probe(0.005), _probe(0.005))])
+    assert one is not None and one.ratio == pytest.approx(1.08) and one.allowed == machine.SHIFT_TOLERANCE
+    assert one.exceeded and "8.0 % slower than when the baseline was saved" in one.reason()
+    assert "--slm-baseline-accept" in one.reason()
+    small = machine_shift(cur, [{"probe_s": 0.0053, "kernel": machine.KERNEL, "device": "cpu"}])
+    assert small is not None and not small.exceeded
+    # saved sessions whose kernel times spread widely allow a larger shift (3 sd), never a smaller one
+    spread = [{"probe_s": s, "kernel": machine.KERNEL, "device": "cpu"} for s in (0.0046, 0.005, 0.0054)]
+    wide = machine_shift(cur, spread)
+    assert wide is not None and wide.allowed > 0.2 and not wide.exceeded
+    tight = [{"probe_s": 0.005, "kernel": machine.KERNEL, "device": "cpu"}] * 3
+    assert machine_shift(cur, tight).allowed == machine.SHIFT_TOLERANCE  # type: ignore[union-attr]
+    faster = machine_shift({**cur, "probe_s": 0.0045}, tight)
+    assert faster is not None and faster.exceeded and "10.0 % faster" in faster.reason()
+
+
+def test_no_comparison_across_kernels_devices_or_missing_probes() -> None:
+    cur = {"probe_s": 0.006, "kernel": machine.KERNEL, "device": "cuda:0"}
+    assert machine_shift(cur, [{"probe_s": 0.005, "kernel": "matmul-stream/0", "device": "cuda:0"}]) is None
+    assert machine_shift(cur, [{"probe_s": 0.005, "kernel": machine.KERNEL, "device": "cpu"}]) is None
+    assert machine_shift(cur, [{"probe_s": 0.005, "kernel": machine.KERNEL, "device": "cuda"}]) is not None
+    assert machine_shift(None, [cur]) is None and machine_shift(cur, [None, {}]) is None
+
+
+def test_baseline_sessions_keep_the_probe_and_the_gate_reads_it() -> None:
+    info = {"machine": machine.describe(_probe(0.005), _probe(0.005))}
+    m = Metric("tpot_p50_s", 0.02, "s", False, samples=(0.02, 0.021), info=info)
+    entry: dict = {}  # type: ignore[type-arg]
+    for _ in range(3):
+        entry = merge_entry(entry or None, baseline_entry(m, {}, "t", None, {}), reset=False)
+    assert [s["machine"]["probe_s"] for s in entry["sessions"]] == pytest.approx([0.005] * 3)
+    assert machine_check(m, entry) is None
+    slow = Metric("tpot_p50_s", 0.02, "s", False, info={"machine": {**info["machine"], "probe_s": 0.0055}})
+    shift = machine_check(slow, entry)
+    assert shift is not None and shift.ratio == pytest.approx(1.1)
+    bare = Metric("tpot_p50_s", 0.02, "s", False)  # no probe: nothing to check (e.g. a memory figure)
+    assert machine_check(bare, entry) is None
+    old = {"value": 0.02, "sessions": [{"value": 0.02}]}  # a baseline saved before the probe existed
+    assert machine_check(slow, old) is None
+
+
+def test_the_real_kernel_runs_on_this_cpu() -> None:
+    pytest.importorskip("torch")
+    p = machine.probe("cpu", calls=8, budget_s=0.2)
+    assert p is not None and p.seconds > 0 and 5 <= p.calls <= 8 and p.device == "cpu"
+    assert machine.probe("no-such-device") is None  # torch refuses the device: no probe, no crash
+
+
+# ---------------------------------------------------------------- end to end on the fake engine
+
+
+@pytest.fixture
+def saved(slm_pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    slm_pytester.pytester.makepyfile(LATENCY)
+    root = tmp_path / "baselines"
+    monkeypatch.setenv("SLM_FAKE_MACHINE_S", "0.005")
+    for _ in range(3):
+        run(slm_pytester, root, "--slm-save-baseline").assert_outcomes(passed=4)
+    return root
+
+
+def test_saved_sessions_carry_the_kernel_time(saved: Path) -> None:
+    (path,) = baseline_files(saved)
+    entries = json.loads(path.read_text())["metrics"]
+    tpot = next(e for k, e in entries.items() if k.endswith("::tpot_p50_s"))
+    assert [s["machine"]["probe_s"] for s in tpot["sessions"]] == pytest.approx([0.005] * 3)
+    assert tpot["sessions"][0]["machine"]["kernel"] == machine.KERNEL
+
+
+def test_a_slower_machine_is_invalid_not_regressed(slm_pytester, saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the code is unchanged, the machine 12 % slower: the engine's figures would move with it
+    monkeypatch.setenv("SLM_FAKE_MACHINE_S", "0.0056")
+    result = run(slm_pytester, saved, "--slm-save-baseline")
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(
+        ["*invalid measurement: the machine is 12.0 % slower than when the baseline was saved*"]
+    )
+    recs = [r for r in slm_pytester.results()["records"] if r["gated"]]
+    assert {r["outcome"] for r in recs} == {"invalid"} and verdicts(slm_pytester) == {"invalid"}
+    assert all(r["baseline"]["machine_ratio"] == pytest.approx(1.12) for r in recs)
+    (path,) = baseline_files(saved)
+    entries = json.loads(path.read_text())["metrics"]
+    assert all(len(e["sessions"]) == 3 for e in entries.values()), "an invalid session is never saved"
+
+
+def test_a_regression_on_a_shifted_machine_is_invalid_too(
+    slm_pytester, saved: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a real +25 % TPOT regression measured while the machine is 10 % faster: neither can be told apart
+    monkeypatch.setenv("SLM_FAKE_TPOT_S", "0.025")
+    monkeypatch.setenv("SLM_FAKE_MACHINE_S", "0.0045")
+    run(slm_pytester, saved).assert_outcomes(failed=4)
+    assert verdicts(slm_pytester) == {"invalid"}
+    # the same regression on the same machine is a regression
+    monkeypatch.setenv("SLM_FAKE_MACHINE_S", "0.00505")
+    run(slm_pytester, saved).assert_outcomes(passed=2, failed=2)
+    assert verdicts(slm_pytester, "tpot") == {"regressed"}
+
+
+def test_a_machine_changing_speed_during_the_window_is_invalid(slm_pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    slm_pytester.pytester.makepyfile(LATENCY)
+    monkeypatch.setenv("SLM_FAKE_MACHINE_S", "0.005,0.006")  # before, after
+    slm_pytester.run("-k", "test_tpot and single").assert_outcomes(failed=1)
+    (rec,) = [r for r in slm_pytester.results()["records"] if r["metric"] == "tpot_p50_s"]
+    assert rec["outcome"] == "invalid" and "ran 20 % slower after the window" in rec["invalid_reasons"][0]
+    assert rec["info"]["machine"]["before_s"] == 0.005 and rec["info"]["machine"]["after_s"] == 0.006
+
+
+def test_no_probe_no_machine_check(slm_pytester, saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLM_FAKE_MACHINE_S", "none")
+    run(slm_pytester, saved).assert_outcomes(passed=4)
+    recs = [r for r in slm_pytester.results()["records"] if r["gated"]]
+    assert all(r["info"]["machine"] is None for r in recs) and verdicts(slm_pytester) == {"pass"}
