@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_slm.measure import machine
 from pytest_slm.serving.metrics import (
     attainments,
     client_check,
@@ -30,6 +31,7 @@ def _info(slm_serving, run):
         "token_count_source": ",".join(sources),
         "requests_sent": len(run.requests),
         "requests_planned": run.planned,
+        "machine": machine.describe(*run.machine),
     }
 
 

@@ -35,6 +35,17 @@ from pytest_slm.compare.gate import compare_metric, machine_check
 from pytest_slm.compare.rules import compare_paired_items
 from pytest_slm.record import Metric
 
+#: how the gate's own machine-shift reason starts: a session it made invalid is still measured
+#: validly (the replay applies the shift check itself, to whichever sessions form the baseline)
+SHIFT_REASON = "the machine is "
+
+
+def measured_validly(figure: dict) -> bool:  # type: ignore[type-arg]
+    """Whether the run judged its own window trustworthy (CPU load, warm-up, the kernel around the
+    window, ...); an invalid verdict that came from the baseline comparison does not count."""
+    reasons = figure.get("invalid_reasons") or []
+    return bool(figure["valid"]) or (bool(reasons) and all(r.startswith(SHIFT_REASON) for r in reasons))
+
 
 def verdict(key: str, cur: dict, hist: list[dict], slowdown: float, alpha: float, k: int):  # type: ignore[no-untyped-def, type-arg]
     """The plugin's own verdict (``compare_metric``: the same rule dispatch as the gate) on the
@@ -74,7 +85,7 @@ def replay(sessions: list[dict], k: int, alpha: float, slowdown: float, rng: np.
                 history = rng.choice(others, size=k, replace=False)
                 cur = current["figures"][key]
                 hist = [sessions[i]["figures"][key] for i in history]
-                if not cur["valid"] or not all(h["valid"] for h in hist):
+                if not measured_validly(cur) or not all(measured_validly(h) for h in hist):
                     excluded += 1
                     continue
                 c = verdict(key, cur, hist, slowdown, alpha / family, k)
@@ -101,7 +112,7 @@ def machine_tracking(sessions: list[dict]) -> None:  # type: ignore[type-arg]
         pairs = [
             (f["value"], f["machine"]["probe_s"], f["higher_is_better"])
             for s in sessions
-            if (f := s["figures"].get(key)) and f.get("machine") and f["valid"]
+            if (f := s["figures"].get(key)) and f.get("machine") and measured_validly(f)
         ]
         if len(pairs) < 3:
             continue

@@ -3,8 +3,9 @@
 Select it with ``--slm-engine tests.fake_engine:FakeEngine``. Token timings are synthetic
 (TTFT and TPOT from ``SLM_FAKE_TTFT_S`` / ``SLM_FAKE_TPOT_S``), so latency figures are
 exact and tests need not sleep. The reference kernel's time is synthetic too
-(``SLM_FAKE_MACHINE_S``: one value, or ``before,after`` for a machine that changes speed during
-a window; ``none``: no probe).
+(``SLM_FAKE_MACHINE_S``: one value, or ``a,b,...`` for the first timings, the last value
+repeating: ``0.005,0.006`` is a machine that slows down during the first window and stays slow;
+``none``: no probe).
 """
 
 from __future__ import annotations
@@ -132,13 +133,13 @@ class FakeEngine:
         return out
 
     def machine_probe(self) -> Probe | None:
-        """The reference kernel's time: ``SLM_FAKE_MACHINE_S`` (alternating ``before,after``)."""
+        """The reference kernel's time: ``SLM_FAKE_MACHINE_S`` (its values in turn, then the last)."""
         given = os.environ.get("SLM_FAKE_MACHINE_S", "0.005")
         if given == "none":
             return None
         times = [float(x) for x in given.split(",")]
         self._probes += 1
-        return Probe(seconds=times[(self._probes - 1) % len(times)], rel_iqr=0.01, calls=40, device="cpu")
+        return Probe(seconds=times[min(self._probes, len(times)) - 1], rel_iqr=0.01, calls=40, device="cpu")
 
     def memory_metrics(self) -> list[Metric]:
         return [Metric("peak_rss_bytes", 1_000_000, "B", False, info={"device": "fake"})]

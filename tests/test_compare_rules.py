@@ -52,6 +52,38 @@ def test_noisy_sessions_make_the_gate_inconclusive_not_pass() -> None:
     assert c.verdict == "inconclusive" and c.mde is not None and c.mde > 0.05
 
 
+#: nine sessions about 1.3 % apart (log sd), as a p50 of this CPU's A/A sessions (synthetic)
+NINE = [math.exp(0.015 * z) for z in (-1.2, -0.6, 0.0, 0.6, 1.2, -0.3, 0.3, -0.9, 0.9)]
+
+
+def test_pass_is_a_non_inferiority_claim() -> None:
+    """Pass = worse by less than tau with 95 % one-sided confidence; it does not need the (larger)
+    change detectable at the family's Bonferroni level."""
+    alpha = 0.05 / 21  # a session of 21 gated comparisons
+    same = sessions(NINE, 1.0, se=0.001, alpha=alpha)
+    assert same.verdict == "pass" and same.mde is not None and same.mde > 0.05, same.message()
+    # 4 % worse: not beyond tau, but its upper bound is: neither pass nor regressed
+    worse = sessions(NINE, 1.04, se=0.001, alpha=alpha)
+    assert worse.verdict == "inconclusive", worse.message()
+    # 3 % better: the bad direction's bound is far below tau
+    assert sessions(NINE, 0.97, se=0.001, alpha=alpha).verdict == "pass"
+    # throughput (higher is better): 4 % lower is the bad direction
+    assert sessions(NINE, 1 / 1.04, se=0.001, hib=True, alpha=alpha).verdict == "inconclusive"
+    assert sessions(NINE, 1.0, se=0.001, hib=True, alpha=alpha).verdict == "pass"
+
+
+def test_mcnemar_pass_needs_enough_items() -> None:
+    base = [1.0, 0.0] * 500
+    cur = list(base)
+    for i in range(0, 10, 2):  # 5 items lost, 5 gained: no change, tight bound
+        cur[i], cur[i + 1] = 0.0, 1.0
+    assert compare_paired_items("acc", base, cur, tau_points=0.01).verdict == "pass"
+    small_base = [1.0, 0.0] * 20
+    small = list(small_base)
+    small[0], small[1], small[2], small[3] = 0.0, 1.0, 0.0, 1.0  # 2 lost, 2 gained of 40: bound ~8 points
+    assert compare_paired_items("acc", small_base, small, tau_points=0.01).verdict == "inconclusive"
+
+
 def test_too_few_sessions_never_call_a_regression() -> None:
     c = sessions([1.0], 1.5, se=0.01)
     assert c.verdict == "inconclusive" and c.rule == "within-session"

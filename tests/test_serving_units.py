@@ -4,6 +4,7 @@ the saturation point, Prometheus deltas, the loop-lag monitor, and the managed s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import math
 import os
@@ -112,6 +113,19 @@ def test_client_check_flags_a_late_client_and_only_a_client() -> None:
     assert reasons and "send-time skew" in reasons[0]
     # an in-process step loop's admission delay is the engine's, not a saturated client
     assert client_check(_run(None, [0.0, 0.2], skew_is_client=False), 0.01)[1] == []
+
+
+def test_client_check_flags_a_machine_that_changed_speed_during_the_run() -> None:
+    from pytest_slm.measure.machine import Probe
+
+    def kernel(seconds: float) -> Probe:
+        return Probe(seconds=seconds, rel_iqr=0.01, calls=40, device="cpu")
+
+    steady = dataclasses.replace(_run(None, [0.0]), machine=(kernel(0.0064), kernel(0.0065)))
+    assert client_check(steady, 0.01)[1] == []
+    changed = dataclasses.replace(_run(None, [0.0]), machine=(kernel(0.0064), kernel(0.0076)))
+    (reason,) = client_check(changed, 0.01)[1]
+    assert "the machine changed speed during the measurement" in reason and "19 % slower" in reason
 
 
 def test_per_request_columns_are_compact_and_complete() -> None:

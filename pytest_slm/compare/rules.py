@@ -3,8 +3,11 @@
 The unit of evidence is the **session**: repetitions inside one session share the machine's
 state, so their spread says nothing about how much the next session on the same machine will
 differ. Each rule therefore needs a change that is larger than the noise it models *and* larger
-than the tolerance ``tau`` before it says "regressed" (or "improved"); when the data cannot
-detect a change of ``tau`` it says "inconclusive", never "pass".
+than the tolerance ``tau`` before it says "regressed" (or "improved"), at the session's
+per-comparison level ``alpha``. It says "pass" only when the data show the figure got worse by
+less than ``tau`` with :data:`PASS_CONFIDENCE` one-sided confidence (a non-inferiority test: the
+upper confidence bound of the change is below ``tau``); anything else is "inconclusive", with the
+change the comparison could have detected (``mde``).
 
 - :func:`compare_sessions` (timings, throughput, memory, energy): the current session's figure
   against the last K saved sessions' figures, on logs, with a t prediction interval whose spread
@@ -31,6 +34,8 @@ from scipy import stats
 
 ALPHA = 0.01
 POWER = 0.80  # the detectable change is the one found with this probability
+#: a "pass" says "worse by less than tau" with this one-sided confidence, per comparison
+PASS_CONFIDENCE = 0.95
 MIN_SESSIONS = 3
 
 
@@ -86,14 +91,16 @@ class Comparison:
         return text
 
 
-def _verdict(p_worse: float, p_better: float, worse_by: float, tau: float, mde: float | None, alpha: float) -> str:
+def _verdict(p_worse: float, p_better: float, worse_by: float, tau: float, worse_upper: float, alpha: float) -> str:
+    """``worse_by``: the observed change in the bad direction (a fraction, or points);
+    ``worse_upper``: its one-sided :data:`PASS_CONFIDENCE` upper bound."""
     if p_worse < alpha and worse_by > tau:
         return "regressed"
     if p_better < alpha and -worse_by > tau:
         return "improved"
-    if mde is None or mde > tau:
-        return "inconclusive"
-    return "pass"
+    if worse_upper < tau:
+        return "pass"
+    return "inconclusive"
 
 
 def se_log(samples: Sequence[float]) -> float | None:
@@ -153,15 +160,18 @@ def compare_sessions(
         p_down = 0.0 if x_c < mu else 1.0
         lo = hi = ratio
         mde: float | None = 0.0
+        margin = 0.0
     else:
         t = (x_c - mu) / sd
         p_up, p_down = float(dist.sf(t)), float(dist.cdf(t))
         half = float(dist.ppf(0.975)) * sd
         lo, hi = math.exp(x_c - mu - half), math.exp(x_c - mu + half)
         mde = math.expm1((float(dist.ppf(1 - alpha)) + float(dist.ppf(POWER))) * sd)
+        margin = float(dist.ppf(PASS_CONFIDENCE)) * sd
     p_worse, p_better = (p_down, p_up) if higher_is_better else (p_up, p_down)
     worse_by = (1 - ratio) if higher_is_better else (ratio - 1)
-    verdict = _verdict(p_worse, p_better, worse_by, tau, mde, alpha)
+    worse_upper = -math.expm1(x_c - mu - margin) if higher_is_better else math.expm1(x_c - mu + margin)
+    verdict = _verdict(p_worse, p_better, worse_by, tau, worse_upper, alpha)
     if not decisive and verdict in ("regressed", "improved"):
         note = f"a {100 * (ratio - 1):+.1f} % change beyond this session's own noise, but {note}"
         verdict = "inconclusive"
@@ -223,7 +233,8 @@ def compare_paired_items(
     se = float(np.std(d, ddof=1) / math.sqrt(n)) if n > 1 else math.inf
     z = float(stats.norm.ppf(0.975))
     mde = (float(stats.norm.ppf(1 - alpha)) + float(stats.norm.ppf(POWER))) * max(se, 1 / n) if n > 1 else None
-    verdict = _verdict(bad_p, good_p, -diff, tau_points, mde, alpha)
+    worse_upper = -diff + float(stats.norm.ppf(PASS_CONFIDENCE)) * max(se, 1 / n)
+    verdict = _verdict(bad_p, good_p, -diff, tau_points, worse_upper, alpha)
     return Comparison(
         metric, verdict, "mcnemar", float(b.mean()), float(c.mean()), diff, diff - z * se, diff + z * se,
         min(bad_p, good_p), tau_points, mde, n, n, note, alpha,

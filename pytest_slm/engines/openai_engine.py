@@ -447,7 +447,11 @@ class OpenAIEngine:
 
     # -- facts ----------------------------------------------------------------------------------
     def machine_probe(self) -> Probe | None:
-        """The reference kernel timed on this engine's device (:mod:`pytest_slm.measure.machine`)."""
+        """The reference kernel timed on this engine's device (:mod:`pytest_slm.measure.machine`);
+        None for an endpoint this session did not start: the kernel would time the client's
+        machine, not the server's."""
+        if not self.managed:
+            return None
         from pytest_slm.measure.machine import probe
 
         return probe("cuda" if self.device.on_cuda else "cpu")

@@ -13,9 +13,9 @@ every measured window on the device the engine runs on.
   differ by more than :data:`WINDOW_TOLERANCE`: the machine changed speed *during* the
   measurement (the run is invalid).
 - :func:`machine_shift`: the kernel's time in this session over its time in the saved
-  baseline sessions: a shift beyond :data:`SHIFT_TOLERANCE` (and beyond the kernel's own
-  spread between those sessions) makes a speed comparison invalid ("the machine is 7 % slower
-  than when the baseline was saved"), never a regression of the model.
+  baseline sessions: a shift beyond :data:`SHIFT_TOLERANCE` and outside the kernel's own
+  between-session prediction interval makes a speed comparison invalid ("the machine is 7 %
+  slower than when the baseline was saved"), never a regression of the model.
 
 The kernel is deliberately not normalised away: a figure divided by a probe would hide a real
 regression that happens to coincide with a machine shift, and the two need not scale alike.
@@ -42,17 +42,27 @@ CPU_SHAPE = (16, 2048, 4096)
 #: timed call: one product takes about 50 us on an H200, too short to time through a host clock
 CUDA_SHAPE = (64, 8192, 8192)
 CUDA_LAUNCHES = 20
-#: timed calls per probe (after at least WARMUP_S of calls, which also raises an idle GPU's clocks),
-#: stopping early past BUDGET_S
-CALLS = 40
+#: timed calls per probe, in ROUNDS rounds a little apart (after at least WARMUP_S of calls, which
+#: also raises an idle GPU's clocks), each round stopping early past BUDGET_S / ROUNDS; the probe's
+#: time is the median of the rounds' medians, so a disturbance shorter than a round moves it little
+CALLS = 45
+ROUNDS = 3
+ROUND_GAP_S = 0.05
 WARMUP_S = 0.05
 BUDGET_S = 0.5
-#: the kernel's time after a window may differ from before by this much
+#: the kernel's time after a window may differ from before by this much; a larger change is timed
+#: again CONFIRM_AFTER_S later and counts only if it persists (a machine that changed speed stays
+#: changed for a second; a hiccup of the probe itself, seen on this 2-core VM right after a window
+#: ended, does not)
 WINDOW_TOLERANCE = 0.10
-#: the session's kernel time may differ from the baseline sessions' by this much, or by the
-#: kernel's own between-session spread (SHIFT_SD_MULTIPLE standard deviations), whichever is larger
+CONFIRM_AFTER_S = 0.5
+#: the session's kernel time is a machine shift when it falls outside the saved sessions' kernel
+#: times' SHIFT_CONFIDENCE prediction interval (t, on logs) *and* differs by more than
+#: SHIFT_TOLERANCE; with fewer than MIN_PROBE_SESSIONS saved the kernel's own spread is unknown and
+#: nothing is called a shift (the gate itself needs as many sessions to call a regression)
 SHIFT_TOLERANCE = 0.03
-SHIFT_SD_MULTIPLE = 3.0
+SHIFT_CONFIDENCE = 0.99
+MIN_PROBE_SESSIONS = 3
 
 
 @dataclass(frozen=True)
@@ -97,12 +107,13 @@ def _timer(device: str) -> Callable[[], float]:
     return once
 
 
-def summarize(times: Sequence[float], device: str) -> Probe:
-    """A :class:`Probe` from per-call times."""
-    if not times:
+def summarize(rounds: Sequence[Sequence[float]], device: str) -> Probe:
+    """A :class:`Probe` from per-call times grouped in rounds: the median of the rounds' medians."""
+    rounds = [r for r in rounds if r]
+    if not rounds:
         raise ValueError("a probe needs at least one timed call")
-    xs = sorted(times)
-    med = statistics.median(xs)
+    xs = sorted(x for r in rounds for x in r)
+    med = statistics.median(statistics.median(r) for r in rounds)
     q = statistics.quantiles(xs, n=4) if len(xs) >= 2 else [med, med, med]
     return Probe(seconds=med, rel_iqr=(q[2] - q[0]) / med if med > 0 else 0.0, calls=len(xs), device=device)
 
@@ -111,15 +122,15 @@ def probe(device: str = "cpu", *, calls: int = CALLS, budget_s: float = BUDGET_S
     """Time the reference kernel on ``device`` ("cpu" or "cuda[:i]"); None where torch or the
     device is unavailable (the run then carries no machine check, and says so)."""
     try:
-        times = _time_calls(device, calls, budget_s)
+        rounds = _time_calls(device, calls, budget_s)
     except (ImportError, RuntimeError):
         return None
     finally:
         _release(device)
-    return summarize(times, device)
+    return summarize(rounds, device)
 
 
-def _time_calls(device: str, calls: int, budget_s: float) -> list[float]:
+def _time_calls(device: str, calls: int, budget_s: float) -> list[list[float]]:
     import torch
 
     threads = torch.get_num_threads()
@@ -130,11 +141,17 @@ def _time_calls(device: str, calls: int, budget_s: float) -> list[float]:
         start = time.perf_counter()
         while time.perf_counter() - start < WARMUP_S:
             once()
-        times: list[float] = []
-        start = time.perf_counter()
-        while len(times) < calls and (len(times) < 5 or time.perf_counter() - start < budget_s):
-            times.append(once())
-        return times
+        rounds: list[list[float]] = []
+        per_round, round_s = max(1, calls // ROUNDS), budget_s / ROUNDS
+        for i in range(ROUNDS):
+            if i:
+                time.sleep(ROUND_GAP_S)
+            times: list[float] = []
+            start = time.perf_counter()
+            while len(times) < per_round and (len(times) < 3 or time.perf_counter() - start < round_s):
+                times.append(once())
+            rounds.append(times)
+        return rounds
     finally:
         torch.set_num_threads(threads)
 
@@ -160,6 +177,20 @@ def window_change(before: Probe | None, after: Probe | None, *, tolerance: float
             f"{100 * abs(change):.0f} % {direction} after the window than before it (allowed {100 * tolerance:g} %)"
         )
     return None
+
+
+def probe_after(prober: Callable[[], Probe | None], before: Probe | None) -> Probe | None:
+    """The kernel timed after a window: once, and once more :data:`CONFIRM_AFTER_S` later when the
+    first timing is beyond :data:`WINDOW_TOLERANCE` of ``before``; the timing closer to ``before``
+    is kept (so a change must show in both to count)."""
+    after = prober()
+    if window_change(before, after) is None or before is None or after is None:
+        return after
+    time.sleep(CONFIRM_AFTER_S)
+    again = prober()
+    if again is None:
+        return after
+    return min((after, again), key=lambda p: abs(math.log(p.seconds / before.seconds)))
 
 
 def session_seconds(before: Probe | None, after: Probe | None) -> float | None:
@@ -191,7 +222,7 @@ class Shift:
     """The machine's speed in this session against the saved sessions' (kernel time ratio)."""
 
     ratio: float  # current kernel time / geometric mean of the saved sessions' (> 1: slower now)
-    allowed: float  # the relative change allowed before the comparison is invalid
+    allowed: float  # the relative change allowed before the comparison is invalid (inf: too few sessions)
     sessions: int
 
     @property
@@ -215,7 +246,9 @@ def machine_shift(
     tolerance: float = SHIFT_TOLERANCE,
 ) -> Shift | None:
     """This session's kernel time against the saved sessions' (``info["machine"]`` dicts); None
-    when either side has no probe of the same kernel on the same kind of device."""
+    when either side has no probe of the same kernel on the same kind of device. The change
+    allowed is the larger of ``tolerance`` and the half-width of the saved kernel times'
+    :data:`SHIFT_CONFIDENCE` prediction interval; unlimited below :data:`MIN_PROBE_SESSIONS`."""
     if not current or not current.get("probe_s"):
         return None
     same = [
@@ -227,8 +260,12 @@ def machine_shift(
     if not same:
         return None
     logs = [math.log(s) for s in same]
+    k = len(logs)
     mu = statistics.fmean(logs)
-    allowed = tolerance
-    if len(logs) >= 3:
-        allowed = max(tolerance, math.expm1(SHIFT_SD_MULTIPLE * statistics.stdev(logs)))
-    return Shift(ratio=float(current["probe_s"]) / math.exp(mu), allowed=allowed, sessions=len(same))
+    allowed = math.inf
+    if k >= MIN_PROBE_SESSIONS:
+        from scipy import stats
+
+        half = float(stats.t.ppf(0.5 + SHIFT_CONFIDENCE / 2, k - 1)) * statistics.stdev(logs) * math.sqrt(1 + 1 / k)
+        allowed = max(tolerance, math.expm1(half))
+    return Shift(ratio=float(current["probe_s"]) / math.exp(mu), allowed=allowed, sessions=k)

@@ -247,8 +247,10 @@ def _repeat(
     return results, cis(results)
 
 
-def _probe(prober: Prober | None) -> Probe | None:
-    return prober() if prober is not None else None
+def _probe(prober: Prober | None, before: Probe | None = None, *, after: bool = False) -> Probe | None:
+    if prober is None:
+        return None
+    return machine.probe_after(prober, before) if after else prober()
 
 
 def run_streaming(engine: Engine, workload: Workload, prober: Prober | None = None) -> StreamingRun:
@@ -261,7 +263,7 @@ def run_streaming(engine: Engine, workload: Workload, prober: Prober | None = No
         reps, ci = _repeat(
             workload, lambda _: tuple(engine.stream(workload.prompts(), workload.sampling)), STREAMING_STATISTICS
         )
-    return StreamingRun(workload, tuple(reps), ci, window.usage, (before, _probe(prober)))
+    return StreamingRun(workload, tuple(reps), ci, window.usage, (before, _probe(prober, before, after=True)))
 
 
 def run_offline(
@@ -282,4 +284,4 @@ def run_offline(
     before = _probe(prober)
     with validity.CpuWindow() as window:
         batches, ci = _repeat(workload, once, {"output_tokens_per_s": lambda b: b.output.output_tokens / b.wall_s})
-    return OfflineRun(workload, tuple(batches), ci, window.usage, (before, _probe(prober)))
+    return OfflineRun(workload, tuple(batches), ci, window.usage, (before, _probe(prober, before, after=True)))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pytest_slm.engines.base import Engine, SamplingSpec, StreamTrace
+from pytest_slm.measure.machine import Probe
 from pytest_slm.measure.validity import CpuUsage
 
 KINDS = ("concurrency", "rate")
@@ -151,6 +152,8 @@ class ServingRun:
     server_metrics: dict[str, Any] = field(default_factory=dict)
     #: what the machine's CPUs did meanwhile (foreign load makes the run invalid)
     cpu: CpuUsage | None = None
+    #: the reference kernel timed right before and right after the run (:mod:`pytest_slm.measure.machine`)
+    machine: tuple[Probe | None, Probe | None] = (None, None)
 
     @property
     def completed(self) -> list[ServedRequest]:

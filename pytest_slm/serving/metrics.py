@@ -13,6 +13,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pytest_slm.measure import machine
 from pytest_slm.measure.latency import EXTRACTORS
 from pytest_slm.measure.workloads import percentile
 from pytest_slm.record import Metric
@@ -152,11 +153,14 @@ def client_check(
 ) -> tuple[list[Metric], list[str]]:
     """The client's own distortion (event-loop lag, send-time skew) as metrics, and the reasons the
     run is invalid: lag or skew at p99 beyond ``margin_s`` means the client, not the server, was late;
-    other processes busy on the machine (beyond ``max_foreign_cores``) mean neither can be trusted."""
+    other processes busy on the machine (beyond ``max_foreign_cores``), or a machine whose reference
+    kernel ran at another speed after the run than before it, mean neither can be trusted."""
     metrics: list[Metric] = []
     reasons: list[str] = []
     if run.cpu is not None and max_foreign_cores is not None and (problem := run.cpu.problem(max_foreign_cores)):
         reasons.append(problem)
+    if changed := machine.window_change(*run.machine):
+        reasons.append(changed)
     lag = run.loop_lag
     if lag.get("p99_s") is not None:
         metrics.append(

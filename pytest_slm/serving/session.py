@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from pytest_slm.engines.base import Engine, SamplingSpec
+from pytest_slm.measure import machine
 from pytest_slm.measure.prompts import PromptSet, load_prompt_set, with_shared_prefix
 from pytest_slm.measure.validity import CpuWindow
 from pytest_slm.serving.load import LoadSpec, PlannedRequest, ServingRun, levels, run_load
@@ -99,9 +100,12 @@ class ServingSession:
         if load not in self._runs:
             plans = self.plans(load.requests)  # before warming: a too-small prompt set fails here first
             self.warm_up()
+            prober = getattr(self.engine, "machine_probe", None)  # the reference kernel, where the engine has one
+            before = prober() if prober is not None else None
             with CpuWindow() as window:
                 run = run_load(self.engine, plans, load)
-            self._runs[load] = dataclasses.replace(run, cpu=window.usage)
+            after = machine.probe_after(prober, before) if prober is not None else None
+            self._runs[load] = dataclasses.replace(run, cpu=window.usage, machine=(before, after))
         return self._runs[load]
 
     def workload(self, load: LoadSpec) -> dict[str, Any]:
