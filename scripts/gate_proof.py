@@ -33,11 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytest_slm.compare.gate import compare_metric, machine_check
 from pytest_slm.compare.rules import compare_paired_items
+from pytest_slm.measure.machine import SHIFT_REASON_PREFIX
 from pytest_slm.record import Metric
 
 #: how the gate's own machine-shift reason starts: a session it made invalid is still measured
 #: validly (the replay applies the shift check itself, to whichever sessions form the baseline)
-SHIFT_REASON = "the machine is "
+SHIFT_REASON = SHIFT_REASON_PREFIX
 
 
 def measured_validly(figure: dict) -> bool:  # type: ignore[type-arg]

@@ -150,6 +150,21 @@ def test_a_slower_machine_is_invalid_not_regressed(slm_pytester, saved: Path, mo
     assert all(len(e["sessions"]) == 3 for e in entries.values()), "an invalid session is never saved"
 
 
+def test_a_machine_that_changed_for_good_is_re_saved_only_on_accept(
+    slm_pytester, saved: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLM_FAKE_MACHINE_S", "0.0056")
+    result = run(slm_pytester, saved, "--slm-save-baseline")
+    result.stdout.fnmatch_lines(["*baseline not saved: * the machine moved since the baseline; --slm-baseline-accept*"])
+    result = run(slm_pytester, saved, "--slm-save-baseline", "--slm-baseline-accept")
+    result.assert_outcomes(failed=4)  # this session's verdict stays invalid; its figures start a new history
+    (path,) = baseline_files(saved)
+    entries = json.loads(path.read_text())["metrics"]
+    tpot = next(e for k, e in entries.items() if k.endswith("::tpot_p50_s"))
+    assert len(tpot["sessions"]) == 1 and tpot["sessions"][0]["machine"]["probe_s"] == pytest.approx(0.0056)
+    run(slm_pytester, saved).assert_outcomes(passed=4)  # one saved kernel time: no shift is called
+
+
 def test_a_regression_on_a_shifted_machine_is_invalid_too(
     slm_pytester, saved: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

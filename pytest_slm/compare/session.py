@@ -9,7 +9,9 @@ session stays at most ``alpha_family``.
 Saving (``--slm-save-baseline``) follows one rule: a metric is written when its test passed;
 a metric whose test failed (a regression, an improvement with ``--slm-fail-on-improvement``,
 a threshold) or whose stored workload differs is written only with ``--slm-baseline-accept``,
-and then starts a new session history; an invalid measurement is never written. What was and
+and then starts a new session history; an invalid measurement is never written, except one
+whose only reason is that the machine moved since the baseline (the reference kernel), which
+``--slm-baseline-accept`` writes as the start of a new history. What was and
 was not written is returned with the reason, for the terminal summary.
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 
 from pytest_slm.compare import policy
 from pytest_slm.compare.baseline import Baseline, BaselineError, BaselineStore, fingerprint
+from pytest_slm.measure.machine import SHIFT_REASON_PREFIX
 from pytest_slm.parallel import fingerprint_suffix
 from pytest_slm.record import Metric
 from pytest_slm.report.environment import add_gpus
@@ -201,10 +204,15 @@ class Gate:
             key = r["baseline_key"]
             verdict = (r.get("baseline") or {}).get("verdict")
             outcome = r.get("outcome")
-            if outcome == "invalid" or verdict == "invalid":
-                report.not_written.append((key, "invalid measurement"))
-                continue
             reset = False
+            if outcome == "invalid" or verdict == "invalid":
+                reasons = r.get("invalid_reasons") or []
+                machine_moved = bool(reasons) and all(x.startswith(SHIFT_REASON_PREFIX) for x in reasons)
+                if not (accept and machine_moved):
+                    moved = "the machine moved since the baseline; --slm-baseline-accept re-saves it"
+                    report.not_written.append((key, moved if machine_moved else "invalid measurement"))
+                    continue
+                reset = True  # accepted: the machine changed for good, its history starts again
             if outcome != "passed":
                 if not accept:
                     why = f"its test {outcome}" + (f" ({verdict})" if verdict in ("regressed", "improved") else "")

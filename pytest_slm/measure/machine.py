@@ -63,6 +63,8 @@ CONFIRM_AFTER_S = 0.5
 SHIFT_TOLERANCE = 0.03
 SHIFT_CONFIDENCE = 0.99
 MIN_PROBE_SESSIONS = 3
+#: how a machine-shift reason starts (``--slm-baseline-accept`` re-saves such figures)
+SHIFT_REASON_PREFIX = "the machine is "
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,7 @@ class Shift:
     def reason(self) -> str:
         direction = "slower" if self.ratio > 1 else "faster"
         return (
-            f"the machine is {100 * abs(self.ratio - 1):.1f} % {direction} than when the baseline was saved "
+            f"{SHIFT_REASON_PREFIX}{100 * abs(self.ratio - 1):.1f} % {direction} than when the baseline was saved "
             f"(reference kernel {KERNEL}: {self.ratio:.3f}x its time over {self.sessions} saved session(s), "
             f"allowed {100 * self.allowed:.1f} %): the figures cannot tell the code from the machine; "
             f"rerun, or re-save the baseline on this machine with --slm-baseline-accept"
