@@ -200,10 +200,11 @@ def _live_printer(config: pytest.Config) -> Callable[[str], None]:
 
 
 @pytest.fixture(scope="session")
-def slm_runs(slm_engine: Engine) -> RunCache:
+def slm_runs(slm_engine: Engine, slm_settings: Settings) -> RunCache:
     """Measured workloads on the current engine, memoized: the TTFT, TPOT, ITL and E2E
-    tests of one workload share one streaming run."""
-    return RunCache(slm_engine)
+    tests of one workload share one streaming run. Each run is bracketed by the reference kernel
+    (``--slm-no-machine-check`` turns it off)."""
+    return RunCache(slm_engine, machine_check=not slm_settings.no_machine_check)
 
 
 @pytest.fixture(scope="session")

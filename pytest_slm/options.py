@@ -138,6 +138,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="CORES",
     ),
     OptionSpec(
+        "no_machine_check",
+        "--slm-no-machine-check",
+        "do not time the reference kernel around measured windows, so no window is invalid for the machine "
+        "changing speed and no comparison for the machine having moved (for a machine shared on purpose, "
+        "e.g. -n on a CPU)",
+        kind="bool",
+    ),
+    OptionSpec(
         "prefix_caching",
         "--slm-prefix-caching",
         "let the engine reuse cached prompt prefixes (default: off, so every request pays for its own prefill)",

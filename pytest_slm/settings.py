@@ -81,6 +81,8 @@ class Settings:
     prefix_caching: bool = False
     chat_template: str = "auto"
     max_foreign_load: float = 0.3
+    #: time the reference kernel around measured windows (pytest_slm.measure.machine)
+    no_machine_check: bool = False
     engine: str = "vllm"
     cache_dir: Path = field(default_factory=lambda: _default_cache_dir(os.environ))
     thresholds_file: Path | None = None

@@ -193,3 +193,13 @@ def test_no_probe_no_machine_check(slm_pytester, saved: Path, monkeypatch: pytes
     run(slm_pytester, saved).assert_outcomes(passed=4)
     recs = [r for r in slm_pytester.results()["records"] if r["gated"]]
     assert all(r["info"]["machine"] is None for r in recs) and verdicts(slm_pytester) == {"pass"}
+
+
+def test_the_check_can_be_turned_off_for_a_machine_shared_on_purpose(
+    slm_pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slm_pytester.pytester.makepyfile(LATENCY)
+    monkeypatch.setenv("SLM_FAKE_MACHINE_S", "0.005,0.006")  # would be a window that changed speed
+    slm_pytester.run("-k", "test_tpot and single", "--slm-no-machine-check").assert_outcomes(passed=1)
+    (rec,) = [r for r in slm_pytester.results()["records"] if r["metric"] == "tpot_p50_s"]
+    assert rec["outcome"] == "passed" and rec["info"]["machine"] is None

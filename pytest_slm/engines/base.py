@@ -117,8 +117,10 @@ class Engine(Protocol):
     fake for the plugin's own tests lives in ``tests/``. Constructed as
     ``Engine(spec, checkpoint, settings, device)`` (``device``: :class:`pytest_slm.devices.DeviceChoice`,
     already applied to the process). An engine class may define ``preload()`` (a classmethod
-    that imports its heavy modules: timed apart from the load) and ``unsupported_reason(precision,
-    device, checkpoint)`` (why this machine cannot run a precision, checked before quantizing).
+    that imports its heavy modules: timed apart from the load), ``unsupported_reason(precision,
+    device, checkpoint)`` (why this machine cannot run a precision, checked before quantizing) and
+    ``machine_probe()`` (the reference kernel timed on its device, around every measured window:
+    :mod:`pytest_slm.measure.machine`).
     """
 
     kind: str
