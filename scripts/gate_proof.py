@@ -36,16 +36,14 @@ from pytest_slm.compare.rules import compare_paired_items
 from pytest_slm.measure.machine import SHIFT_REASON_PREFIX
 from pytest_slm.record import Metric
 
-#: how the gate's own machine-shift reason starts: a session it made invalid is still measured
-#: validly (the replay applies the shift check itself, to whichever sessions form the baseline)
-SHIFT_REASON = SHIFT_REASON_PREFIX
-
 
 def measured_validly(figure: dict) -> bool:  # type: ignore[type-arg]
     """Whether the run judged its own window trustworthy (CPU load, warm-up, the kernel around the
-    window, ...); an invalid verdict that came from the baseline comparison does not count."""
+    window, ...); an invalid verdict that came from the baseline comparison (the machine-shift
+    reason) does not count: the replay applies the shift check itself, to whichever sessions form
+    the baseline."""
     reasons = figure.get("invalid_reasons") or []
-    return bool(figure["valid"]) or (bool(reasons) and all(r.startswith(SHIFT_REASON) for r in reasons))
+    return bool(figure["valid"]) or (bool(reasons) and all(r.startswith(SHIFT_REASON_PREFIX) for r in reasons))
 
 
 def verdict(key: str, cur: dict, hist: list[dict], slowdown: float, alpha: float, k: int):  # type: ignore[no-untyped-def, type-arg]

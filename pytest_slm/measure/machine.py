@@ -28,7 +28,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 #: the kernel's name and version: sessions compare their probes only when these are equal
@@ -78,8 +78,9 @@ class Probe:
     device: str
     kernel: str = KERNEL
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+#: times the kernel on an engine's device (an engine's ``machine_probe``)
+Prober = Callable[[], "Probe | None"]
 
 
 def _timer(device: str) -> Callable[[], float]:
@@ -193,6 +194,23 @@ def probe_after(prober: Callable[[], Probe | None], before: Probe | None) -> Pro
     if again is None:
         return after
     return min((after, again), key=lambda p: abs(math.log(p.seconds / before.seconds)))
+
+
+class Bracket:
+    """``with Bracket(prober) as b: <the measured window>``; then ``b.probes`` is the kernel timed
+    right before and right after it (:func:`probe_after`), ``(None, None)`` without a prober."""
+
+    def __init__(self, prober: Prober | None) -> None:
+        self.prober = prober
+        self.probes: tuple[Probe | None, Probe | None] = (None, None)
+
+    def __enter__(self) -> Bracket:
+        self.probes = (self.prober() if self.prober is not None else None, None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.prober is not None:
+            self.probes = (self.probes[0], probe_after(self.prober, self.probes[0]))
 
 
 def session_seconds(before: Probe | None, after: Probe | None) -> float | None:

@@ -23,10 +23,7 @@ from typing import Any
 
 from pytest_slm.engines.base import BatchOutput, Engine, SamplingSpec, StreamTrace, tpot_s
 from pytest_slm.measure import machine, validity
-from pytest_slm.measure.machine import Probe
-
-#: times the reference kernel on the engine's device (:func:`pytest_slm.measure.machine.probe`)
-Prober = Callable[[], "Probe | None"]
+from pytest_slm.measure.machine import Probe, Prober
 
 
 def prompts_digest(prompts: Sequence[str]) -> str:
@@ -247,23 +244,16 @@ def _repeat(
     return results, cis(results)
 
 
-def _probe(prober: Prober | None, before: Probe | None = None, *, after: bool = False) -> Probe | None:
-    if prober is None:
-        return None
-    return machine.probe_after(prober, before) if after else prober()
-
-
 def run_streaming(engine: Engine, workload: Workload, prober: Prober | None = None) -> StreamingRun:
     """Stream ``workload`` ``num_warmup + num_runs`` times (more when adaptive); keep the measured
     ones. ``prober`` times the reference kernel right before and right after the measured window."""
     for _ in range(workload.num_warmup):
         engine.stream(workload.prompts(), workload.sampling)
-    before = _probe(prober)
-    with validity.CpuWindow() as window:
+    with machine.Bracket(prober) as kernel, validity.CpuWindow() as window:
         reps, ci = _repeat(
             workload, lambda _: tuple(engine.stream(workload.prompts(), workload.sampling)), STREAMING_STATISTICS
         )
-    return StreamingRun(workload, tuple(reps), ci, window.usage, (before, _probe(prober, before, after=True)))
+    return StreamingRun(workload, tuple(reps), ci, window.usage, kernel.probes)
 
 
 def run_offline(
@@ -281,7 +271,6 @@ def run_offline(
         out = engine.generate(prompts, sampling)
         return TimedBatch(clock() - t0, out)
 
-    before = _probe(prober)
-    with validity.CpuWindow() as window:
+    with machine.Bracket(prober) as kernel, validity.CpuWindow() as window:
         batches, ci = _repeat(workload, once, {"output_tokens_per_s": lambda b: b.output.output_tokens / b.wall_s})
-    return OfflineRun(workload, tuple(batches), ci, window.usage, (before, _probe(prober, before, after=True)))
+    return OfflineRun(workload, tuple(batches), ci, window.usage, kernel.probes)

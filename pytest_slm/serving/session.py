@@ -102,11 +102,9 @@ class ServingSession:
             self.warm_up()
             # the reference kernel, where the engine has one and it is wanted
             prober = None if self.settings.no_machine_check else getattr(self.engine, "machine_probe", None)
-            before = prober() if prober is not None else None
-            with CpuWindow() as window:
+            with machine.Bracket(prober) as kernel, CpuWindow() as window:
                 run = run_load(self.engine, plans, load)
-            after = machine.probe_after(prober, before) if prober is not None else None
-            self._runs[load] = dataclasses.replace(run, cpu=window.usage, machine=(before, after))
+            self._runs[load] = dataclasses.replace(run, cpu=window.usage, machine=kernel.probes)
         return self._runs[load]
 
     def workload(self, load: LoadSpec) -> dict[str, Any]:
