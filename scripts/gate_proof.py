@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_slm.compare.gate import compare_metric, machine_check
+from pytest_slm.compare.gate import baseline_spread, compare_metric, machine_check
 from pytest_slm.compare.rules import compare_paired_items
 from pytest_slm.measure.machine import SHIFT_REASON_PREFIX
 from pytest_slm.record import Metric
@@ -46,25 +46,39 @@ def measured_validly(figure: dict) -> bool:  # type: ignore[type-arg]
     return bool(figure["valid"]) or (bool(reasons) and all(r.startswith(SHIFT_REASON_PREFIX) for r in reasons))
 
 
-def verdict(key: str, cur: dict, hist: list[dict], slowdown: float, alpha: float, k: int):  # type: ignore[no-untyped-def, type-arg]
-    """The plugin's own verdict (``compare_metric``: the same rule dispatch as the gate) on the
-    current session's figure, made ``slowdown`` times worse, against ``hist`` as saved sessions."""
+def metric_of(key: str, cur: dict, slowdown: float) -> Metric:  # type: ignore[type-arg]
+    """The current session's figure of ``key``, made ``slowdown`` times worse."""
     hib = cur["higher_is_better"]
     factor = (1 / slowdown) if hib else slowdown
-    metric = Metric(key.split("::")[-1], cur["value"] * factor, cur["unit"], hib,
-                    samples=tuple(x * factor for x in cur["samples"]),
-                    info={"se_log": cur["se_log"], "machine": cur.get("machine")})  # fmt: skip
-    entry = {
-        "value": hist[-1]["value"], "samples": hist[-1]["samples"], "higher_is_better": hib,
+    return Metric(key.split("::")[-1], cur["value"] * factor, cur["unit"], hib,
+                  samples=tuple(x * factor for x in cur["samples"]),
+                  info={"se_log": cur["se_log"], "machine": cur.get("machine")})  # fmt: skip
+
+
+def entry_of(hist: list[dict]) -> dict:  # type: ignore[type-arg]
+    """A baseline entry holding ``hist`` as its saved sessions (oldest first)."""
+    last = hist[-1]
+    return {
+        "value": last["value"], "samples": last["samples"], "higher_is_better": last["higher_is_better"],
+        "unit": last["unit"],
         "sessions": [{"value": h["value"], "se_log": h["se_log"], "machine": h.get("machine")} for h in hist],
     }  # fmt: skip
-    if machine_check(metric, entry) is not None:  # the gate's own check: the machine moved
-        return None
-    return compare_metric(metric, entry, alpha=alpha, min_sessions=k)
 
 
-def replay(sessions: list[dict], k: int, alpha: float, slowdown: float, rng: np.random.Generator, draws: int):  # type: ignore[no-untyped-def, type-arg]
-    """Verdict counts per metric, and per current session whether any metric alarmed."""
+def replay(
+    sessions: list[dict],
+    k: int,
+    alpha: float,
+    slowdown: float,
+    rng: np.random.Generator,
+    draws: int,
+    pooled: bool = True,
+):  # type: ignore[no-untyped-def, type-arg]
+    """Verdict counts per metric, and per current session whether any metric alarmed.
+
+    Each draw picks K other sessions as one saved baseline for every figure (as a real baseline
+    file holds the same sessions for all its entries), so the file-wide spread (``baseline_spread``:
+    pooled between-session spreads, the kernel's window-to-window spread) comes from those K only."""
     # every gated figure recorded in enough sessions (an older recorder dropped the figures of
     # records the gate had failed: those sessions are missing for that figure only)
     counts = Counter(key for s in sessions for key in s["figures"])
@@ -75,22 +89,28 @@ def replay(sessions: list[dict], k: int, alpha: float, slowdown: float, rng: np.
     session_alarm: list[bool] = []
     excluded = 0
     for j, current in enumerate(sessions):
+        others = [i for i in range(len(sessions)) if i != j]
         for _ in range(draws):
-            alarmed = False
+            order = list(rng.permutation(others))
+            entries = {}
             for key in keys:
+                with_key = [i for i in order if key in sessions[i]["figures"]][:k]  # the draw's first K holding it
+                if len(with_key) == k:
+                    entries[key] = (with_key, entry_of([sessions[i]["figures"][key] for i in sorted(with_key)]))
+            spread = baseline_spread({key: entry for key, (_, entry) in entries.items()}) if pooled else None
+            alarmed = False
+            for key, (history, entry) in entries.items():
                 if key not in current["figures"]:
                     continue
-                others = [i for i, s in enumerate(sessions) if i != j and key in s["figures"]]
-                history = rng.choice(others, size=k, replace=False)
                 cur = current["figures"][key]
-                hist = [sessions[i]["figures"][key] for i in history]
-                if not measured_validly(cur) or not all(measured_validly(h) for h in hist):
+                if not measured_validly(cur) or not all(measured_validly(sessions[i]["figures"][key]) for i in history):
                     excluded += 1
                     continue
-                c = verdict(key, cur, hist, slowdown, alpha / family, k)
-                if c is None:
+                metric = metric_of(key, cur, slowdown)
+                if machine_check(metric, entry, spread) is not None:  # the gate's own check: the machine moved
                     per_metric[key]["invalid (machine)"] += 1
                     continue
+                c = compare_metric(metric, entry, alpha=alpha / family, min_sessions=k, spread=spread)
                 per_metric[key][c.verdict] += 1
                 if c.mde is not None:
                     mdes[key].append(c.mde)
@@ -181,6 +201,8 @@ def main() -> int:
     parser.add_argument("--draws", type=int, default=20, help="random baseline choices per held-out session")
     parser.add_argument("--items", type=Path, nargs=2, metavar=("REFERENCE", "CANDIDATE"),
                         help="two results.json with per-item accuracy scores (a 5-point drop is injected)")  # fmt: skip
+    parser.add_argument("--own-spread", action="store_true",
+                        help="each figure with its own spread only (the rule before pooled spreads)")  # fmt: skip
     args = parser.parse_args()
     data = json.loads(args.sessions.read_text())
     sessions = data["sessions"]
@@ -190,7 +212,9 @@ def main() -> int:
         if k >= len(sessions):
             continue
         for label, slow in (("A/A", 1.0), ("10 % slower", 1.10)):
-            per_metric, mdes, alarms, excluded, family = replay(sessions, k, args.alpha, slow, rng, args.draws)
+            per_metric, mdes, alarms, excluded, family = replay(
+                sessions, k, args.alpha, slow, rng, args.draws, pooled=not args.own_spread
+            )
             total: Counter[str] = sum(per_metric.values(), Counter())
             n = sum(total.values())
             print(f"\nK = {k} saved sessions, {label}: {family} gated metrics, alpha {args.alpha}/{family}, "

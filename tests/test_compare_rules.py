@@ -5,11 +5,20 @@ from __future__ import annotations
 import math
 
 import pytest
+from scipy import stats
 
 from pytest_slm.compare import identity, policy
 from pytest_slm.compare.baseline import HISTORY, merge_entry, sessions_of
-from pytest_slm.compare.gate import compare_metric, incomparable
-from pytest_slm.compare.rules import compare_exact, compare_paired_items, compare_sessions, se_log
+from pytest_slm.compare.gate import baseline_spread, compare_metric, incomparable
+from pytest_slm.compare.rules import (
+    MAX_DF,
+    SpreadPrior,
+    compare_exact,
+    compare_paired_items,
+    compare_sessions,
+    fit_spread_prior,
+    se_log,
+)
 from pytest_slm.record import Metric
 
 #: an illustrative history of ten sessions' TPOT p50 (s) with about 0.6 % between-session spread (synthetic)
@@ -163,3 +172,79 @@ def test_workload_identity_differences_are_named() -> None:
 def test_se_log() -> None:
     assert se_log([1.0]) is None
     assert se_log([1.0, 1.0, 1.0]) == 0.0
+
+
+def test_spread_prior_pools_alike_variances_and_borrows_little_from_unlike_ones() -> None:
+    alike = fit_spread_prior([0.0004, 0.0005, 0.0003, 0.0004, 0.00045], [4] * 5)
+    assert alike is not None and alike.metrics == 5
+    assert alike.df == pytest.approx(20)  # no spread beyond sampling: capped at the pool's 20 df
+    assert math.sqrt(alike.variance) == pytest.approx(math.sqrt(0.00041), rel=0.15)  # near their mean
+    unlike = fit_spread_prior([0.0001, 0.01, 0.0004, 0.0025, 0.00002], [4] * 5)
+    assert unlike is not None and unlike.df < 3  # the metrics spread differently: a weak prior
+    assert fit_spread_prior([0.0004, 0.0005], [4, 4]) is None  # too few metrics to fit a prior
+    assert fit_spread_prior([0.0004, 0.0, 0.0005], [4, 4, 4]) is None  # zero variance carries no log
+
+
+def test_a_moderated_spread_finds_a_slowdown_its_own_four_sessions_cannot() -> None:
+    """Five saved sessions that spread 2.6 % (log): alone, the t test with 4 df at the session's
+    Bonferroni level cannot call a 13 % slowdown; with the pool's prior (2 %, the metric's own 4
+    df of weight) it does, and an unchanged session passes."""
+    history = [0.0300, 0.0310, 0.0290, 0.0305, 0.0295]
+    alpha = 0.05 / 21
+    prior = SpreadPrior(variance=0.02**2, df=28, metrics=7)
+    own = compare_sessions("tpot_p50_s", history, [None] * 5, 0.034, None, higher_is_better=False, alpha=alpha)
+    pooled = compare_sessions("tpot_p50_s", history, [None] * 5, 0.034, None, higher_is_better=False, alpha=alpha,
+                              prior=prior)  # fmt: skip
+    assert own.verdict == "inconclusive" and pooled.verdict == "regressed"
+    assert "moderated to" in pooled.note and "7 metrics" in pooled.note and "4 df" in pooled.note
+    assert pooled.mde is not None and own.mde is not None and pooled.mde < own.mde
+    same = compare_sessions("tpot_p50_s", history, [None] * 5, 0.030, None, higher_is_better=False, alpha=alpha,
+                            prior=prior)  # fmt: skip
+    assert same.verdict == "pass"
+
+
+def test_the_prior_cannot_make_a_noisy_metric_look_steady() -> None:
+    """A metric whose own sessions spread 8 % keeps most of it: the prior weighs no more than its
+    own sessions, so a steady pool (1 %) cannot turn its 12 % excursion into a regression."""
+    history = [0.030, 0.033, 0.028, 0.031, 0.027]
+    prior = SpreadPrior(variance=0.01**2, df=200, metrics=7)
+    c = compare_sessions("e2e_p50_s", history, [None] * 5, 0.0335, None, higher_is_better=False, alpha=0.05 / 21,
+                         prior=prior)  # fmt: skip
+    assert c.verdict == "inconclusive"
+
+
+def test_the_t_reference_never_exceeds_max_df() -> None:
+    """Ten saved sessions and a strong prior still test against t with MAX_DF degrees of freedom
+    (session-to-session changes here are heavier-tailed than a normal law)."""
+    history = [0.030 * (1 + 0.02 * ((i % 3) - 1)) for i in range(10)]
+    prior = SpreadPrior(variance=0.016**2, df=100, metrics=7)
+    c = compare_sessions("tpot_p50_s", history, [None] * 10, 0.0315, None, higher_is_better=False, alpha=0.05 / 21,
+                         prior=prior)  # fmt: skip
+    sd = math.log(c.ci_high / c.ratio) / stats.t.ppf(0.975, MAX_DF)
+    assert math.log(c.ratio / c.ci_low) / stats.t.ppf(0.975, MAX_DF) == pytest.approx(sd)
+    assert "9 df" in c.note  # the prior's weight is the metric's own 9 df; the t still has MAX_DF
+
+
+def test_baseline_spread_pools_median_speeds_and_leaves_tails_alone() -> None:
+    def entry(unit: str, *values: float, probe: float | None = None) -> dict:  # type: ignore[type-arg]
+        sessions = [{"value": v, "se_log": 0.005} for v in values]
+        if probe is not None:
+            for i, s in enumerate(sessions):
+                s["machine"] = {"probe_s": probe * (1 + 0.01 * (i % 2)), "kernel": "k/1", "device": "cpu"}
+        return {"value": values[-1], "unit": unit, "samples": [values[-1]] * 3, "sessions": sessions}
+
+    entries = {
+        "test_tpot[a]::tpot_p50_s": entry("s", 0.030, 0.031, 0.0295, 0.0305, probe=0.006),
+        "test_ttft[a]::ttft_p50_s": entry("s", 0.100, 0.102, 0.098, 0.101, probe=0.006),
+        "test_offline_throughput[a]::output_tokens_per_s": entry("tokens/s", 300, 306, 297, 303),
+        "test_ttft[a]::ttft_p99_s": entry("s", 0.2, 0.3, 0.25, 0.22),  # a tail keeps its own spread
+        "test_memory[a]::kv_cache_bytes": entry("bytes", 1e9, 1e9, 1e9, 1e9),  # exact rule
+        "test_x[a]::harness_overhead_s": entry("s", 0.01, 0.02, 0.015, 0.012),  # a diagnostic
+    }
+    spread = baseline_spread(entries)
+    assert set(spread.priors) == {"speed"} and spread.priors["speed"].metrics == 3
+    assert policy.spread_pool("ttft_p99_s", "s") is None and policy.spread_pool("tpot_p50_s", "s") == "speed"
+    assert policy.spread_pool("output_tokens_per_j", "tokens/J") == "energy"
+    kernel = spread.kernel("k/1", "cpu")
+    assert kernel is not None and kernel[1] == 3.0  # the two windows have the same times: counted once
+    assert spread.kernel("k/2", "cpu") is None

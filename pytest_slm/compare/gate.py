@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 from pytest_slm.compare import identity, policy
 from pytest_slm.compare.baseline import sessions_of
 from pytest_slm.compare.rules import (
     MIN_SESSIONS,
     Comparison,
+    SpreadPrior,
     compare_exact,
     compare_paired_items,
     compare_sessions,
+    fit_spread_prior,
     se_log,
 )
-from pytest_slm.measure.machine import Shift, machine_shift
+from pytest_slm.measure.machine import Shift, machine_shift, pooled_spread
 from pytest_slm.record import Metric
 
 DEFAULT_TAU = 0.05  # latency, throughput, energy, memory: 5 %
@@ -37,6 +41,52 @@ def metric_se_log(metric: Metric) -> float | None:
     return se_log(metric.samples)
 
 
+@dataclass
+class Spread:
+    """What a whole baseline file knows about its machine's noise, beyond any one entry: the
+    between-session spread of each pool of metrics (:func:`pytest_slm.compare.policy.spread_pool`)
+    and the reference kernel's window-to-window spread. Fitted once per file, from stored sessions
+    only (never from the session being judged)."""
+
+    priors: dict[str, SpreadPrior] = field(default_factory=dict)
+    #: the histories of ``info["machine"]`` dicts, one per entry, for :func:`pooled_spread`
+    machines: list[list[Mapping[str, Any] | None]] = field(default_factory=list)
+    _kernel: dict[tuple[str, str], tuple[float, float] | None] = field(default_factory=dict)
+
+    def kernel(self, kernel: str, device: str) -> tuple[float, float] | None:
+        key = (kernel, device.split(":")[0])
+        if key not in self._kernel:
+            self._kernel[key] = pooled_spread(self.machines, kernel, device)
+        return self._kernel[key]
+
+
+def _session_rule(name: str, entry: Mapping[str, Any]) -> bool:
+    metric = name.rpartition("::")[2]
+    samples = entry.get("samples") or ()
+    return policy.is_gated(metric) and policy.rule_for(metric, has_items=_is_items(samples)) == "sessions"
+
+
+def baseline_spread(entries: Mapping[str, Mapping[str, Any]]) -> Spread:
+    """The :class:`Spread` of a baseline file's entries (``test key::metric`` -> entry)."""
+    pools: dict[str, tuple[list[float], list[float]]] = {}
+    spread = Spread()
+    for name, entry in entries.items():
+        history = sessions_of(entry)
+        spread.machines.append([s.get("machine") for s in history])
+        pool = policy.spread_pool(name.rpartition("::")[2], entry.get("unit"))
+        values = [float(s["value"]) for s in history]
+        if pool is None or len(values) < 2 or min(values) <= 0 or not _session_rule(name, entry):
+            continue
+        variances, dfs = pools.setdefault(pool, ([], []))
+        variances.append(float(np.var(np.log(values), ddof=1)))
+        dfs.append(len(values) - 1)
+    for pool, (variances, dfs) in pools.items():
+        prior = fit_spread_prior(variances, dfs)
+        if prior is not None:
+            spread.priors[pool] = prior
+    return spread
+
+
 def compare_metric(
     metric: Metric,
     entry: Mapping[str, Any],
@@ -45,8 +95,11 @@ def compare_metric(
     tau_accuracy: float = DEFAULT_TAU_ACCURACY,
     alpha: float = 0.01,
     min_sessions: int = MIN_SESSIONS,
+    spread: Spread | None = None,
 ) -> Comparison:
-    """The verdict on ``metric`` against a stored baseline ``entry`` (same workload assumed)."""
+    """The verdict on ``metric`` against a stored baseline ``entry`` (same workload assumed);
+    ``spread``: the baseline file's :func:`baseline_spread` (a session-rule metric in a pool
+    borrows its pool's between-session spread)."""
     hib = metric.higher_is_better
     base_samples = [float(x) for x in entry.get("samples") or ()]
     is_task = "task" in metric.info
@@ -73,14 +126,25 @@ def compare_metric(
         tau=tau,
         alpha=alpha,
         min_sessions=min_sessions,
+        prior=_prior(metric, spread),
     )
 
 
-def machine_check(metric: Metric, entry: Mapping[str, Any]) -> Shift | None:
+def _prior(metric: Metric, spread: Spread | None) -> SpreadPrior | None:
+    pool = policy.spread_pool(metric.name, metric.unit)
+    return None if spread is None or pool is None else spread.priors.get(pool)
+
+
+def machine_check(metric: Metric, entry: Mapping[str, Any], spread: Spread | None = None) -> Shift | None:
     """The machine's speed shift since the baseline's sessions, when it is too large to compare
     ``metric`` (the reference kernel of :mod:`pytest_slm.measure.machine`); None when it is not,
-    or when either side carries no probe (figures that are not timings, older baselines)."""
-    shift = machine_shift(metric.info.get("machine"), [s.get("machine") for s in sessions_of(entry)])
+    or when either side carries no probe (figures that are not timings, older baselines).
+    ``spread``: the baseline file's, whose kernel spread over all its windows sets the allowance."""
+    current = metric.info.get("machine")
+    pooled = None
+    if spread is not None and isinstance(current, Mapping) and current.get("kernel"):
+        pooled = spread.kernel(str(current["kernel"]), str(current.get("device", "")))
+    shift = machine_shift(current, [s.get("machine") for s in sessions_of(entry)], pooled=pooled)
     return shift if shift is not None and shift.exceeded else None
 
 

@@ -66,3 +66,24 @@ def rule_for(name: str, *, has_items: bool) -> str:
     if _any(name, EXACT):
         return "exact"
     return "sessions"
+
+
+#: tails of a latency distribution: each spreads between sessions in its own way (measured on
+#: this project's 2-core VM: ITL p99 10 %, TPOT p99 2 to 4 %), so none borrows another's spread
+TAILS: tuple[str, ...] = ("*_p99_s", "*_p95_s", "*_p90_s", "*_max_s")
+
+
+def spread_pool(name: str, unit: str | None) -> str | None:
+    """The pool whose between-session spread a session-rule metric shares with its neighbours in
+    the same baseline file (:func:`pytest_slm.compare.rules.fit_spread_prior`), or None for a
+    metric that keeps its own: ``"speed"`` (median latencies, throughputs: the machine's speed
+    moves them alike), ``"energy"``, ``"memory"``; tails keep their own."""
+    if _any(name, TAILS) or not unit:
+        return None
+    if unit == "s" or unit.endswith("/s"):
+        return "speed"
+    if unit.startswith("J") or unit.endswith("/J"):
+        return "energy"
+    if unit == "bytes":
+        return "memory"
+    return None

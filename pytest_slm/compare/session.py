@@ -53,6 +53,8 @@ class Gate:
         self._loaded: dict[tuple[str, str, str], Baseline | BaselineError | None] = {}
         #: gated baseline entries this session's tests can meet (the Bonferroni family)
         self.family = 0
+        #: per baseline file, its machine's noise beyond one entry (``gate.baseline_spread``)
+        self._spreads: dict[Path, Any] = {}
 
     @property
     def fingerprint(self) -> str:
@@ -140,11 +142,16 @@ class Gate:
             note = f"baselines exist only for {', '.join(others)}; this machine is {fp}: comparison skipped"
             return {m.name: {"verdict": "skipped", "note": note} for m in ctx.metrics if policy.is_gated(m.name)}, []
         from pytest_slm.compare.gate import (  # scipy: only when comparing
+            baseline_spread,
             compare_metric,
             comparison_row,
             incomparable,
             machine_check,
         )
+
+        if base.path not in self._spreads:
+            self._spreads[base.path] = baseline_spread(base.entries)
+        spread = self._spreads[base.path]
 
         rows: dict[str, dict[str, Any]] = {}
         problems: list[str] = []
@@ -162,7 +169,7 @@ class Gate:
                 if mismatch is not None:
                     rows[m.name] = {**mismatch, "file": str(base.path)}
                     continue
-            shift = machine_check(m, entry)
+            shift = machine_check(m, entry, spread)
             if shift is not None:  # the machine, not the code, moved: no verdict either way
                 rows[m.name] = {"verdict": "invalid", "note": shift.reason(), "machine_ratio": shift.ratio,
                                 "file": str(base.path)}  # fmt: skip
@@ -176,6 +183,7 @@ class Gate:
                     tau_accuracy=taus.get(m.name, self.settings.accuracy_tolerance),
                     alpha=self.alpha,
                     min_sessions=self.settings.min_sessions,
+                    spread=spread,
                 )
             except ValueError as exc:
                 rows[m.name] = {"verdict": "error", "note": str(exc)}

@@ -264,11 +264,15 @@ def machine_shift(
     history: Sequence[Mapping[str, Any] | None],
     *,
     tolerance: float = SHIFT_TOLERANCE,
+    pooled: tuple[float, float] | None = None,
 ) -> Shift | None:
     """This session's kernel time against the saved sessions' (``info["machine"]`` dicts); None
     when either side has no probe of the same kernel on the same kind of device. The change
     allowed is the larger of ``tolerance`` and the half-width of the saved kernel times'
-    :data:`SHIFT_CONFIDENCE` prediction interval; unlimited below :data:`MIN_PROBE_SESSIONS`."""
+    :data:`SHIFT_CONFIDENCE` prediction interval; unlimited below :data:`MIN_PROBE_SESSIONS`.
+    ``pooled``: the kernel's standard deviation (of log times) and its degrees of freedom pooled
+    over every window of the baseline file (:func:`pooled_spread`), used instead of these few
+    sessions' own when it rests on more degrees of freedom."""
     if not current or not current.get("probe_s"):
         return None
     same = [
@@ -286,6 +290,38 @@ def machine_shift(
     if k >= MIN_PROBE_SESSIONS:
         from scipy import stats
 
-        half = float(stats.t.ppf(0.5 + SHIFT_CONFIDENCE / 2, k - 1)) * statistics.stdev(logs) * math.sqrt(1 + 1 / k)
+        sd, df = statistics.stdev(logs), float(k - 1)
+        if pooled is not None and pooled[1] > df:
+            sd, df = pooled
+        half = float(stats.t.ppf(0.5 + SHIFT_CONFIDENCE / 2, df)) * sd * math.sqrt(1 + 1 / k)
         allowed = max(tolerance, math.expm1(half))
     return Shift(ratio=float(current["probe_s"]) / math.exp(mu), allowed=allowed, sessions=k)
+
+
+def pooled_spread(
+    histories: Sequence[Sequence[Mapping[str, Any] | None]], kernel: str, device: str
+) -> tuple[float, float] | None:
+    """The kernel's window-to-window spread pooled over many metrics' saved sessions: the standard
+    deviation of log kernel times around each history's own mean, and its degrees of freedom
+    (``histories``: per baseline entry, its sessions' ``info["machine"]`` dicts). Only probes of
+    ``kernel`` on ``device``'s kind count; histories with the very same times (two figures of one
+    window) count once. None without two degrees of freedom."""
+    kind = device.split(":")[0]
+    seen: set[tuple[float, ...]] = set()
+    squares, df = 0.0, 0
+    for history in histories:
+        times = tuple(
+            float(h["probe_s"])
+            for h in history
+            if h and h.get("probe_s") and h.get("kernel") == kernel and str(h.get("device", "")).split(":")[0] == kind
+        )
+        if len(times) < 2 or times in seen:
+            continue
+        seen.add(times)
+        logs = [math.log(t) for t in times]
+        mu = statistics.fmean(logs)
+        squares += sum((x - mu) ** 2 for x in logs)
+        df += len(logs) - 1
+    if df < 2:
+        return None
+    return math.sqrt(squares / df), float(df)
