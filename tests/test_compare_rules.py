@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from pytest_slm.compare import identity, policy
 from pytest_slm.compare.baseline import HISTORY, merge_entry, sessions_of
@@ -182,6 +183,16 @@ def test_spread_prior_pools_alike_variances_and_borrows_little_from_unlike_ones(
     unlike = fit_spread_prior([0.0001, 0.01, 0.0004, 0.0025, 0.00002], [4] * 5)
     assert unlike is not None and unlike.df < 3  # the metrics spread differently: a weak prior
     assert fit_spread_prior([0.0004, 0.0005], [4, 4]) is None  # too few metrics to fit a prior
+    # a spread barely beyond sampling noise puts trigamma's root past any fixed bracket: no solver error
+    delta = math.sqrt((float(special.polygamma(1, 5e8)) + 3e-9) * 2 / 3)
+    barely = fit_spread_prior([1e-4 * math.exp(x) for x in (-delta, 0.0, delta)], [1e9] * 3)
+    assert barely is not None and 0 < barely.df <= 3e9
+    # any pool: a prior with positive variance and 0 < df <= the pool's own df
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        dfs = rng.integers(1, 10, size=int(rng.integers(3, 15)))
+        found = fit_spread_prior(list(rng.lognormal(-8, rng.uniform(0, 3), size=dfs.size)), list(dfs))
+        assert found is not None and found.variance > 0 and 0 < found.df <= dfs.sum()
     assert fit_spread_prior([0.0004, 0.0, 0.0005], [4, 4, 4]) is None  # zero variance carries no log
 
 

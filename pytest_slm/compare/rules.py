@@ -157,10 +157,9 @@ def fit_spread_prior(variances: Sequence[float], dfs: Sequence[float]) -> Spread
     e_mean = float(np.mean(e))
     excess = float(np.var(e, ddof=1) - np.mean(special.polygamma(1, d / 2)))
     cap = float(np.sum(d))
-    if excess > 0:
-        half = optimize.brentq(lambda x: float(special.polygamma(1, x)) - excess, 1e-8, 1e8)
-        df0 = min(2 * half, cap)
-    else:  # no more spread than sampling explains: the variances look equal
+    if excess > float(special.polygamma(1, cap / 2)):  # trigamma falls: the solution lies below the cap
+        df0 = 2 * optimize.brentq(lambda x: float(special.polygamma(1, x)) - excess, 1e-8, cap / 2)
+    else:  # no more spread than sampling explains, or too little to matter: the variances look equal
         df0 = cap
     variance = math.exp(e_mean + float(special.digamma(df0 / 2)) - math.log(df0 / 2))
     return SpreadPrior(variance, df0, len(pairs))
