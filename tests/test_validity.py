@@ -64,3 +64,22 @@ def test_cpu_window_reads_proc_stat_and_the_process_tree(tmp_path: Path, monkeyp
     assert usage.busy_cores == pytest.approx(300 / ticks)  # 200 user + 100 system jiffies
     assert usage.own_cores == pytest.approx(0.5)
     assert usage.steal_fraction == pytest.approx(10 / 510)
+
+
+def test_machine_made_names_the_machine_reasons_only() -> None:
+    """The reasons the machine causes (other processes, the hypervisor, the kernel changing speed in a
+    window or since the baseline) against those the measurement causes (warm-up, queueing, preemption)."""
+    from pytest_slm.measure.machine import Probe, Shift, window_change
+
+    busy = CpuUsage(wall_s=5.0, cores=2, own_cores=1.0, busy_cores=1.8, steal_fraction=0.0).problem()
+    stolen = CpuUsage(wall_s=5.0, cores=2, own_cores=1.0, busy_cores=1.0, steal_fraction=0.2).problem()
+    changed = window_change(Probe(0.005, 0.01, 45, "cpu"), Probe(0.006, 0.01, 45, "cpu"))
+    shifted = Shift(ratio=1.08, allowed=0.03, sessions=3).reason()
+    machine = [busy, stolen, changed, shifted]
+    assert all(isinstance(r, str) for r in machine)
+    assert all(validity.machine_made([r]) for r in machine if r) and validity.machine_made([r for r in machine if r])
+    warmup = validity.warmup_trend([1.5, 1.4, 1.3, 1.2, 1.1, 1.05, 1.0, 1.0, 0.99, 0.98], "the median TPOT")
+    queued = validity.client_queueing([0.030, 0.031], [0.08, 0.09])
+    for own in (warmup, queued, validity.preemptions(3, 8)):
+        assert own is not None and not validity.machine_made([own]) and not validity.machine_made([busy or "", own])
+    assert not validity.machine_made([])

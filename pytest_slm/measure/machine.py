@@ -65,6 +65,8 @@ SHIFT_CONFIDENCE = 0.99
 MIN_PROBE_SESSIONS = 3
 #: how a machine-shift reason starts (``--slm-baseline-accept`` re-saves such figures)
 SHIFT_REASON_PREFIX = "the machine is "
+#: how the reason of a window whose kernel changed speed starts
+WINDOW_REASON_PREFIX = "the machine changed speed during the measurement"
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ def window_change(before: Probe | None, after: Probe | None, *, tolerance: float
     if abs(change) > tolerance:
         direction = "slower" if change > 0 else "faster"
         return (
-            f"the machine changed speed during the measurement: the reference kernel ({before.kernel}) ran "
+            f"{WINDOW_REASON_PREFIX}: the reference kernel ({before.kernel}) ran "
             f"{100 * abs(change):.0f} % {direction} after the window than before it (allowed {100 * tolerance:g} %)"
         )
     return None

@@ -37,6 +37,9 @@ MAX_FOREIGN_CORES = 0.3
 MAX_STEAL_FRACTION = 0.10
 #: /proc/stat counts in clock ticks (10 ms): shorter windows cannot say how busy the machine was
 MIN_CPU_WINDOW_S = 1.0
+#: how the reasons of the CPU-load check start
+FOREIGN_REASON_PREFIX = "the machine was busy with other work"
+STEAL_REASON_PREFIX = "the hypervisor took"
 
 
 def warmup_trend(values: Sequence[float], what: str, *, rel: float = WARMUP_REL) -> str | None:
@@ -105,16 +108,26 @@ class CpuUsage:
             return None
         if self.foreign_cores > max_foreign:
             return (
-                f"the machine was busy with other work: other processes used {self.foreign_cores:.2f} of "
+                f"{FOREIGN_REASON_PREFIX}: other processes used {self.foreign_cores:.2f} of "
                 f"{self.cores} cores on average during the {self.wall_s:.1f} s window (allowed {max_foreign:g}, "
                 f"--slm-max-foreign-load)"
             )
         if self.steal_fraction > max_steal:
             return (
-                f"the hypervisor took {100 * self.steal_fraction:.0f} % of the CPU time during the "
+                f"{STEAL_REASON_PREFIX} {100 * self.steal_fraction:.0f} % of the CPU time during the "
                 f"{self.wall_s:.1f} s window (steal; allowed {100 * max_steal:g} %)"
             )
         return None
+
+
+def machine_made(reasons: Sequence[str]) -> bool:
+    """Whether every reason a figure is invalid names the machine, not the measurement or the code:
+    other processes, the hypervisor, the reference kernel changing speed around the window or since
+    the baseline (:mod:`pytest_slm.measure.machine`). False without reasons."""
+    from pytest_slm.measure.machine import SHIFT_REASON_PREFIX, WINDOW_REASON_PREFIX
+
+    prefixes = (FOREIGN_REASON_PREFIX, STEAL_REASON_PREFIX, WINDOW_REASON_PREFIX, SHIFT_REASON_PREFIX)
+    return bool(reasons) and all(r.startswith(prefixes) for r in reasons)
 
 
 def _proc_stat(root: Path) -> tuple[float, float, float] | None:

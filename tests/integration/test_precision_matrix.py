@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_slm.measure.validity import machine_made
+
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CALIBRATION = ["--slm-num-calibration-samples", "32", "--slm-max-sequence-length", "64"]
@@ -62,14 +64,14 @@ def test_matrix_runs_and_only_the_retention_rule_may_fail(matrix_run) -> None:  
     """Everything passes except, possibly, a retention test whose rule found the quantized model worse
     than the default floor (0.95) with confidence: with 32 calibration samples that is a real finding
     about the model, and the failure must say so with both figures. Machine-made invalid figures
-    (other processes, the hypervisor) are not the plugin's failures either."""
+    (other processes, the hypervisor, the reference kernel changing speed around a window: seen on
+    this VM as 13 to 18 % within one window) are not the plugin's failures either."""
     proc, doc, _ = matrix_run
     engines = doc["environment"]["engines"]
-    machine = ("the machine was busy with other work", "the hypervisor took")
     for r in doc["records"]:
         if r["outcome"] == "passed":
             continue
-        if r["outcome"] == "invalid" and all(x.startswith(machine) for x in r["invalid_reasons"]):
+        if r["outcome"] == "invalid" and machine_made(r["invalid_reasons"]):
             continue
         assert "test_retention" in r["test"] and r["outcome"] == "failed", (r["test"], proc.stdout[-4000:])
     failed_retention = {
