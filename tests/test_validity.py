@@ -83,3 +83,5 @@ def test_machine_made_names_the_machine_reasons_only() -> None:
     for own in (warmup, queued, validity.preemptions(3, 8)):
         assert own is not None and not validity.machine_made([own]) and not validity.machine_made([busy or "", own])
     assert not validity.machine_made([])
+    # a saturation curve labels each level's reason; the label does not change whose reason it is
+    assert validity.machine_made([f"c1: {changed}"]) and not validity.machine_made([f"c4: {warmup}"])

@@ -123,11 +123,18 @@ class CpuUsage:
 def machine_made(reasons: Sequence[str]) -> bool:
     """Whether every reason a figure is invalid names the machine, not the measurement or the code:
     other processes, the hypervisor, the reference kernel changing speed around the window or since
-    the baseline (:mod:`pytest_slm.measure.machine`). False without reasons."""
+    the baseline (:mod:`pytest_slm.measure.machine`). A reason may carry the label of the load level
+    it came from (``"c1: the machine changed speed ..."``, a saturation curve's level). False without
+    reasons."""
     from pytest_slm.measure.machine import SHIFT_REASON_PREFIX, WINDOW_REASON_PREFIX
 
     prefixes = (FOREIGN_REASON_PREFIX, STEAL_REASON_PREFIX, WINDOW_REASON_PREFIX, SHIFT_REASON_PREFIX)
-    return bool(reasons) and all(r.startswith(prefixes) for r in reasons)
+
+    def unlabelled(reason: str) -> str:
+        label, sep, rest = reason.partition(": ")
+        return rest if sep and label and " " not in label else reason
+
+    return bool(reasons) and all(unlabelled(r).startswith(prefixes) for r in reasons)
 
 
 def _proc_stat(root: Path) -> tuple[float, float, float] | None:

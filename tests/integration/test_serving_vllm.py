@@ -46,9 +46,9 @@ def records(doc: dict, test: str) -> dict[str, dict]:  # type: ignore[type-arg]
 
 
 #: why a measurement on a shared 2-core machine may be declared invalid (never a wrong figure): the
-#: colocated server starves the client's event loop by tens of ms at p99, or other work runs meanwhile
-#: the serving client's own validity checks; the machine's (other processes, the hypervisor, the
-#: reference kernel changing speed around a window) are ``machine_made``
+#: colocated server starves the client's event loop by tens of ms at p99 (these, the client's own
+#: checks), or the machine itself moves (``machine_made``: other processes, the hypervisor, the
+#: reference kernel changing speed around a window)
 CLIENT_REASONS = ("client event loop saturated", "client sent requests late")
 
 
