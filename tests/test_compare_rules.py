@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 import pytest
@@ -231,9 +232,13 @@ def test_the_t_reference_never_exceeds_max_df() -> None:
     prior = SpreadPrior(variance=0.016**2, df=100, metrics=7)
     c = compare_sessions("tpot_p50_s", history, [None] * 10, 0.0315, None, higher_is_better=False, alpha=0.05 / 21,
                          prior=prior)  # fmt: skip
-    sd = math.log(c.ci_high / c.ratio) / stats.t.ppf(0.975, MAX_DF)
-    assert math.log(c.ratio / c.ci_low) / stats.t.ppf(0.975, MAX_DF) == pytest.approx(sd)
-    assert "9 df" in c.note  # the prior's weight is the metric's own 9 df; the t still has MAX_DF
+    logs = [math.log(v) for v in history]
+    own = statistics.variance(logs)
+    sd = math.sqrt((9 * prior.variance + 9 * own) / 18 * (1 + 1 / 10))  # the prior weighs its own 9 df
+    # the 95 % half-width is t(MAX_DF) times that sd, not t(18): the test cannot pass on the wrong df
+    assert math.log(c.ci_high / c.ratio) == pytest.approx(stats.t.ppf(0.975, MAX_DF) * sd)
+    assert math.log(c.ci_high / c.ratio) != pytest.approx(stats.t.ppf(0.975, 18) * sd, rel=1e-3)
+    assert "9 df" in c.note
 
 
 def test_baseline_spread_pools_median_speeds_and_leaves_tails_alone() -> None:
