@@ -310,5 +310,56 @@ def test_invalid_measurements_are_counted_and_never_headline(tmp_path: Path, cap
     path = write(tmp_path / "results.json", document(records))
     assert run_cli("report", path, "-o", tmp_path / "r", "--no-plots", capsys=capsys)[0] == 0
     (row,) = read_csv(tmp_path / "r" / "results_table.csv")
-    assert float(row["ttft_p50_ms"]) == 50.0  # the valid record, though its concurrency is higher
+    # the headline TTFT is the single-stream test's; it was voided, so the cell is empty and says why,
+    # and the batch workload's valid 50 ms (another quantity) does not stand in for it
+    assert row["ttft_p50_ms"] == ""
+    assert row["invalid_figures"] == "ttft_p50_ms"
     assert row["gate_verdicts"] == "pass 1, regressed 1, invalid 2"  # each invalid record counted once
+    headline = (tmp_path / "r" / "executive_summary.md").read_text().split("## Headline")[1].split("\n## ")[0]
+    assert "| invalid " in headline and "9900" not in headline
+    assert "no other test's figure stands in for it" in headline
+
+
+def test_a_suite_without_the_headline_tests_takes_the_lowest_valid_concurrency(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    records = [
+        rec(
+            "bf16",
+            "test_my_ttft",
+            "ttft_p50_s",
+            9.9,
+            variant="c1",
+            outcome="invalid",
+            info={"workload": {"concurrency": 1}},
+        ),
+        rec("bf16", "test_my_ttft", "ttft_p50_s", 0.05, variant="c8", info={"workload": {"concurrency": 8}}),
+        rec("bf16", "test_my_ttft", "ttft_p50_s", 0.07, variant="c16", info={"workload": {"concurrency": 16}}),
+    ]
+    path = write(tmp_path / "results.json", document(records))
+    assert run_cli("report", path, "-o", tmp_path / "r", "--no-plots", capsys=capsys)[0] == 0
+    (row,) = read_csv(tmp_path / "r" / "results_table.csv")
+    assert float(row["ttft_p50_ms"]) == 50.0  # the valid record, though its concurrency is higher
+    assert row["invalid_figures"] == ""
+
+
+def test_throughput_column_is_the_offline_test_never_a_serving_level(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The serving sweep records output tokens/s at each load level too (c1 streams one request: a
+    fraction of batch throughput); the compact table's column is the offline batch figure, and when that
+    measurement was voided the cell says so instead of taking a serving level's figure (CI, 2026-11-29)."""
+    serving = [
+        rec("bf16", "test_serving", "output_tokens_per_s", 25.8, variant="c1", unit="token/s"),
+        rec("bf16", "test_serving", "output_tokens_per_s", 95.0, variant="c8", unit="token/s"),
+    ]
+    offline = rec(
+        "bf16",
+        "test_offline_throughput",
+        "output_tokens_per_s",
+        178.3,
+        unit="token/s",
+        info={"workload": {"concurrency": 32}},
+    )
+    for outcome, expected, flagged in (("passed", "178.3", ""), ("invalid", "", "output_tokens_per_s")):
+        out = tmp_path / outcome
+        path = write(out / "results.json", document([*serving, {**offline, "outcome": outcome}]))
+        assert run_cli("report", path, "-o", out / "r", "--no-plots", capsys=capsys)[0] == 0
+        (row,) = read_csv(out / "r" / "results_table.csv")
+        assert (row["output_tokens_per_s"], row["invalid_figures"]) == (expected, flagged)

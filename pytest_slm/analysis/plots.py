@@ -228,6 +228,8 @@ def plot_quantization_impact(
             rows = hits[(hits["model"] == model) & (hits["precision"] == precision)]
             if isinstance(fp, str):
                 rows = rows[rows["fingerprint"] == fp]
+            if not rows.empty:  # the compact table's figure: its headline test where the run has it
+                rows = tables.from_headline_source(rows, str(rows["metric"].iloc[0]))
             if rows.empty:
                 vals.append(math.nan)
                 lo.append(0.0)

@@ -32,6 +32,16 @@ LATENCY_COLUMNS = (
     ("tpot_p50_ms", ("tpot_p50_s",), 1e3, "TPOT p50 ms"),
     ("output_tokens_per_s", ("output_tokens_per_s",), 1.0, "out tok/s"),
 )
+#: the bench tests (function, variant) a headline metric is taken from, in order of preference; a suite
+#: without them falls back to the lowest-concurrency record. Several tests record the same metric name
+#: (the serving sweep records output tokens/s at every load level), so the column names its source.
+HEADLINE_SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "ttft_p50_s": (("test_ttft", "single"),),
+    "tpot_p50_s": (("test_tpot", "single"),),
+    "output_tokens_per_s": (("test_offline_throughput", ""),),
+}
+#: what the compact table shows instead of a figure whose measurement was voided
+INVALID_CELL = "invalid"
 WEIGHTS_METRICS = ("weights_bytes", "checkpoint_bytes")
 PEAK_METRICS = ("cuda_peak_allocated_bytes", "peak_rss_bytes")
 ENERGY_METRICS = ("j_per_output_token",)
@@ -175,10 +185,28 @@ def _ordered_cells(df: pd.DataFrame, by: list[str]) -> list[tuple[Any, ...]]:
     return [c for m in models for c in sorted((c for c in cells if c[:-1] == m), key=lambda c: c[-1] != "bf16")]
 
 
+def from_headline_source(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The rows of ``metric`` from its first headline source test present (``HEADLINE_SOURCES``), else
+    every row of ``metric``."""
+    found = rows[rows["metric"] == metric]
+    if not HEADLINE_SOURCES.get(metric) or found.empty:
+        return found
+    functions = (
+        found["function"] if "function" in found.columns else found["test"].map(lambda t: test_function({"test": t}))
+    )
+    for function, variant in HEADLINE_SOURCES[metric]:
+        hits = found[(functions == function) & (found["variant"] == variant)]
+        if not hits.empty:
+            return hits
+    return found
+
+
 def pick_record(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.Series | None:
-    """The record of the first metric present: valid ones first, lowest concurrency first."""
+    """The record of the first metric present: from its headline source test when the run has it (an
+    invalid one is not replaced by another test's figure, which would measure something else); valid
+    ones first, lowest concurrency first."""
     for name in metrics:
-        found = rows[rows["metric"] == name]
+        found = from_headline_source(rows, name)
         if found.empty:
             continue
         ranks = [
@@ -190,8 +218,16 @@ def pick_record(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.Series | None:
 
 
 def cell_value(rows: pd.DataFrame, metrics: Sequence[str], scale: float = 1.0) -> float:
+    """The picked record's value times ``scale``; NaN when none was recorded or it was invalid (an
+    invalid measurement is never a headline figure: ``cell_invalid`` says so instead)."""
     row = pick_record(rows, metrics)
-    return math.nan if row is None else float(row["value"]) * scale
+    return math.nan if row is None or row["outcome"] == "invalid" else float(row["value"]) * scale
+
+
+def cell_invalid(rows: pd.DataFrame, metrics: Sequence[str]) -> bool:
+    """Whether the record ``cell_value`` takes was an invalid measurement."""
+    row = pick_record(rows, metrics)
+    return row is not None and row["outcome"] == "invalid"
 
 
 def _verdicts(rows: pd.DataFrame) -> str:
@@ -225,8 +261,11 @@ class CompactTable:
 
         f = self.frame
         out = pd.DataFrame({c: f[c] for c in f.columns if c in ("fingerprint", "model", "precision")})
+        invalid = f["invalid"] if "invalid" in f.columns else [""] * len(f)
         for col, _, _, header in LATENCY_COLUMNS:
-            out[header] = f[col].map(fmt)
+            out[header] = [
+                INVALID_CELL if col in str(bad).split(", ") else fmt(v) for v, bad in zip(f[col], invalid, strict=True)
+            ]
         out["weights / peak GB"] = [
             f"{fmt(w / 1e9)} / {fmt(p / 1e9)}" for w, p in zip(f["weights_bytes"], f["peak_bytes"], strict=True)
         ]
@@ -281,7 +320,7 @@ def compact_table(records: Sequence[Mapping[str, Any]]) -> CompactTable:
     wanted = {m for _, names, _, _ in LATENCY_COLUMNS for m in names}
     wanted |= {*WEIGHTS_METRICS, *PEAK_METRICS, *ENERGY_METRICS, *tasks.values()}
     # Only the columns and metrics the table shows: filtering the full frame per cell is what costs.
-    slim = df.loc[df["metric"].isin(wanted), [*by, "metric", "value", "outcome", "concurrency"]]
+    slim = df.loc[df["metric"].isin(wanted), [*by, "function", "variant", "metric", "value", "outcome", "concurrency"]]
     groups = {k if isinstance(k, tuple) else (k,): g for k, g in slim.groupby(by, sort=False, dropna=False)}
     verdicts = {
         k if isinstance(k, tuple) else (k,): g
@@ -290,8 +329,11 @@ def compact_table(records: Sequence[Mapping[str, Any]]) -> CompactTable:
     for cell in _ordered_cells(df, by):
         g = groups.get(cell, slim.iloc[0:0])
         row: dict[str, Any] = dict(zip(by, cell, strict=True))
+        voided = []
         for col, metrics, scale, _ in LATENCY_COLUMNS:
             row[col] = cell_value(g, metrics, scale)
+            if cell_invalid(g, metrics):
+                voided.append(col)
         row["weights_bytes"] = cell_value(g, WEIGHTS_METRICS)
         row["peak_bytes"] = cell_value(g, PEAK_METRICS)
         row["j_per_token"] = cell_value(g, ENERGY_METRICS)
@@ -299,6 +341,7 @@ def compact_table(records: Sequence[Mapping[str, Any]]) -> CompactTable:
             row[f"task:{task}"] = cell_value(g, (metric,))
         row["retention"] = math.nan
         row["gate"] = _verdicts(verdicts[cell])
+        row["invalid"] = ", ".join(voided)
         rows.append(row)
     # Retention: the worst headline-task ratio against the same model's (and machine's) bf16.
     keys = by[:-1]
@@ -322,9 +365,15 @@ def compact_table(records: Sequence[Mapping[str, Any]]) -> CompactTable:
             described.append(f"{t} = {m.removeprefix(t + '.')} {arrow}")
         notes.append("Accuracy columns: " + "; ".join(described) + ". Retention: the worst of them against bf16.")
     notes.append(
-        "Latency: the lowest-concurrency workload. Weights: loaded weights (CUDA) or checkpoint size on disk; "
+        "TTFT/TPOT: the single-stream latency tests; out tok/s: offline batch throughput (a suite without those "
+        "tests: the lowest-concurrency workload). Weights: loaded weights (CUDA) or checkpoint size on disk; "
         "peak: CUDA peak allocated or peak RSS (CPU, includes the KV cache)."
     )
+    if (frame["invalid"] != "").any():
+        notes.append(
+            f"{INVALID_CELL}: the measurement the figure comes from was voided (the gate names why; its value "
+            "stays in results.json); no other test's figure stands in for it."
+        )
     return CompactTable(frame, tasks, notes, bool(frame["j_per_token"].notna().any()), hib)
 
 
@@ -339,7 +388,7 @@ def results_table(compact: CompactTable) -> pd.DataFrame:
     if not compact.has_energy:
         f = f.drop(columns=["j_per_token"])
     f = f.rename(columns={f"task:{t}": m for t, m in compact.tasks.items()})
-    f = f.rename(columns={"retention": "retention_vs_bf16", "gate": "gate_verdicts"})
+    f = f.rename(columns={"retention": "retention_vs_bf16", "gate": "gate_verdicts", "invalid": "invalid_figures"})
     return f
 
 
