@@ -57,6 +57,51 @@ def test_a_change_after_the_window_must_persist(monkeypatch: pytest.MonkeyPatch)
     assert machine.probe_after(lambda: next(calls), before).seconds == 0.0051  # type: ignore[union-attr]
 
 
+def test_a_before_probe_far_from_the_sessions_usual_time_is_retimed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow before-probe (a hiccup: the A/A recordings' voided windows) is timed again; the timing
+    closer to the session's usual time is kept, so a hiccup no longer voids the window, while a
+    machine that really changed speed shows in both timings and still does."""
+    monkeypatch.setattr(machine, "CONFIRM_AFTER_S", 0.0)
+    timings = iter([_probe(0.0062), _probe(0.0063), _probe(0.0064)])
+    prober = machine.SessionProber(lambda: next(timings))
+    for _ in range(3):
+        prober()
+    assert prober.typical() == 0.0063
+    timings = iter([_probe(0.0076), _probe(0.0063)])  # hiccup, then the usual time
+    before = machine.probe_before(prober)
+    assert before is not None and before.seconds == 0.0063
+    assert window_change(before, _probe(0.0064)) is None  # the same window judged on the raw hiccup: voided
+    assert window_change(_probe(0.0076), _probe(0.0064)) is not None
+    timings = iter([_probe(0.0076), _probe(0.0077)])  # the machine really is slower now: kept slow
+    before = machine.probe_before(prober)
+    assert before is not None and before.seconds == 0.0076
+    timings = iter([_probe(0.0065)])  # within tolerance: timed once (next() would raise on a second call)
+    assert machine.probe_before(prober).seconds == 0.0065  # type: ignore[union-attr]
+
+
+def test_before_probes_are_not_retimed_without_a_session_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(machine, "CONFIRM_AFTER_S", 0.0)
+    timings = iter([_probe(0.0062), _probe(0.0090)])
+    prober = machine.SessionProber(lambda: next(timings))
+    prober()
+    assert prober.typical() is None  # one probe is no usual time
+    assert machine.probe_before(prober).seconds == 0.0090  # type: ignore[union-attr]
+    plain = iter([_probe(0.0090)])
+    assert machine.probe_before(lambda: next(plain)).seconds == 0.0090  # type: ignore[union-attr]
+
+
+def test_bracket_uses_the_session_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(machine, "CONFIRM_AFTER_S", 0.0)
+    timings = iter([_probe(x) for x in (0.0062, 0.0063, 0.0064, 0.0077, 0.0063, 0.0064)])
+    prober = machine.SessionProber(lambda: next(timings))
+    for _ in range(3):
+        prober()
+    with machine.Bracket(prober) as kernel:
+        pass
+    assert [p.seconds for p in kernel.probes if p] == [0.0063, 0.0064]
+    assert window_change(*kernel.probes) is None
+
+
 def test_machine_shift_needs_three_sessions_then_uses_their_spread_or_the_tolerance() -> None:
     cur = machine.describe(_probe(0.0054), _probe(0.0054))
     assert cur is not None and cur["probe_s"] == pytest.approx(0.0054)

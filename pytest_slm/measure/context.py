@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_slm.engines.base import Engine, EngineSpec
+from pytest_slm.measure import machine
 from pytest_slm.measure.workloads import OfflineRun, StreamingRun, Workload, run_offline, run_streaming
 from pytest_slm.record import Metric, Recorder
 from pytest_slm.settings import Settings
@@ -95,7 +96,8 @@ class RunCache:
     def __init__(self, engine: Engine, *, machine_check: bool = True) -> None:
         self.engine = engine
         #: the engine's reference-kernel timer (``machine_probe``), where it has one and it is wanted
-        self.prober = getattr(engine, "machine_probe", None) if machine_check else None
+        timer = getattr(engine, "machine_probe", None) if machine_check else None
+        self.prober = machine.SessionProber(timer) if timer is not None else None
         self._streaming: dict[Workload, StreamingRun] = {}
         self._offline: dict[Workload, OfflineRun] = {}
 

@@ -37,6 +37,9 @@ class ServingSession:
         self._prompts: PromptSet | None = None
         self._runs: dict[LoadSpec, ServingRun] = {}
         self._warm = False
+        # the reference kernel, where the engine has one and it is wanted
+        timer = None if settings.no_machine_check else getattr(engine, "machine_probe", None)
+        self.prober = machine.SessionProber(timer) if timer is not None else None
 
     def levels(self) -> list[LoadSpec]:
         return load_levels(self.settings)
@@ -100,9 +103,7 @@ class ServingSession:
         if load not in self._runs:
             plans = self.plans(load.requests)  # before warming: a too-small prompt set fails here first
             self.warm_up()
-            # the reference kernel, where the engine has one and it is wanted
-            prober = None if self.settings.no_machine_check else getattr(self.engine, "machine_probe", None)
-            with machine.Bracket(prober) as kernel, CpuWindow() as window:
+            with machine.Bracket(self.prober) as kernel, CpuWindow() as window:
                 run = run_load(self.engine, plans, load)
             self._runs[load] = dataclasses.replace(run, cpu=window.usage, machine=kernel.probes)
         return self._runs[load]
