@@ -69,13 +69,14 @@ def test_cpu_window_reads_proc_stat_and_the_process_tree(tmp_path: Path, monkeyp
 def test_machine_made_names_the_machine_reasons_only() -> None:
     """The reasons the machine causes (other processes, the hypervisor, the kernel changing speed in a
     window or since the baseline) against those the measurement causes (warm-up, queueing, preemption)."""
-    from pytest_slm.measure.machine import Probe, Shift, window_change
+    from pytest_slm.measure.machine import Probe, Shift, window_change, window_problems
 
     busy = CpuUsage(wall_s=5.0, cores=2, own_cores=1.0, busy_cores=1.8, steal_fraction=0.0).problem()
     stolen = CpuUsage(wall_s=5.0, cores=2, own_cores=1.0, busy_cores=1.0, steal_fraction=0.2).problem()
     changed = window_change(Probe(0.005, 0.01, 45, "cpu"), Probe(0.006, 0.01, 45, "cpu"))
     shifted = Shift(ratio=1.08, allowed=0.03, sessions=3).reason()
-    machine = [busy, stolen, changed, shifted]
+    throttled = window_problems(Probe(0.005, 0.01, 45, "cuda"), Probe(0.005, 0.01, 45, "cuda", throttled=("x",)))[0]
+    machine = [busy, stolen, changed, shifted, throttled]
     assert all(isinstance(r, str) for r in machine)
     assert all(validity.machine_made([r]) for r in machine if r) and validity.machine_made([r for r in machine if r])
     warmup = validity.warmup_trend([1.5, 1.4, 1.3, 1.2, 1.1, 1.05, 1.0, 1.0, 0.99, 0.98], "the median TPOT")

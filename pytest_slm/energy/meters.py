@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pytest_slm.measure import gpu_clocks
+
 POWERCAP_ROOT = Path("/sys/class/powercap")
 
 
@@ -55,14 +57,6 @@ class PowerMeter(Protocol):
 
 # -- NVML ----------------------------------------------------------------------------------
 #: NVML clock event reason bits (nvml.h) that mean the measurement ran slowed down
-THROTTLE_BITS = {
-    0x08: "hardware slowdown",
-    0x20: "software thermal slowdown",
-    0x40: "hardware thermal slowdown",
-    0x80: "hardware power brake",
-}
-
-
 def _decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -144,16 +138,7 @@ class NvmlMeter:
     def throttle_reasons(self) -> list[str]:
         """Clock slowdowns the driver reports now that distort a measurement (thermal, power brake,
         hardware slowdown); an idle or power-capped GPU is not throttled in this sense."""
-        getter = getattr(self.nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
-            self.nvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None
-        )
-        if getter is None:
-            return []
-        try:
-            mask = int(getter(self.handle))
-        except Exception:
-            return []
-        return [name for bit, name in THROTTLE_BITS.items() if mask & bit]
+        return gpu_clocks.current_reasons(self.nvml, self.handle)
 
     def close(self) -> None:
         if self._sampler is not None:

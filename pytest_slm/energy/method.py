@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pytest_slm.energy.meters import CounterReset, PowerMeter, _PowerSampler
+from pytest_slm.measure import gpu_clocks
 from pytest_slm.record import Metric
 
 #: joules in one milliwatt-hour
@@ -73,8 +74,8 @@ class EnergyResult:
                 f"the energy counter and the integrated sampled power disagree: sampled ÷ counter = {ratio:.3f} "
                 f"(allowed 1 ± {CROSSCHECK_TOLERANCE:g})"
             )
-        if self.throttled:
-            out.append(f"the device slowed itself down during the window: {', '.join(self.throttled)}")
+        if throttled := gpu_clocks.problem(self.throttled):
+            out.append(throttled)
         return out
 
 

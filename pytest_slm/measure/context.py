@@ -96,8 +96,7 @@ class RunCache:
     def __init__(self, engine: Engine, *, machine_check: bool = True) -> None:
         self.engine = engine
         #: the engine's reference-kernel timer (``machine_probe``), where it has one and it is wanted
-        timer = getattr(engine, "machine_probe", None) if machine_check else None
-        self.prober = machine.SessionProber(timer) if timer is not None else None
+        self.prober = machine.session_prober(engine, machine_check)
         self._streaming: dict[Workload, StreamingRun] = {}
         self._offline: dict[Workload, OfflineRun] = {}
 

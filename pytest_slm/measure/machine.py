@@ -24,12 +24,15 @@ regression that happens to coincide with a machine shift, and the two need not s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pytest_slm.measure import gpu_clocks
 
 #: the kernel's name and version: sessions compare their probes only when these are equal
 KERNEL = "matmul-stream/2"
@@ -81,6 +84,8 @@ class Probe:
     calls: int
     device: str
     kernel: str = KERNEL
+    #: on an after-probe: what slowed the GPU down during the window it closes (NVML; :mod:`gpu_clocks`)
+    throttled: tuple[str, ...] = ()
 
 
 #: times the kernel on an engine's device (an engine's ``machine_probe``)
@@ -207,8 +212,10 @@ class SessionProber:
     before-probe 15-20 % slower than the session's usual time with normal figures inside (a hiccup
     of the probe, not a change of the machine)."""
 
-    def __init__(self, prober: Prober) -> None:
+    def __init__(self, prober: Prober, gpu_uuid: str | None = None) -> None:
         self.prober = prober
+        #: the GPU whose own slowdowns (NVML) a :class:`Bracket` also watches; None on a CPU
+        self.gpu_uuid = gpu_uuid
         #: the seconds of every probe taken through this timer
         self.seconds: list[float] = []
 
@@ -239,22 +246,47 @@ def probe_before(prober: Prober) -> Probe | None:
     return min((first, again), key=lambda p: abs(math.log(p.seconds / typical)))
 
 
+def session_prober(engine: Any, enabled: bool = True) -> SessionProber | None:
+    """The engine's kernel timer (its ``machine_probe``) with a session memory, watching the engine's
+    GPU where it runs on one; None where the engine has no timer or the check is off."""
+    timer = getattr(engine, "machine_probe", None) if enabled else None
+    if timer is None:
+        return None
+    device = getattr(engine, "device", None)
+    gpu = getattr(device, "gpu", None) if getattr(device, "on_cuda", False) else None
+    return SessionProber(timer, gpu_uuid=getattr(gpu, "uuid", None))
+
+
 class Bracket:
     """``with Bracket(prober) as b: <the measured window>``; then ``b.probes`` is the kernel timed
     right before (:func:`probe_before`) and right after it (:func:`probe_after`), ``(None, None)``
-    without a prober."""
+    without a prober. A :class:`SessionProber` on a GPU also has NVML watch the window
+    (:class:`~pytest_slm.measure.gpu_clocks.GpuWindow`); the after-probe carries what it saw."""
 
-    def __init__(self, prober: Prober | None) -> None:
+    def __init__(self, prober: Prober | None, nvml: Any = None) -> None:
         self.prober = prober
         self.probes: tuple[Probe | None, Probe | None] = (None, None)
+        self._gpu = gpu_clocks.GpuWindow(getattr(prober, "gpu_uuid", None), nvml=nvml)
 
     def __enter__(self) -> Bracket:
         self.probes = (probe_before(self.prober) if self.prober is not None else None, None)
+        self._gpu.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._gpu.__exit__(*exc)
         if self.prober is not None:
-            self.probes = (self.probes[0], probe_after(self.prober, self.probes[0]))
+            after = probe_after(self.prober, self.probes[0])
+            if after is not None and self._gpu.throttled:
+                after = dataclasses.replace(after, throttled=self._gpu.throttled)
+            self.probes = (self.probes[0], after)
+
+
+def window_problems(before: Probe | None, after: Probe | None) -> list[str]:
+    """Why a window bracketed by these probes cannot be trusted: the kernel changed speed across it
+    (:func:`window_change`), or the GPU slowed itself down during it."""
+    reasons = [window_change(before, after), gpu_clocks.problem(after.throttled if after else ())]
+    return [r for r in reasons if r]
 
 
 def session_seconds(before: Probe | None, after: Probe | None) -> float | None:
@@ -278,6 +310,7 @@ def describe(before: Probe | None, after: Probe | None) -> dict[str, Any] | None
         "after_s": after.seconds if after else None,
         "kernel": probe_.kernel,
         "device": probe_.device,
+        **({"throttled": list(after.throttled)} if after and after.throttled else {}),
     }
 
 

@@ -123,12 +123,19 @@ class CpuUsage:
 def machine_made(reasons: Sequence[str]) -> bool:
     """Whether every reason a figure is invalid names the machine, not the measurement or the code:
     other processes, the hypervisor, the reference kernel changing speed around the window or since
-    the baseline (:mod:`pytest_slm.measure.machine`). A reason may carry the label of the load level
-    it came from (``"c1: the machine changed speed ..."``, a saturation curve's level). False without
-    reasons."""
+    the baseline (:mod:`pytest_slm.measure.machine`), the GPU slowing itself down (NVML). A reason
+    may carry the label of the load level it came from (``"c1: the machine changed speed ..."``, a
+    saturation curve's level). False without reasons."""
+    from pytest_slm.measure.gpu_clocks import THROTTLE_REASON_PREFIX
     from pytest_slm.measure.machine import SHIFT_REASON_PREFIX, WINDOW_REASON_PREFIX
 
-    prefixes = (FOREIGN_REASON_PREFIX, STEAL_REASON_PREFIX, WINDOW_REASON_PREFIX, SHIFT_REASON_PREFIX)
+    prefixes = (
+        FOREIGN_REASON_PREFIX,
+        STEAL_REASON_PREFIX,
+        WINDOW_REASON_PREFIX,
+        SHIFT_REASON_PREFIX,
+        THROTTLE_REASON_PREFIX,
+    )
 
     def unlabelled(reason: str) -> str:
         label, sep, rest = reason.partition(": ")

@@ -109,7 +109,7 @@ class StreamingRun:
             validity.preemptions(int(sum(t.engine.get("num_preemptions", 0) for t in traces)), len(traces)),
             validity.warmup_trend(per_repetition(self, median_tpot), "the median TPOT"),
             self.cpu.problem(max_foreign_cores) if self.cpu else None,
-            machine.window_change(*self.machine),
+            *machine.window_problems(*self.machine),
         ]
         out.extend(r for r in reasons if r)
         return out
@@ -138,7 +138,7 @@ class OfflineRun:
         reasons = [
             validity.warmup_trend(rates, "output tokens/s"),
             self.cpu.problem(max_foreign_cores) if self.cpu else None,
-            machine.window_change(*self.machine),
+            *machine.window_problems(*self.machine),
         ]
         return [r for r in reasons if r]
 

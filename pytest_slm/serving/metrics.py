@@ -159,8 +159,7 @@ def client_check(
     reasons: list[str] = []
     if run.cpu is not None and max_foreign_cores is not None and (problem := run.cpu.problem(max_foreign_cores)):
         reasons.append(problem)
-    if changed := machine.window_change(*run.machine):
-        reasons.append(changed)
+    reasons.extend(machine.window_problems(*run.machine))
     lag = run.loop_lag
     if lag.get("p99_s") is not None:
         metrics.append(

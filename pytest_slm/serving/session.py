@@ -38,8 +38,7 @@ class ServingSession:
         self._runs: dict[LoadSpec, ServingRun] = {}
         self._warm = False
         # the reference kernel, where the engine has one and it is wanted
-        timer = None if settings.no_machine_check else getattr(engine, "machine_probe", None)
-        self.prober = machine.SessionProber(timer) if timer is not None else None
+        self.prober = machine.session_prober(engine, not settings.no_machine_check)
 
     def levels(self) -> list[LoadSpec]:
         return load_levels(self.settings)
