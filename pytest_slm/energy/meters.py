@@ -56,7 +56,6 @@ class PowerMeter(Protocol):
 
 
 # -- NVML ----------------------------------------------------------------------------------
-#: NVML clock event reason bits (nvml.h) that mean the measurement ran slowed down
 def _decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
