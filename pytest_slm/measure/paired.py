@@ -2,7 +2,7 @@
 
 The harness-overhead bench times the plugin's path and a raw vLLM loop in alternating pairs. A pair's
 ratio scatters by a few per cent on a shared CPU, so a handful of pairs can land either side of a
-limit that sits close to 1 by chance. The bench adds pairs while the 95 % interval of the ratio still
+limit that sits close to 1 by chance. The bench gives a ratio more pairs while its 95 % interval still
 holds the limit (up to a cap), then applies the limit to the same figure as before: more data where
 the answer is close, never a looser limit.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 
 def ratio_interval(ratios: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -33,10 +33,7 @@ def holds(ratios: Sequence[float], limit: float, confidence: float = 0.95) -> bo
     return low <= limit <= high
 
 
-def need_more(
-    ratios: Mapping[str, Sequence[float]], limits: Mapping[str, float], min_pairs: int, max_pairs: int
-) -> bool:
-    """Whether to measure another pair: below ``min_pairs``, or below ``max_pairs`` while any ratio's
-    interval still holds its limit."""
-    n = min((len(v) for v in ratios.values()), default=0)
-    return n < min_pairs or (n < max_pairs and any(holds(ratios[k], limits[k]) for k in limits))
+def need_more(ratios: Sequence[float], limit: float, min_pairs: int, max_pairs: int) -> bool:
+    """Whether to measure another pair: below ``min_pairs``, or below ``max_pairs`` while the ratios'
+    interval still holds ``limit``."""
+    return len(ratios) < min_pairs or (len(ratios) < max_pairs and holds(ratios, limit))
