@@ -363,3 +363,24 @@ def test_throughput_column_is_the_offline_test_never_a_serving_level(tmp_path: P
         assert run_cli("report", path, "-o", out / "r", "--no-plots", capsys=capsys)[0] == 0
         (row,) = read_csv(out / "r" / "results_table.csv")
         assert (row["output_tokens_per_s"], row["invalid_figures"]) == (expected, flagged)
+
+
+def test_voided_energy_and_accuracy_read_invalid_not_unmeasured(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A throttled energy window or a voided accuracy run is a measurement that happened: the table says
+    `invalid` (and keeps the J/token column), never '–' as if nothing had been measured."""
+    records = [
+        *cell("bf16", 0.05, 200.0, 0.5, 0.08),
+        rec(
+            "bf16", "test_energy", "j_per_output_token", 0.9, unit="J/token", higher_is_better=False, outcome="invalid"
+        ),
+    ]
+    records = [{**r, "outcome": "invalid"} if r["metric"] == "slm_mc.acc" else r for r in records]
+    path = write(tmp_path / "results.json", document(records))
+    assert run_cli("report", path, "-o", tmp_path / "r", "--no-plots", capsys=capsys)[0] == 0
+    (row,) = read_csv(tmp_path / "r" / "results_table.csv")
+    assert row["j_per_token"] == "" and row["slm_mc.acc"] == ""
+    assert row["invalid_figures"] == "j_per_token, slm_mc.acc"
+    headline = (tmp_path / "r" / "executive_summary.md").read_text().split("## Headline")[1].split("\n## ")[0]
+    header, _, bf16 = headline.strip().splitlines()[:3]
+    cells = dict(zip([h.strip() for h in header.split("|")], [c.strip() for c in bf16.split("|")], strict=True))
+    assert cells["J/token"] == "invalid" and cells["slm_mc"] == "invalid" and cells["out tok/s"] == "200"

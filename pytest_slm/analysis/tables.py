@@ -261,18 +261,20 @@ class CompactTable:
 
         f = self.frame
         out = pd.DataFrame({c: f[c] for c in f.columns if c in ("fingerprint", "model", "precision")})
-        invalid = f["invalid"] if "invalid" in f.columns else [""] * len(f)
+        invalid = [str(bad).split(", ") for bad in (f["invalid"] if "invalid" in f.columns else [""] * len(f))]
+
+        def shown(col: str) -> list[str]:
+            return [INVALID_CELL if col in bad else fmt(v) for v, bad in zip(f[col], invalid, strict=True)]
+
         for col, _, _, header in LATENCY_COLUMNS:
-            out[header] = [
-                INVALID_CELL if col in str(bad).split(", ") else fmt(v) for v, bad in zip(f[col], invalid, strict=True)
-            ]
+            out[header] = shown(col)
         out["weights / peak GB"] = [
             f"{fmt(w / 1e9)} / {fmt(p / 1e9)}" for w, p in zip(f["weights_bytes"], f["peak_bytes"], strict=True)
         ]
         if self.has_energy:
-            out["J/token"] = f["j_per_token"].map(fmt)
+            out["J/token"] = shown("j_per_token")
         for task in self.tasks:
-            out[task] = f[f"task:{task}"].map(fmt)
+            out[task] = shown(f"task:{task}")
         out["retention vs bf16"] = [
             "ref" if p == REFERENCE_PRECISION else fmt(r) for p, r in zip(f["precision"], f["retention"], strict=True)
         ]
@@ -337,8 +339,10 @@ def compact_table(records: Sequence[Mapping[str, Any]]) -> CompactTable:
         row["weights_bytes"] = cell_value(g, WEIGHTS_METRICS)
         row["peak_bytes"] = cell_value(g, PEAK_METRICS)
         row["j_per_token"] = cell_value(g, ENERGY_METRICS)
+        voided += ["j_per_token"] if cell_invalid(g, ENERGY_METRICS) else []
         for task, metric in tasks.items():
             row[f"task:{task}"] = cell_value(g, (metric,))
+            voided += [f"task:{task}"] if cell_invalid(g, (metric,)) else []
         row["retention"] = math.nan
         row["gate"] = _verdicts(verdicts[cell])
         row["invalid"] = ", ".join(voided)
@@ -374,7 +378,8 @@ def compact_table(records: Sequence[Mapping[str, Any]]) -> CompactTable:
             f"{INVALID_CELL}: the measurement the figure comes from was voided (the gate names why; its value "
             "stays in results.json); no other test's figure stands in for it."
         )
-    return CompactTable(frame, tasks, notes, bool(frame["j_per_token"].notna().any()), hib)
+    energy = bool(frame["j_per_token"].notna().any() or frame["invalid"].str.contains("j_per_token").any())
+    return CompactTable(frame, tasks, notes, energy, hib)
 
 
 def results_table(compact: CompactTable) -> pd.DataFrame:
@@ -387,7 +392,9 @@ def results_table(compact: CompactTable) -> pd.DataFrame:
     f.insert(at + 1, "peak_gb", f.pop("peak_bytes") / 1e9)
     if not compact.has_energy:
         f = f.drop(columns=["j_per_token"])
-    f = f.rename(columns={f"task:{t}": m for t, m in compact.tasks.items()})
+    names = {f"task:{t}": m for t, m in compact.tasks.items()}
+    f["invalid"] = [", ".join(names.get(c, c) for c in bad.split(", ")) if bad else "" for bad in f["invalid"]]
+    f = f.rename(columns=names)
     f = f.rename(columns={"retention": "retention_vs_bf16", "gate": "gate_verdicts", "invalid": "invalid_figures"})
     return f
 
