@@ -217,17 +217,20 @@ def pick_record(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.Series | None:
     return None
 
 
+def cell_figure(rows: pd.DataFrame, metrics: Sequence[str], scale: float = 1.0) -> tuple[float, bool]:
+    """The picked record's value times ``scale``, and whether it was invalid. An invalid measurement is
+    never a headline figure: its value is NaN, as when none was recorded, and the flag says which."""
+    row = pick_record(rows, metrics)
+    if row is None:
+        return math.nan, False
+    if row["outcome"] == "invalid":
+        return math.nan, True
+    return float(row["value"]) * scale, False
+
+
 def cell_value(rows: pd.DataFrame, metrics: Sequence[str], scale: float = 1.0) -> float:
-    """The picked record's value times ``scale``; NaN when none was recorded or it was invalid (an
-    invalid measurement is never a headline figure: ``cell_invalid`` says so instead)."""
-    row = pick_record(rows, metrics)
-    return math.nan if row is None or row["outcome"] == "invalid" else float(row["value"]) * scale
-
-
-def cell_invalid(rows: pd.DataFrame, metrics: Sequence[str]) -> bool:
-    """Whether the record ``cell_value`` takes was an invalid measurement."""
-    row = pick_record(rows, metrics)
-    return row is not None and row["outcome"] == "invalid"
+    """:func:`cell_figure`'s value only."""
+    return cell_figure(rows, metrics, scale)[0]
 
 
 def _verdicts(rows: pd.DataFrame) -> str:
@@ -331,18 +334,14 @@ def compact_table(records: Sequence[Mapping[str, Any]]) -> CompactTable:
     for cell in _ordered_cells(df, by):
         g = groups.get(cell, slim.iloc[0:0])
         row: dict[str, Any] = dict(zip(by, cell, strict=True))
+        shown = [(col, metrics, scale) for col, metrics, scale, _ in LATENCY_COLUMNS]
+        shown += [("j_per_token", ENERGY_METRICS, 1.0)] + [(f"task:{t}", (m,), 1.0) for t, m in tasks.items()]
         voided = []
-        for col, metrics, scale, _ in LATENCY_COLUMNS:
-            row[col] = cell_value(g, metrics, scale)
-            if cell_invalid(g, metrics):
-                voided.append(col)
+        for col, metrics, scale in shown:
+            row[col], bad = cell_figure(g, metrics, scale)
+            voided += [col] if bad else []
         row["weights_bytes"] = cell_value(g, WEIGHTS_METRICS)
         row["peak_bytes"] = cell_value(g, PEAK_METRICS)
-        row["j_per_token"] = cell_value(g, ENERGY_METRICS)
-        voided += ["j_per_token"] if cell_invalid(g, ENERGY_METRICS) else []
-        for task, metric in tasks.items():
-            row[f"task:{task}"] = cell_value(g, (metric,))
-            voided += [f"task:{task}"] if cell_invalid(g, (metric,)) else []
         row["retention"] = math.nan
         row["gate"] = _verdicts(verdicts[cell])
         row["invalid"] = ", ".join(voided)
