@@ -338,6 +338,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="K",
     ),
     OptionSpec(
+        "confirm",
+        "--slm-confirm",
+        "an earlier results.json of the same code: run again only its tests whose figures did not pass "
+        "(regressed, improved, inconclusive, invalid) and judge each timing on the geometric mean of the "
+        "earlier session(s) and this one",
+        kind="path",
+        metavar="RESULTS",
+    ),
+    OptionSpec(
         "fail_on_improvement",
         "--slm-fail-on-improvement",
         "fail tests whose metric improved beyond tolerance (forces a baseline refresh)",

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_slm import options, stash
-from pytest_slm.compare import identity
+from pytest_slm.compare import confirm, identity
 from pytest_slm.compare.policy import is_gated
 from pytest_slm.compare.session import Gate, SaveReport
 from pytest_slm.engines.base import EngineSpec
@@ -88,7 +88,13 @@ def pytest_configure(config: pytest.Config) -> None:
     env = environment.collect(Path(config.rootpath), settings.run_profile())
     if plan is not None:
         env["shard"] = plan.summary()
-    config.stash[stash.GATE] = Gate(settings, env)
+    gate = Gate(settings, env)
+    if settings.confirm is not None:
+        try:
+            gate.earlier_run = confirm.load(settings.confirm, env.get("git_commit"))
+        except confirm.ConfirmError as exc:
+            raise pytest.UsageError(f"pytest-slm: {exc}") from None
+    config.stash[stash.GATE] = gate
     if config.pluginmanager.hasplugin("benchmark"):  # pytest-benchmark is optional
         from pytest_slm.interop.benchmark_hooks import BenchmarkRecords
 
@@ -161,6 +167,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     plan = config.stash[stash.SHARD]
     if plan is not None:
         lines.append(f"slm: shard {plan.index}/{plan.count}: {' '.join(sorted(plan.models))}")
+    earlier = config.stash[stash.GATE].earlier_run
+    if earlier is not None:
+        lines.append(
+            f"slm: confirming {earlier.path} (commit {earlier.git_commit or 'unknown'}): {len(earlier.tests)} "
+            f"test(s) to measure again, {len(earlier.settled)} settled there and left out"
+        )
     workers = getattr(config.option, "numprocesses", None)
     if isinstance(workers, int) and workers > 1:
         lines.append(
@@ -207,6 +219,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if spec is not None:
             item.add_marker(pytest.mark.xdist_group(spec.model_name))
     keep, drop = _outside_matrix(config, items)
+    earlier = config.stash[stash.GATE].earlier_run
+    if earlier is not None:  # --slm-confirm: only what the earlier run left unsettled
+        drop += [i for i in keep if i.nodeid not in earlier.tests]
+        keep = [i for i in keep if i.nodeid in earlier.tests]
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

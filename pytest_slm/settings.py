@@ -113,6 +113,7 @@ class Settings:
     no_compare: bool = False
     alpha: float = 0.05
     min_sessions: int = 3
+    confirm: Path | None = None  # --slm-confirm: an earlier results.json of this code
     fail_on_improvement: bool = False
     tolerance: float = 0.05
     accuracy_tolerance: float = 0.01

@@ -73,8 +73,13 @@ def replay(
     rng: np.random.Generator,
     draws: int,
     pooled: bool = True,
+    confirm: int = 1,
 ):  # type: ignore[no-untyped-def, type-arg]
     """Verdict counts per metric, and per current session whether any metric alarmed.
+
+    ``confirm`` > 1 replays ``--slm-confirm``: a figure that did not pass is measured again in
+    ``confirm - 1`` more sessions (other recorded sessions, neither the baseline's nor the current
+    one, made as much slower), and its verdict is the one on the geometric mean of them all.
 
     Each draw picks K other sessions as one saved baseline for every figure (as a real baseline
     file holds the same sessions for all its entries), so the file-wide spread (``baseline_spread``:
@@ -111,6 +116,16 @@ def replay(
                     per_metric[key]["invalid (machine)"] += 1
                     continue
                 c = compare_metric(metric, entry, alpha=alpha / family, min_sessions=k, spread=spread)
+                if confirm > 1 and c.verdict != "pass":
+                    spare = [i for i in order if i not in history and key in sessions[i]["figures"]
+                             and measured_validly(sessions[i]["figures"][key])][: confirm - 1]  # fmt: skip
+                    if len(spare) < confirm - 1:
+                        excluded += 1
+                        continue
+                    earlier = [metric_of(key, sessions[i]["figures"][key], slowdown).value for i in spare]
+                    c = compare_metric(metric, entry, alpha=alpha / family, min_sessions=k, spread=spread,
+                                       earlier=earlier)  # fmt: skip
+                    per_metric[key]["(confirmed)"] += 1
                 per_metric[key][c.verdict] += 1
                 if c.mde is not None:
                     mdes[key].append(c.mde)
@@ -201,6 +216,12 @@ def main() -> int:
     parser.add_argument("--draws", type=int, default=20, help="random baseline choices per held-out session")
     parser.add_argument("--items", type=Path, nargs=2, metavar=("REFERENCE", "CANDIDATE"),
                         help="two results.json with per-item accuracy scores (a 5-point drop is injected)")  # fmt: skip
+    parser.add_argument(
+        "--confirm",
+        type=int,
+        default=1,
+        help="sessions a figure that did not pass is judged on (--slm-confirm: 2 or more)",
+    )
     parser.add_argument("--own-spread", action="store_true",
                         help="each figure with its own spread only (the rule before pooled spreads)")  # fmt: skip
     args = parser.parse_args()
@@ -213,10 +234,10 @@ def main() -> int:
             continue
         for label, slow in (("A/A", 1.0), ("10 % slower", 1.10)):
             per_metric, mdes, alarms, excluded, family = replay(
-                sessions, k, args.alpha, slow, rng, args.draws, pooled=not args.own_spread
+                sessions, k, args.alpha, slow, rng, args.draws, pooled=not args.own_spread, confirm=args.confirm
             )
             total: Counter[str] = sum(per_metric.values(), Counter())
-            n = sum(total.values())
+            n = sum(total.values()) - total["(confirmed)"]
             print(f"\nK = {k} saved sessions, {label}: {family} gated metrics, alpha {args.alpha}/{family}, "
                   f"{n} comparisons ({excluded} left out as invalid)")  # fmt: skip
             if label == "A/A":
@@ -225,9 +246,10 @@ def main() -> int:
                       f"family-wise: {100 * np.mean(alarms):.1f} % of sessions; "
                       f"inconclusive {100 * total['inconclusive'] / max(n, 1):.1f} %")  # fmt: skip
             for key, counts in sorted(per_metric.items()):
-                m = sum(counts.values())
+                m = sum(counts.values()) - counts["(confirmed)"]
                 shown = ", ".join(f"{v} {100 * counts[v] / max(m, 1):.0f} %" for v in
-                                  ("pass", "inconclusive", "regressed", "improved", "invalid (machine)")
+                                  ("pass", "inconclusive", "regressed", "improved", "invalid (machine)",
+                                   "(confirmed)")
                                   if counts[v])  # fmt: skip
                 mde = f"; detectable change {100 * float(np.median(mdes[key])):.1f} %" if mdes[key] else ""
                 print(f"  {key}: {shown}{mde}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -96,10 +96,12 @@ def compare_metric(
     alpha: float = 0.01,
     min_sessions: int = MIN_SESSIONS,
     spread: Spread | None = None,
+    earlier: Sequence[float] = (),
 ) -> Comparison:
     """The verdict on ``metric`` against a stored baseline ``entry`` (same workload assumed);
     ``spread``: the baseline file's :func:`baseline_spread` (a session-rule metric in a pool
-    borrows its pool's between-session spread)."""
+    borrows its pool's between-session spread); ``earlier``: the metric's figures from earlier
+    sessions of the same code (``--slm-confirm``; session-rule metrics only)."""
     hib = metric.higher_is_better
     base_samples = [float(x) for x in entry.get("samples") or ()]
     is_task = "task" in metric.info
@@ -127,6 +129,7 @@ def compare_metric(
         alpha=alpha,
         min_sessions=min_sessions,
         prior=_prior(metric, spread),
+        earlier=earlier,
     )
 
 

@@ -178,15 +178,23 @@ def compare_sessions(
     alpha: float = ALPHA,
     min_sessions: int = MIN_SESSIONS,
     prior: SpreadPrior | None = None,
+    earlier: Sequence[float] = (),
 ) -> Comparison:
     """The current session's figure against saved sessions' figures (oldest first); ``prior``:
-    what the metric's pool says about its between-session variance (:func:`fit_spread_prior`)."""
+    what the metric's pool says about its between-session variance (:func:`fit_spread_prior`).
+
+    ``earlier``: the same metric from earlier sessions of the *same* code and workload (a
+    confirmation run, ``--slm-confirm``): the current side becomes the geometric mean of the m
+    sessions, and the prediction spread ``between * sqrt(1/m + 1/K)`` instead of ``sqrt(1 + 1/K)``."""
     values = [float(v) for v in history]
-    if not values or current <= 0 or any(v <= 0 for v in values):
+    mine = [*(float(v) for v in earlier), float(current)]
+    if not values or any(v <= 0 for v in (*values, *mine)):
         raise ValueError(f"{metric}: the session rule works on logs and needs positive figures")
     logs = np.log(values)
     k = len(values)
-    x_c = math.log(current)
+    m = len(mine)
+    x_c = float(np.mean(np.log(mine)))
+    current = math.exp(x_c)
     se_c = current_se or 0.0
     se_h = [s for s in history_se if s is not None]
     within = math.sqrt(se_c**2 + (float(np.mean(np.square(se_h))) if se_h else 0.0))
@@ -206,8 +214,10 @@ def compare_sessions(
             )
         df = min(df, MAX_DF)
         between = math.sqrt(own)
-        sd = math.sqrt(max(between, within) ** 2 * (1 + 1 / k))
+        sd = math.sqrt(max(between, within) ** 2 * (1 / m + 1 / k))
         rule = "sessions-t"
+        if m > 1:
+            note += f"; current: geometric mean of {m} sessions of this code (this one and {m - 1} earlier)"
         dist = stats.t(df)
     else:
         mu = float(logs[-1])  # the latest saved session
@@ -243,7 +253,7 @@ def compare_sessions(
         note = f"a {100 * (ratio - 1):+.1f} % change beyond this session's own noise, but {note}"
         verdict = "inconclusive"
     return Comparison(
-        metric, verdict, rule, base, current, ratio, lo, hi, min(p_worse, p_better), tau, mde, k, 1, note, alpha
+        metric, verdict, rule, base, current, ratio, lo, hi, min(p_worse, p_better), tau, mde, k, m, note, alpha
     )
 
 

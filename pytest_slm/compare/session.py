@@ -25,6 +25,7 @@ from typing import Any
 
 from pytest_slm.compare import policy
 from pytest_slm.compare.baseline import Baseline, BaselineError, BaselineStore, fingerprint
+from pytest_slm.compare.confirm import EarlierRun
 from pytest_slm.measure.machine import SHIFT_REASON_PREFIX
 from pytest_slm.parallel import fingerprint_suffix
 from pytest_slm.record import Metric
@@ -55,6 +56,8 @@ class Gate:
         self.family = 0
         #: per baseline file, its machine's noise beyond one entry (``gate.baseline_spread``)
         self._spreads: dict[Path, Any] = {}
+        #: ``--slm-confirm``: the earlier run of this code whose figures are pooled with this session's
+        self.earlier_run: EarlierRun | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -175,6 +178,12 @@ class Gate:
                                 "file": str(base.path)}  # fmt: skip
                 ctx.invalid(shift.reason())
                 continue
+            earlier: tuple[float, ...] = ()
+            why_not = ""
+            if self.earlier_run is not None:
+                earlier, why_not = self.earlier_run.earlier(
+                    model, precision, f"{key}::{m.name}", identities.get(m.name, {})
+                )
             try:
                 c = compare_metric(
                     m,
@@ -184,12 +193,17 @@ class Gate:
                     alpha=self.alpha,
                     min_sessions=self.settings.min_sessions,
                     spread=spread,
+                    earlier=earlier,
                 )
             except ValueError as exc:
                 rows[m.name] = {"verdict": "error", "note": str(exc)}
                 problems.append(f"{m.name}: {exc} ({base.path})")
                 continue
             rows[m.name] = comparison_row(c, str(base.path))
+            if c.n_current > 1:  # pooled (--slm-confirm): a further confirmation pools these too
+                rows[m.name]["earlier"] = list(earlier)
+            elif why_not:
+                rows[m.name]["note"] = f"{rows[m.name].get('note') or ''}; {why_not}".lstrip("; ")
             if c.verdict == "regressed" or (c.verdict == "improved" and self.settings.fail_on_improvement):
                 problems.append(c.message(str(base.path)))
         return rows, problems

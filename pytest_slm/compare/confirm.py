@@ -1,0 +1,111 @@
+"""Confirming a verdict with another session of the same code (``--slm-confirm``). Pytest-free.
+
+On a shared runner the between-session spread, not the repetitions, limits what one session can
+tell: a 10 % slowdown can read "inconclusive", and an unchanged figure can fail to show it is
+within tolerance. The CI remedy is to measure again: ``pytest benches --slm-confirm
+slm-results/results.json`` (after copying the first run's results aside) reruns only the tests
+that did not pass there (regressed, improved, inconclusive, invalid), and the session rule judges
+the geometric mean of the earlier session(s) and this one against the baseline
+(:func:`pytest_slm.compare.rules.compare_sessions`, ``earlier``). Chained confirmations pool
+every earlier session (each run's rows carry the figures it pooled).
+
+Why this keeps the false-alarm level: the pooled comparison of m sessions is a valid test at
+``alpha`` whether or not it is run; running it only after a first session did not pass can only
+drop alarms it would have raised, never add one. The rows say how many sessions they pooled.
+
+Only figures measured validly, on the same git commit and the same workload, are pooled; anything
+else reruns as an ordinary single-session comparison, and the row's note says why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: earlier verdicts that make a test worth measuring again
+TO_CONFIRM = frozenset({"regressed", "improved", "inconclusive", "invalid"})
+#: the comparison rules whose figures are pooled across sessions (timings, throughput, energy, memory)
+SESSION_RULES = frozenset({"sessions-t", "within-session"})
+
+
+class ConfirmError(Exception):
+    """``--slm-confirm`` was given a file it cannot use."""
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """One metric's figures from earlier sessions of this code, oldest first."""
+
+    values: tuple[float, ...]
+    workload: Mapping[str, Any]
+
+
+@dataclass
+class EarlierRun:
+    """What an earlier run of the same code says: which tests to run again, and their figures."""
+
+    path: Path
+    git_commit: str | None
+    #: node ids of the tests with a figure to confirm
+    tests: set[str] = field(default_factory=set)
+    #: (model, precision, baseline key) -> the figures to pool
+    figures: dict[tuple[str, str, str], Earlier] = field(default_factory=dict)
+    #: tests of the earlier run left out of this one (every gated figure passed or was not compared)
+    settled: set[str] = field(default_factory=set)
+
+    def earlier(
+        self, model: str, precision: str, key: str, workload: Mapping[str, Any]
+    ) -> tuple[tuple[float, ...], str]:
+        """The figures to pool with this session's, and why none when there are none."""
+        found = self.figures.get((model, precision, key))
+        if found is None:
+            return (), ""
+        if dict(found.workload) != dict(workload):
+            return (), f"not pooled with {self.path}: its workload differs"
+        return found.values, ""
+
+
+def load(path: Path, git_commit: str | None) -> EarlierRun:
+    """Read an earlier ``results.json``; it must come from the same code (``git_commit``)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfirmError(f"--slm-confirm: {path} does not exist") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfirmError(f"--slm-confirm: {path} is not a readable results file ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        raise ConfirmError(f"--slm-confirm: {path} is not a pytest-slm results.json (no 'records' list)")
+    theirs = (data.get("environment") or {}).get("git_commit")
+    if theirs != git_commit:
+        raise ConfirmError(
+            f"--slm-confirm: {path} was measured on commit {theirs or 'unknown'}, this run is on "
+            f"{git_commit or 'unknown'}; a confirmation pools sessions of the same code only"
+        )
+    run = EarlierRun(Path(path), theirs)
+    seen: set[str] = set()
+    for r in data["records"]:
+        test = r.get("test")
+        if not isinstance(test, str) or not r.get("gated", True):
+            continue
+        seen.add(test)
+        row = r.get("baseline") or {}
+        verdict = row.get("verdict") or ("invalid" if r.get("outcome") == "invalid" else None)
+        if verdict in TO_CONFIRM:
+            run.tests.add(test)
+        if (
+            row.get("rule") in SESSION_RULES
+            and r.get("outcome") != "invalid"
+            and isinstance(r.get("value"), (int, float))
+            and r["value"] > 0
+            and r.get("model")
+            and r.get("baseline_key")
+        ):
+            values = (*(float(v) for v in row.get("earlier") or ()), float(r["value"]))
+            run.figures[(r["model"], r.get("precision", ""), r["baseline_key"])] = Earlier(
+                values, r.get("workload") or {}
+            )
+    run.settled = seen - run.tests
+    return run

@@ -1,0 +1,147 @@
+"""``--slm-confirm``: a second session of the same code, pooled with the first (the rule, the
+false-alarm argument by simulation, reading an earlier results file, and end to end on the fake engine)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_slm.compare.confirm import ConfirmError, load
+from pytest_slm.compare.rules import compare_sessions
+
+LATENCY = (Path(__file__).resolve().parents[1] / "benches" / "test_latency.py").read_text()
+ARGS = ("-k", "test_tpot or test_ttft", "--slm-num-runs", "6")
+
+
+def pooled(history: list[float], current: float, earlier: list[float], alpha: float = 0.01):  # type: ignore[no-untyped-def]
+    return compare_sessions(
+        "tpot_p50_s", history, [None] * len(history), current, None, higher_is_better=False, alpha=alpha,
+        earlier=earlier,
+    )  # fmt: skip
+
+
+def test_earlier_sessions_are_averaged_on_logs_and_narrow_the_interval() -> None:
+    rng = np.random.default_rng(1)
+    history = list(0.03 * np.exp(rng.normal(0, 0.03, 5)))
+    one = pooled(history, 0.033, [])
+    two = pooled(history, 0.033, [0.0312])
+    assert one.n_current == 1 and two.n_current == 2
+    assert two.current_value == pytest.approx(math.sqrt(0.033 * 0.0312))
+    # the spread of the prediction: between * sqrt(1/m + 1/K), so two sessions narrow the interval
+    width = lambda c: math.log(c.ci_high / c.ci_low)  # noqa: E731
+    assert width(two) / width(one) == pytest.approx(math.sqrt((1 / 2 + 1 / 5) / (1 + 1 / 5)), rel=1e-6)
+    assert "geometric mean of 2 sessions" in two.note
+
+
+def test_a_confirmation_keeps_the_false_alarm_level() -> None:
+    """Unchanged code, between-session noise of 3 %: a confirmation run only after a first session
+    that did not pass, pooled with it, says "regressed" no more often than alpha (the one-sided
+    level of that verdict: the pooled test is valid on its own, and selecting when to run it can
+    only remove alarms). And it finds a 10 % slowdown more often than one session does."""
+    rng = np.random.default_rng(7)
+    alpha, sd, k, trials = 0.05, 0.03, 5, 2000
+    alarms = {1.0: [0, 0], 1.10: [0, 0]}  # slowdown -> [first session alone, with confirmation]
+    for _ in range(trials):
+        history = list(np.exp(rng.normal(0, sd, k)))
+        for slow in alarms:
+            first, second = (slow * math.exp(x) for x in rng.normal(0, sd, 2))
+            c1 = pooled(history, first, [], alpha)
+            alarms[slow][0] += c1.verdict == "regressed"
+            c2 = c1 if c1.verdict == "pass" else pooled(history, second, [first], alpha)
+            alarms[slow][1] += c2.verdict == "regressed"
+    false_one, false_confirmed = (n / trials for n in alarms[1.0])
+    found_one, found_confirmed = (n / trials for n in alarms[1.10])
+    assert false_confirmed <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
+    assert false_one <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
+    assert found_confirmed > found_one + 0.1
+
+
+def results_file(tmp_path: Path, records: list[dict], commit: str | None = "abc123") -> Path:  # type: ignore[type-arg]
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps({"environment": {"git_commit": commit}, "records": records}))
+    return path
+
+
+def record(test: str, metric: str, verdict: str | None, rule: str = "sessions-t", value: float = 0.02, **kw):  # type: ignore[no-untyped-def]
+    return {
+        "test": test, "metric": metric, "model": "m", "precision": "bf16", "baseline_key": f"k[{test}]::{metric}",
+        "value": value, "gated": True, "outcome": kw.pop("outcome", "passed"), "workload": {"num_runs": 6},
+        "baseline": None if verdict is None else {"verdict": verdict, "rule": rule, **kw},
+    }  # fmt: skip
+
+
+def test_reading_an_earlier_run(tmp_path: Path) -> None:
+    path = results_file(tmp_path, [
+        record("t::a", "tpot_p50_s", "pass"),
+        record("t::b", "tpot_p50_s", "inconclusive"),
+        record("t::b", "tpot_p99_s", "pass"),
+        record("t::c", "checkpoint_bytes", "regressed", rule="exact", value=100.0),
+        record("t::d", "tpot_p50_s", None, outcome="invalid"),
+        record("t::e", "tpot_p50_s", "regressed", earlier=[0.03]),
+    ])  # fmt: skip
+    run = load(path, "abc123")
+    assert run.tests == {"t::b", "t::c", "t::d", "t::e"} and run.settled == {"t::a"}
+    assert run.earlier("m", "bf16", "k[t::b]::tpot_p50_s", {"num_runs": 6}) == ((0.02,), "")
+    assert run.earlier("m", "bf16", "k[t::e]::tpot_p50_s", {"num_runs": 6}) == ((0.03, 0.02), "")  # chained
+    assert run.earlier("m", "bf16", "k[t::c]::checkpoint_bytes", {"num_runs": 6}) == ((), "")  # exact: not pooled
+    assert run.earlier("m", "bf16", "k[t::d]::tpot_p50_s", {"num_runs": 6}) == ((), "")  # invalid: not pooled
+    values, why = run.earlier("m", "bf16", "k[t::b]::tpot_p50_s", {"num_runs": 5})
+    assert values == () and "workload differs" in why
+
+
+def test_an_earlier_run_of_other_code_or_no_results_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfirmError, match="measured on commit abc123, this run is on def456"):
+        load(results_file(tmp_path, []), "def456")
+    with pytest.raises(ConfirmError, match="does not exist"):
+        load(tmp_path / "missing.json", None)
+    (tmp_path / "bad.json").write_text('{"tests": []}')
+    with pytest.raises(ConfirmError, match=r"not a pytest-slm results\.json"):
+        load(tmp_path / "bad.json", None)
+
+
+def test_confirm_reruns_what_did_not_pass_and_pools_it(slm_pytester, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """End to end: five saved sessions, then TPOT 25 % slower. The confirmation runs only the two
+    TPOT tests (the TTFT ones passed), judges the mean of two sessions, and a second confirmation
+    pools three; an unchanged run leaves nothing to confirm."""
+    monkeypatch.setenv("SLM_FAKE_JITTER", "0.01")
+    slm_pytester.pytester.makepyfile(LATENCY)
+    root = tmp_path / "baselines"
+    for _ in range(5):
+        slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root), "--slm-save-baseline").assert_outcomes(passed=4)
+    monkeypatch.setenv("SLM_FAKE_TPOT_S", "0.025")
+    plain = slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root))
+    plain.assert_outcomes(passed=2, failed=2, deselected=(by_k := plain.parseoutcomes()["deselected"]))
+    first = shutil.copy(slm_pytester.output / "results.json", tmp_path / "first.json")
+
+    result = slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root), "--slm-confirm", str(first))
+    result.assert_outcomes(failed=2, deselected=by_k + 2)
+    result.stdout.fnmatch_lines(["*slm: confirming*first.json*2 test(s) to measure again, 2 settled there*"])
+    rows = [r["baseline"] for r in slm_pytester.results()["records"] if r["metric"] == "tpot_p50_s"]
+    assert len(rows) == 2 and all(r["verdict"] == "regressed" and r["n_current"] == 2 for r in rows)
+    assert all(len(r["earlier"]) == 1 and "geometric mean of 2 sessions" in r["note"] for r in rows)
+
+    second = shutil.copy(slm_pytester.output / "results.json", tmp_path / "second.json")
+    slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root), "--slm-confirm", str(second)).assert_outcomes(
+        failed=2, deselected=by_k + 2
+    )
+    rows = [r["baseline"] for r in slm_pytester.results()["records"] if r["metric"] == "tpot_p50_s"]
+    assert all(r["n_current"] == 3 and len(r["earlier"]) == 2 for r in rows)
+
+    monkeypatch.delenv("SLM_FAKE_TPOT_S")
+    slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root)).assert_outcomes(passed=4)
+    calm = shutil.copy(slm_pytester.output / "results.json", tmp_path / "calm.json")
+    slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root), "--slm-confirm", str(calm)).assert_outcomes(
+        deselected=by_k + 4
+    )
+
+
+def test_confirm_with_a_bad_file_is_a_usage_error(slm_pytester, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    slm_pytester.pytester.makepyfile(LATENCY)
+    result = slm_pytester.run(*ARGS, "--slm-confirm", str(tmp_path / "nope.json"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--slm-confirm:*nope.json does not exist*"])
