@@ -31,6 +31,7 @@ from pytest_slm.report.collector import (
     ENGINE_PROPERTY_KEY,
     SLM_TEST_PROPERTY_KEY,
     ReportCollector,
+    strip_xdist_group,
 )
 from pytest_slm.report.gate_summary import gate_lines
 from pytest_slm.report.summary import terminal_lines
@@ -221,8 +222,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep, drop = _outside_matrix(config, items)
     earlier = config.stash[stash.GATE].earlier_run
     if earlier is not None:  # --slm-confirm: only what the earlier run left unsettled
-        drop += [i for i in keep if i.nodeid not in earlier.tests]
-        keep = [i for i in keep if i.nodeid in earlier.tests]
+        drop += [i for i in keep if strip_xdist_group(i.nodeid) not in earlier.tests]
+        keep = [i for i in keep if strip_xdist_group(i.nodeid) in earlier.tests]
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
