@@ -229,6 +229,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """``--slm-confirm`` of a run that left nothing unsettled runs no test, and that is a success."""
+    earlier = session.config.stash[stash.GATE].earlier_run if stash.GATE in session.config.stash else None
+    if earlier is not None and not earlier.tests and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK
+
+
 def _outside_matrix(config: pytest.Config, items: list[pytest.Item]) -> tuple[list[pytest.Item], list[pytest.Item]]:
     """Split off items of other shards (``--slm-shard``) and of tasks a model's config does not run."""
     settings = config.stash[stash.SETTINGS]

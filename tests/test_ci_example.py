@@ -36,11 +36,16 @@ def test_triggers_and_jobs() -> None:
     assert "workflow_dispatch" in jobs["refresh-baselines"]["if"]
 
 
+def named(job: dict[str, Any], prefix: str) -> dict[str, Any]:
+    (found,) = [s for s in job["steps"] if str(s.get("name", "")).startswith(prefix)]
+    return found
+
+
 def test_bench_matrix_runs_every_shard_once_with_the_gate() -> None:
     bench = load()["jobs"]["bench"]
     shards = bench["strategy"]["matrix"]["shard"]
     assert bench["strategy"]["fail-fast"] is False
-    (run,) = [s["run"] for s in bench["steps"] if "pytest benches" in str(s.get("run", ""))]
+    run = named(bench, "Benchmarks, gated")["run"]
     args = shlex.split(run.replace("${{ matrix.shard }}", "1"))
     n = int(args[args.index("--slm-shard") + 1].split("/")[1])
     assert shards == list(range(1, n + 1))
@@ -92,5 +97,26 @@ def test_refresh_job_opens_a_pull_request_with_the_merged_baselines() -> None:
     assert pr["with"]["add-paths"] == "baselines/"
     assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
     bench = load()["jobs"]["bench"]
-    (run,) = [s["run"] for s in bench["steps"] if "pytest benches" in str(s.get("run", ""))]
+    run = named(bench, "Benchmarks, gated")["run"]
     assert "--slm-save-baseline --slm-baseline-accept" in run and "inputs.refresh_baselines" in run
+
+
+def test_confirmation_reruns_the_same_shard_with_the_first_sessions_results() -> None:
+    """The pull request's verdict is the confirmation's: the gate step may fail on its own only when
+    there is no confirmation (a refresh), and the confirmation pools the same shard's first session."""
+    bench = load()["jobs"]["bench"]
+    gate, confirm = named(bench, "Benchmarks, gated"), named(bench, "Confirm what did not pass")
+    assert gate["id"] == "gate" and gate["continue-on-error"] == "${{ !inputs.refresh_baselines }}"
+    assert confirm["if"] == "${{ !inputs.refresh_baselines }}" and "continue-on-error" not in confirm
+    first = shlex.split(gate["run"].replace("${{ matrix.shard }}", "1"))
+    cmd = shlex.split(confirm["run"].replace("${{ matrix.shard }}", "1"))
+    assert cmd[:3] == ["cp", "slm-results/shard-1/results.json", "first-session.json"]
+    assert first[first.index("--slm-output") + 1] == "slm-results/shard-1"
+    assert cmd[cmd.index("--slm-confirm") + 1] == "first-session.json"
+    for flag in ("--slm-models-config", "--slm-shard"):
+        assert cmd[cmd.index(flag) + 1] == first[first.index(flag) + 1], flag
+    assert cmd[cmd.index("--slm-output") + 1] != "slm-results/shard-1"  # the first session's file stays
+    uploads = [u["with"]["name"] for u in step(bench, "actions/upload-artifact@")]
+    assert "slm-confirm-shard-${{ matrix.shard }}" in uploads
+    # the merged report reads first sessions only (its pattern does not match the confirmations)
+    assert load()["jobs"]["report"]["steps"][2]["with"]["pattern"] == "slm-results-shard-*"

@@ -83,9 +83,10 @@ def test_reading_an_earlier_run(tmp_path: Path) -> None:
         record("t::c", "checkpoint_bytes", "regressed", rule="exact", value=100.0),
         record("t::d", "tpot_p50_s", None, outcome="invalid"),
         record("t::e", "tpot_p50_s", "regressed", earlier=[0.03]),
+        record("t::f", "tpot_p50_s", "pass", outcome="failed"),  # a threshold failed it
     ])  # fmt: skip
     run = load(path, "abc123")
-    assert run.tests == {"t::b", "t::c", "t::d", "t::e"} and run.settled == {"t::a"}
+    assert run.tests == {"t::b", "t::c", "t::d", "t::e", "t::f"} and run.settled == {"t::a"}
     assert run.earlier("m", "bf16", "k[t::b]::tpot_p50_s", {"num_runs": 6}) == ((0.02,), "")
     assert run.earlier("m", "bf16", "k[t::e]::tpot_p50_s", {"num_runs": 6}) == ((0.03, 0.02), "")  # chained
     assert run.earlier("m", "bf16", "k[t::c]::checkpoint_bytes", {"num_runs": 6}) == ((), "")  # exact: not pooled
@@ -135,9 +136,9 @@ def test_confirm_reruns_what_did_not_pass_and_pools_it(slm_pytester, tmp_path: P
     monkeypatch.delenv("SLM_FAKE_TPOT_S")
     slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root)).assert_outcomes(passed=4)
     calm = shutil.copy(slm_pytester.output / "results.json", tmp_path / "calm.json")
-    slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root), "--slm-confirm", str(calm)).assert_outcomes(
-        deselected=by_k + 4
-    )
+    nothing = slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root), "--slm-confirm", str(calm))
+    nothing.assert_outcomes(deselected=by_k + 4)
+    assert nothing.ret == pytest.ExitCode.OK  # nothing left to confirm is a success, not "no tests ran"
 
 
 def test_confirm_with_a_bad_file_is_a_usage_error(slm_pytester, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,8 @@ On a shared runner the between-session spread, not the repetitions, limits what 
 tell: a 10 % slowdown can read "inconclusive", and an unchanged figure can fail to show it is
 within tolerance. The CI remedy is to measure again: ``pytest benches --slm-confirm
 slm-results/results.json`` (after copying the first run's results aside) reruns only the tests
-that did not pass there (regressed, improved, inconclusive, invalid), and the session rule judges
+that did not pass there (a figure regressed, improved, inconclusive or invalid, or the test failed,
+for instance on a threshold, which must then fail again), and the session rule judges
 the geometric mean of the earlier session(s) and this one against the baseline
 (:func:`pytest_slm.compare.rules.compare_sessions`, ``earlier``). Chained confirmations pool
 every earlier session (each run's rows carry the figures it pooled).
@@ -93,7 +94,7 @@ def load(path: Path, git_commit: str | None) -> EarlierRun:
         seen.add(test)
         row = r.get("baseline") or {}
         verdict = row.get("verdict") or ("invalid" if r.get("outcome") == "invalid" else None)
-        if verdict in TO_CONFIRM:
+        if verdict in TO_CONFIRM or r.get("outcome") == "failed":  # a failed threshold must fail again
             run.tests.add(test)
         if (
             row.get("rule") in SESSION_RULES
