@@ -74,12 +74,15 @@ def replay(
     draws: int,
     pooled: bool = True,
     confirm: int = 1,
+    adjacent: bool = False,
 ):  # type: ignore[no-untyped-def, type-arg]
     """Verdict counts per metric, and per current session whether any metric alarmed.
 
     ``confirm`` > 1 replays ``--slm-confirm``: a figure that did not pass is measured again in
     ``confirm - 1`` more sessions (other recorded sessions, neither the baseline's nor the current
-    one, made as much slower), and its verdict is the one on the geometric mean of them all.
+    one, made as much slower), and its verdict is the one on the geometric mean of them all;
+    ``adjacent``: those sessions are the ones recorded right after the current one (as a CI
+    confirmation runs minutes later, perhaps in the same state of the machine), not random ones.
 
     Each draw picks K other sessions as one saved baseline for every figure (as a real baseline
     file holds the same sessions for all its entries), so the file-wide spread (``baseline_spread``:
@@ -117,7 +120,8 @@ def replay(
                     continue
                 c = compare_metric(metric, entry, alpha=alpha / family, min_sessions=k, spread=spread)
                 if confirm > 1 and c.verdict != "pass":
-                    spare = [i for i in order if i not in history and key in sessions[i]["figures"]
+                    after = range(j + 1, len(sessions)) if adjacent else order
+                    spare = [i for i in after if i not in history and key in sessions[i]["figures"]
                              and measured_validly(sessions[i]["figures"][key])][: confirm - 1]  # fmt: skip
                     if len(spare) < confirm - 1:
                         excluded += 1
@@ -222,6 +226,11 @@ def main() -> int:
         default=1,
         help="sessions a figure that did not pass is judged on (--slm-confirm: 2 or more)",
     )
+    parser.add_argument(
+        "--adjacent",
+        action="store_true",
+        help="with --confirm: the confirming sessions are the ones recorded right after",
+    )
     parser.add_argument("--own-spread", action="store_true",
                         help="each figure with its own spread only (the rule before pooled spreads)")  # fmt: skip
     args = parser.parse_args()
@@ -234,7 +243,15 @@ def main() -> int:
             continue
         for label, slow in (("A/A", 1.0), ("10 % slower", 1.10)):
             per_metric, mdes, alarms, excluded, family = replay(
-                sessions, k, args.alpha, slow, rng, args.draws, pooled=not args.own_spread, confirm=args.confirm
+                sessions,
+                k,
+                args.alpha,
+                slow,
+                rng,
+                args.draws,
+                pooled=not args.own_spread,
+                confirm=args.confirm,
+                adjacent=args.adjacent,
             )
             total: Counter[str] = sum(per_metric.values(), Counter())
             n = sum(total.values()) - total["(confirmed)"]
