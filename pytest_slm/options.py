@@ -340,9 +340,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "confirm",
         "--slm-confirm",
-        "an earlier results.json of the same code: run again only its tests whose figures did not pass "
-        "(regressed, improved, inconclusive, invalid) and judge each timing on the geometric mean of the "
-        "earlier session(s) and this one",
+        "an earlier results.json of the same code: run again only its tests that failed or whose figures did "
+        "not pass (regressed, improved, inconclusive, invalid) and judge each timing on the geometric mean of "
+        "the earlier session(s) and this one, at the earlier run's per-comparison level",
         kind="path",
         metavar="RESULTS",
     ),

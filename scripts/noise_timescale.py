@@ -61,20 +61,32 @@ def measure(checkpoint: str, blocks: int, gap: float, out: Path) -> None:
         f.write(json.dumps({"pid": os.getpid(), "blocks": result}) + "\n")
 
 
-def summary(path: Path) -> None:
+def spreads(path: Path) -> dict[str, float]:
+    """Log standard deviations: of blocks within one engine, of the engines' first blocks, of their
+    means (and what independent blocks would give), of their fastest requests."""
     engines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     logs = np.array([[np.log(b["median_s"]) for b in e["blocks"]] for e in engines])
-    n_blocks = logs.shape[1]
     within = float(np.mean(logs.var(axis=1, ddof=1)))
-    print(f"{len(engines)} engines x {n_blocks} blocks of 10 requests")
-    print(f"  block-to-block sd within one engine: {100 * np.sqrt(within):.2f} % (log)")
-    print(f"  sd of the engines' first blocks:      {100 * logs[:, 0].std(ddof=1):.2f} %")
-    print(f"  sd of the engines' means:             {100 * logs.mean(axis=1).std(ddof=1):.2f} % "
-          f"(if blocks were independent: {100 * np.sqrt(within / n_blocks):.2f} %)")  # fmt: skip
     floor = np.array([min(min(b["samples"]) for b in e["blocks"]) for e in engines])
-    print(f"  sd of the engines' fastest request:   {100 * np.log(floor).std(ddof=1):.2f} %")
-    every = np.concatenate([b["samples"] for e in engines for b in e["blocks"]])
-    print(f"  requests: fastest {every.min():.3f} s, median {np.median(every):.3f} s, slowest {every.max():.3f} s")
+    return {
+        "engines": len(engines),
+        "blocks": logs.shape[1],
+        "within_engine": float(np.sqrt(within)),
+        "first_blocks": float(logs[:, 0].std(ddof=1)),
+        "engine_means": float(logs.mean(axis=1).std(ddof=1)),
+        "independent_blocks_would_give": float(np.sqrt(within / logs.shape[1])),
+        "fastest_request": float(np.log(floor).std(ddof=1)),
+    }
+
+
+def summary(path: Path) -> None:
+    s = spreads(path)
+    print(f"{s['engines']} engines x {s['blocks']} blocks of 10 requests; log standard deviations:")
+    print(f"  blocks within one engine: {100 * s['within_engine']:.2f} %")
+    print(f"  engines' first blocks:    {100 * s['first_blocks']:.2f} %")
+    print(f"  engines' means:           {100 * s['engine_means']:.2f} % "
+          f"(independent blocks would give {100 * s['independent_blocks_would_give']:.2f} %)")  # fmt: skip
+    print(f"  engines' fastest request: {100 * s['fastest_request']:.2f} %")
 
 
 def main() -> int:

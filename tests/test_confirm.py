@@ -77,8 +77,8 @@ def record(test: str, metric: str, verdict: str | None, rule: str = "sessions-t"
 
 def test_reading_an_earlier_run(tmp_path: Path) -> None:
     path = results_file(tmp_path, [
-        record("t::a", "tpot_p50_s", "pass"),
-        record("t::b", "tpot_p50_s", "inconclusive"),
+        record("t::a", "tpot_p50_s", "pass", alpha=0.05 / 21),
+        record("t::b", "tpot_p50_s", "inconclusive", alpha=0.05 / 21),
         record("t::b", "tpot_p99_s", "pass"),
         record("t::c", "checkpoint_bytes", "regressed", rule="exact", value=100.0),
         record("t::d", "tpot_p50_s", None, outcome="invalid"),
@@ -87,6 +87,7 @@ def test_reading_an_earlier_run(tmp_path: Path) -> None:
     ])  # fmt: skip
     run = load(path, "abc123")
     assert run.tests == {"t::b", "t::c", "t::d", "t::e", "t::f"} and run.settled == {"t::a"}
+    assert run.alpha == pytest.approx(0.05 / 21)
     assert run.earlier("m", "bf16", "k[t::b]::tpot_p50_s", {"num_runs": 6}) == ((0.02,), "")
     assert run.earlier("m", "bf16", "k[t::e]::tpot_p50_s", {"num_runs": 6}) == ((0.03, 0.02), "")  # chained
     assert run.earlier("m", "bf16", "k[t::c]::checkpoint_bytes", {"num_runs": 6}) == ((), "")  # exact: not pooled
@@ -124,6 +125,9 @@ def test_confirm_reruns_what_did_not_pass_and_pools_it(slm_pytester, tmp_path: P
     result.stdout.fnmatch_lines(["*slm: confirming*first.json*2 test(s) to measure again, 2 settled there*"])
     rows = [r["baseline"] for r in slm_pytester.results()["records"] if r["metric"] == "tpot_p50_s"]
     assert len(rows) == 2 and all(r["verdict"] == "regressed" and r["n_current"] == 2 for r in rows)
+    # the first run's family (4 tests x 2 gated figures), not the confirmation's own 2 x 2
+    assert all(r["alpha"] == pytest.approx(0.05 / 8) for r in rows)
+    result.stdout.fnmatch_lines(["*family: 8 gated comparison(s), each at alpha 0.05/8*"])
     assert all(len(r["earlier"]) == 1 and "geometric mean of 2 sessions" in r["note"] for r in rows)
 
     second = shutil.copy(slm_pytester.output / "results.json", tmp_path / "second.json")

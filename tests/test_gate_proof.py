@@ -151,3 +151,35 @@ def test_a_confirmation_session_finds_more_and_keeps_false_alarms_rare(proof, pa
     assert share(totals(aa_two), "regressed") + share(totals(aa_two), "improved") <= 0.01
     assert float(np.mean(alarms)) <= 0.05
     assert share(totals(aa_two), "inconclusive") < share(totals(aa_one), "inconclusive")
+
+
+def test_consecutive_sessions_are_not_correlated() -> None:
+    """The README's reason a confirmation run minutes later is a fresh draw: in the recorded sets
+    (sessions about 3 minutes apart) a session's median latencies and throughput do not follow the
+    session before (lag-1 correlation of the per-session figures, averaged over metrics and sets)."""
+    lags = []
+    for path in (DATA, PROBED, FINAL, POOLED):
+        recorded = load(path)
+        keys = [k for k, f in recorded[0]["figures"].items() if f.get("samples") and ("p50" in k or "tok_s" in k)]
+        for key in keys:
+            x = np.array([np.log(s["figures"][key]["value"]) if key in s["figures"] and s["figures"][key]["valid"]
+                          else np.nan for s in recorded])  # fmt: skip
+            a, b = x[:-1], x[1:]
+            ok = ~(np.isnan(a) | np.isnan(b))
+            if ok.sum() > 4:
+                lags.append(float(np.corrcoef(a[ok], b[ok])[0, 1]))
+    assert len(lags) >= 20
+    assert float(np.mean(lags)) < 0.0
+
+
+def test_the_spread_is_the_machines_state_not_the_engines_start() -> None:
+    """``scripts/noise_timescale.py``'s record (6 engines x 4 blocks): blocks of one engine 40 s apart
+    differ as much as engines do, and the engines' means spread more than independent blocks would."""
+    spec = importlib.util.spec_from_file_location("noise_timescale", ROOT / "scripts" / "noise_timescale.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    s = module.spreads(ROOT / "scripts" / "data" / "noise_timescale_cpu.jsonl")
+    assert s["engines"] >= 6 and s["blocks"] >= 4
+    assert s["within_engine"] >= s["first_blocks"]  # within one engine at least as much as between starts
+    assert s["engine_means"] > s["independent_blocks_would_give"]  # states last for minutes

@@ -12,7 +12,9 @@ every earlier session (each run's rows carry the figures it pooled).
 
 Why this keeps the false-alarm level: the pooled comparison of m sessions is a valid test at
 ``alpha`` whether or not it is run; running it only after a first session did not pass can only
-drop alarms it would have raised, never add one. The rows say how many sessions they pooled.
+drop alarms it would have raised, never add one. For that, each comparison keeps the first run's
+per-comparison level (its whole family's Bonferroni share), not one computed from the smaller
+family the confirmation runs, which the data chose. The rows say how many sessions they pooled.
 
 Only figures measured validly, on the same git commit and the same workload, are pooled; anything
 else reruns as an ordinary single-session comparison, and the row's note says why.
@@ -56,6 +58,9 @@ class EarlierRun:
     figures: dict[tuple[str, str, str], Earlier] = field(default_factory=dict)
     #: tests of the earlier run left out of this one (every gated figure passed or was not compared)
     settled: set[str] = field(default_factory=set)
+    #: the per-comparison level the earlier run used (its whole family's): the confirmation keeps it,
+    #: never the laxer level of its own smaller family (which would follow from what the data chose)
+    alpha: float | None = None
 
     def earlier(
         self, model: str, precision: str, key: str, workload: Mapping[str, Any]
@@ -93,6 +98,8 @@ def load(path: Path, git_commit: str | None) -> EarlierRun:
             continue
         seen.add(test)
         row = r.get("baseline") or {}
+        if isinstance(row.get("alpha"), (int, float)) and row["alpha"] > 0:
+            run.alpha = min(run.alpha or 1.0, float(row["alpha"]))
         verdict = row.get("verdict") or ("invalid" if r.get("outcome") == "invalid" else None)
         if verdict in TO_CONFIRM or r.get("outcome") == "failed":  # a failed threshold must fail again
             run.tests.add(test)

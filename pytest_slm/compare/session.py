@@ -85,8 +85,11 @@ class Gate:
 
     @property
     def alpha(self) -> float:
-        """The per-comparison level: the family-wise level over the family."""
-        return self.settings.alpha / max(1, self.family)
+        """The per-comparison level: the family-wise level over the family (in a confirmation, never
+        laxer than the earlier run's: its family was the whole session's)."""
+        own = self.settings.alpha / max(1, self.family)
+        earlier = self.earlier_run.alpha if self.earlier_run is not None else None
+        return min(own, earlier) if earlier else own
 
     def _load(self, model: str, precision: str, parallel: str | None = None) -> Baseline | None:
         fp = self.fingerprint_of(parallel)
