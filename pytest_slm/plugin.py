@@ -92,7 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
     gate = Gate(settings, env)
     if settings.confirm is not None:
         try:
-            gate.earlier_run = confirm.load(settings.confirm, env.get("git_commit"))
+            gate.earlier_run = confirm.load(settings.confirm, env.get("git_commit"), env.get("git_diff"))
         except confirm.ConfirmError as exc:
             raise pytest.UsageError(f"pytest-slm: {exc}") from None
     config.stash[stash.GATE] = gate

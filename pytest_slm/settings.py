@@ -343,6 +343,13 @@ def resolve(lookup: Lookup) -> Settings:
         key = "precisions" if spec.field == "precision" else spec.field
         values[key] = _parse(spec, raw, source)
         sources[key] = source
+    if values.get("confirm") is not None and values.get("save_baseline"):
+        # the tests a confirmation reruns were chosen because their figures did not pass: saved as a
+        # session, they would make the baseline's spread and centre follow the runs that went wrong
+        raise SettingsError(
+            f"{sources['confirm']} with {sources['save_baseline']}: a confirmation measures only the tests "
+            "whose figures did not pass, a biased sample; save a baseline from a full session instead"
+        )
     profile = values.get("profile", "quick")
     for knob, default in PROFILES[profile].items():
         values.setdefault(knob, default)

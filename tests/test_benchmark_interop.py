@@ -195,6 +195,15 @@ def test_non_time_records_are_left_out_of_the_export() -> None:
     assert doc["benchmarks"] == [] and left_out == ["t.py::test_x[m-bf16]::output_tokens_per_s (token/s, None)"]
 
 
+def test_the_export_says_whether_the_tree_was_dirty() -> None:
+    """pytest-benchmark's ``commit_info.dirty`` comes from the run's git state, both ways."""
+    for dirty in (True, False):
+        env = {"git_commit": "abc", "git_dirty": dirty}
+        doc, _ = to_benchmark_json({"records": [], "environment": env})
+        assert doc["commit_info"]["dirty"] is dirty
+        assert from_benchmark_json(doc, "x.json")["environment"]["git_dirty"] is dirty
+
+
 MICROBENCH = (Path(__file__).resolve().parents[1] / "benches" / "test_microbench.py").read_text()
 
 

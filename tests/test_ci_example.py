@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from pytest_slm.options import OPTIONS
@@ -102,22 +106,77 @@ def test_refresh_job_opens_a_pull_request_with_the_merged_baselines() -> None:
 
 
 def test_confirmation_reruns_the_same_shard_with_the_first_sessions_results() -> None:
-    """The pull request's verdict is the confirmation's: the gate step may fail on its own only when
-    there is no confirmation (a refresh), and the confirmation pools the same shard's first session."""
+    """The pull request's verdict is the confirmations': the gate step may fail on its own only when
+    there is no confirmation (a refresh), and each confirmation pools the same shard's sessions."""
     bench = load()["jobs"]["bench"]
     gate, confirm = named(bench, "Benchmarks, gated"), named(bench, "Confirm what did not pass")
     assert gate["id"] == "gate" and gate["continue-on-error"] == "${{ !inputs.refresh_baselines }}"
     assert confirm["if"] == "${{ !inputs.refresh_baselines }}" and "continue-on-error" not in confirm
+    assert int(confirm["env"]["SLM_CONFIRMATIONS"]) >= 1
     first = shlex.split(gate["run"].replace("${{ matrix.shard }}", "1"))
-    cmd = shlex.split(confirm["run"].replace("${{ matrix.shard }}", "1"))
-    assert cmd[:3] == ["cp", "slm-results/shard-1/results.json", "first-session.json"]
+    (line,) = [x for x in confirm["run"].replace("\\\n", " ").splitlines() if "-m pytest benches" in x]
+    cmd = shlex.split(line.replace("${{ matrix.shard }}", "1"))
     assert first[first.index("--slm-output") + 1] == "slm-results/shard-1"
-    assert cmd[cmd.index("--slm-confirm") + 1] == "first-session.json"
+    assert "previous=slm-results/shard-${{ matrix.shard }}/results.json" in confirm["run"]
+    assert cmd[cmd.index("--slm-confirm") + 1] == "$previous"
     for flag in ("--slm-models-config", "--slm-shard"):
         assert cmd[cmd.index(flag) + 1] == first[first.index(flag) + 1], flag
-    assert cmd[cmd.index("--slm-output") + 1] != "slm-results/shard-1"  # the first session's file stays
+    assert cmd[cmd.index("--slm-output") + 1] == "$out"  # its own folder: no session's file is overwritten
     uploads = [u["with"]["name"] for u in step(bench, "actions/upload-artifact@")]
     assert "slm-confirm-shard-${{ matrix.shard }}" in uploads
     # the merged report reads first sessions only (its pattern does not match the confirmations)
     (download,) = step(load()["jobs"]["report"], "actions/download-artifact@")
     assert download["with"]["pattern"] == "slm-results-shard-*"
+
+
+FAKE_PYTEST = """#!/usr/bin/env bash
+# stands in for `.venv/bin/python -m pytest`: logs what it was given, and exits as $STATUSES says (one
+# status per call; "crash" exits 2 and "none" (nothing left to confirm) exits 0, both writing no results.json)
+out= ; confirm=
+while [ $# -gt 0 ]; do
+  case "$1" in --slm-output) out=$2; shift ;; --slm-confirm) confirm=$2; shift ;; esac
+  shift
+done
+n=$(( $(wc -l < calls.log 2>/dev/null || echo 0) + 1 ))
+echo "$confirm -> $out" >> calls.log
+status=$(echo "$STATUSES" | cut -d, -f"$n")
+[ "$status" = crash ] && exit 2
+[ "$status" = none ] && exit 0
+mkdir -p "$out" && echo '{"records": []}' > "$out/results.json"
+exit "$status"
+"""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+@pytest.mark.parametrize(
+    ("statuses", "calls", "rc"),
+    [
+        ("none", 1, 0),  # the gate step settled everything: nothing to confirm
+        ("0,none", 2, 0),  # the first confirmation settled what was left
+        ("0,0", 2, 0),  # figures still inconclusive after SLM_CONFIRMATIONS: not a failure
+        ("1,0", 2, 0),  # a regression the second confirmation does not bear out
+        ("1,1", 2, 1),  # confirmed twice: red
+        ("crash", 1, 2),  # a crash leaves nothing to pool: red at once
+    ],
+)
+def test_the_confirmation_loop_pools_each_session_and_stops(tmp_path: Path, statuses: str, calls: int, rc: int) -> None:
+    """The step's shell, run with a stand-in for pytest: each confirmation pools the one before,
+    the loop stops when nothing is left to confirm, and its exit status is the last run's."""
+    confirm = named(load()["jobs"]["bench"], "Confirm what did not pass")
+    script = confirm["run"].replace("${{ matrix.shard }}", "1")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    fake = tmp_path / ".venv" / "bin" / "python"
+    fake.write_text(FAKE_PYTEST)
+    fake.chmod(0o755)
+    (tmp_path / "slm-results" / "shard-1").mkdir(parents=True)
+    (tmp_path / "slm-results" / "shard-1" / "results.json").write_text('{"records": []}')
+    env = {"PATH": os.environ["PATH"], "STATUSES": statuses, "SLM_CONFIRMATIONS": confirm["env"]["SLM_CONFIRMATIONS"]}
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == rc, done.stderr
+    log = (tmp_path / "calls.log").read_text().splitlines()
+    expected = [
+        "slm-results/shard-1/results.json -> slm-confirm/shard-1/session-2",
+        "slm-confirm/shard-1/session-2/results.json -> slm-confirm/shard-1/session-3",
+    ]
+    assert log == expected[:calls]
+    assert int(env["SLM_CONFIRMATIONS"]) == 2  # the cases above assume two confirmations at most

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from pytest_slm.compare.confirm import ConfirmError, load
 from pytest_slm.compare.rules import compare_sessions
+from pytest_slm.report.environment import git_commit, git_diff
 
 LATENCY = (Path(__file__).resolve().parents[1] / "benches" / "test_latency.py").read_text()
 ARGS = ("-k", "test_tpot or test_ttft", "--slm-num-runs", "6")
@@ -61,9 +64,9 @@ def test_a_confirmation_keeps_the_false_alarm_level() -> None:
     assert found_confirmed > found_one + 0.1
 
 
-def results_file(tmp_path: Path, records: list[dict], commit: str | None = "abc123") -> Path:  # type: ignore[type-arg]
+def results_file(tmp_path: Path, records: list[dict], commit: str | None = "abc123", **env: Any) -> Path:  # type: ignore[type-arg]
     path = tmp_path / "earlier.json"
-    path.write_text(json.dumps({"environment": {"git_commit": commit}, "records": records}))
+    path.write_text(json.dumps({"environment": {"git_commit": commit, **env}, "records": records}))
     return path
 
 
@@ -101,6 +104,12 @@ def test_an_earlier_run_of_other_code_or_no_results_is_refused(tmp_path: Path) -
         load(results_file(tmp_path, []), "def456")
     with pytest.raises(ConfirmError, match="does not exist"):
         load(tmp_path / "missing.json", None)
+    # the same commit with other uncommitted changes is other code too
+    with pytest.raises(ConfirmError, match="uncommitted changes 0123456789ab to tracked files, this run has no unc"):
+        load(results_file(tmp_path, [], git_diff="0123456789ab"), "abc123", None)
+    with pytest.raises(ConfirmError, match="no uncommitted changes to tracked files, this run has uncommitted ch"):
+        load(results_file(tmp_path, [], git_diff=None), "abc123", "0123456789ab")
+    assert load(results_file(tmp_path, [], git_diff="0123456789ab"), "abc123", "0123456789ab").git_commit == "abc123"
     (tmp_path / "bad.json").write_text('{"tests": []}')
     with pytest.raises(ConfirmError, match=r"not a pytest-slm results\.json"):
         load(tmp_path / "bad.json", None)
@@ -150,3 +159,28 @@ def test_confirm_with_a_bad_file_is_a_usage_error(slm_pytester, tmp_path: Path) 
     result = slm_pytester.run(*ARGS, "--slm-confirm", str(tmp_path / "nope.json"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--slm-confirm:*nope.json does not exist*"])
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_the_code_identity_covers_uncommitted_changes(tmp_path: Path) -> None:
+    """What a confirmation compares: the commit, and a digest of the uncommitted changes to tracked
+    files, staged or not; untracked files (a session's own outputs) are not code."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)  # fmt: skip
+
+    git("init", "-q")
+    (tmp_path / "bench.py").write_text("N = 1\n")
+    git("add", "bench.py")
+    git("commit", "-q", "-m", "one")
+    assert git_commit(tmp_path) and git_diff(tmp_path) is None
+    (tmp_path / "results.json").write_text("{}")  # untracked: not part of the code
+    assert git_diff(tmp_path) is None
+    (tmp_path / "bench.py").write_text("N = 2\n")
+    edited = git_diff(tmp_path)
+    assert edited is not None
+    git("add", "bench.py")
+    assert git_diff(tmp_path) == edited  # staged or not, the same change
+    (tmp_path / "bench.py").write_text("N = 3\n")
+    assert git_diff(tmp_path) not in (None, edited)

@@ -130,6 +130,14 @@ def test_resolve_validates_ranges() -> None:
         )
 
 
+def test_a_confirmation_cannot_save_a_baseline() -> None:
+    """The tests a confirmation reruns were picked because they did not pass: not a session to save."""
+    given = {"confirm": ("first.json", "--slm-confirm"), "save_baseline": ("true", "--slm-save-baseline")}
+    with pytest.raises(SettingsError, match=r"--slm-confirm with --slm-save-baseline: .*biased sample"):
+        resolve(lambda spec: given.get(spec.field))
+    assert resolve(lambda spec: given.get(spec.field) if spec.field == "confirm" else None).confirm is not None
+
+
 def test_every_option_but_models_and_precision_is_prefixed() -> None:
     """Unprefixed flags collide with other plugins (--batch-size, --prompt, ...)."""
     from pytest_slm.options import OPTIONS

@@ -74,8 +74,13 @@ class EarlierRun:
         return found.values, ""
 
 
-def load(path: Path, git_commit: str | None) -> EarlierRun:
-    """Read an earlier ``results.json``; it must come from the same code (``git_commit``)."""
+def _changes(digest: str | None) -> str:
+    return f"uncommitted changes {digest}" if digest else "no uncommitted changes"
+
+
+def load(path: Path, git_commit: str | None, git_diff: str | None = None) -> EarlierRun:
+    """Read an earlier ``results.json``; it must come from the same code: the same ``git_commit``
+    and the same uncommitted changes to tracked files (``git_diff``, a digest; None: none)."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -84,11 +89,18 @@ def load(path: Path, git_commit: str | None) -> EarlierRun:
         raise ConfirmError(f"--slm-confirm: {path} is not a readable results file ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
         raise ConfirmError(f"--slm-confirm: {path} is not a pytest-slm results.json (no 'records' list)")
-    theirs = (data.get("environment") or {}).get("git_commit")
+    env = data.get("environment") or {}
+    theirs = env.get("git_commit")
     if theirs != git_commit:
         raise ConfirmError(
             f"--slm-confirm: {path} was measured on commit {theirs or 'unknown'}, this run is on "
             f"{git_commit or 'unknown'}; a confirmation pools sessions of the same code only"
+        )
+    if "git_diff" in env and env["git_diff"] != git_diff:  # results written before the check lack it
+        raise ConfirmError(
+            f"--slm-confirm: {path} was measured with {_changes(env['git_diff'])} to tracked files, this run has "
+            f"{_changes(git_diff)} (same commit {theirs or 'unknown'}); a confirmation pools sessions of the same "
+            "code only: commit, or rerun the first session"
         )
     run = EarlierRun(Path(path), theirs)
     seen: set[str] = set()

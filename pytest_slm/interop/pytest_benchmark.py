@@ -162,7 +162,12 @@ def to_benchmark_json(results: Mapping[str, Any]) -> tuple[dict[str, Any], list[
     commit = environment.get("git_commit")
     doc = {
         "machine_info": _machine_info(environment),
-        "commit_info": {"id": commit or "unversioned", "dirty": False, "project": "pytest-slm", "branch": None},
+        "commit_info": {
+            "id": commit or "unversioned",
+            "dirty": bool(environment.get("git_dirty")),  # uncommitted changes to tracked files
+            "project": "pytest-slm",
+            "branch": None,
+        },
         "benchmarks": benchmarks,
         "datetime": str(environment.get("finished_at") or datetime.now(timezone.utc).isoformat()),
         "version": pytest_benchmark.__version__,
@@ -214,6 +219,7 @@ def from_benchmark_json(doc: Mapping[str, Any], source: str) -> dict[str, Any]:
         },
         "python": machine.get("python_version"),
         "git_commit": commit.get("id"),
+        "git_dirty": commit.get("dirty"),
         "imported_from": {"format": "pytest-benchmark", "path": source, "version": doc.get("version")},
         "machine_info": dict(machine),
         "commit_info": dict(commit),

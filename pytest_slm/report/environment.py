@@ -6,6 +6,7 @@ vLLM; the GPU comes from NVML only when it can be loaded.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -74,14 +75,28 @@ def gpus() -> dict[str, Any]:
         pynvml.nvmlShutdown()
 
 
-def git_commit(cwd: Path) -> str | None:
+def _git(cwd: Path, *args: str) -> bytes | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
-        )
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_commit(cwd: Path) -> str | None:
+    out = _git(cwd, "rev-parse", "HEAD")
+    return (out.decode().strip() or None) if out is not None else None
+
+
+def git_diff(cwd: Path) -> str | None:
+    """A digest of the uncommitted changes to tracked files (staged or not), or None for a clean
+    tree (or no git). Two runs of the same commit ran the same code only when these are equal too.
+    Untracked files are left out: a session's own outputs (results, caches) are untracked, and
+    would make every run look different."""
+    out = _git(cwd, "diff", "HEAD", "--binary", "--no-ext-diff", "--no-color")
+    if not out:
+        return None
+    return hashlib.sha256(out).hexdigest()[:12]
 
 
 def add_gpus(environment: dict[str, Any]) -> dict[str, Any]:
@@ -99,12 +114,17 @@ def collect(rootdir: Path, run_profile: dict[str, Any]) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
     }
+    commit = git_commit(rootdir)
+    diff = git_diff(rootdir) if commit is not None else None
     return {
         "hardware": hardware,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "versions": package_versions(),
-        "git_commit": git_commit(rootdir),
+        "git_commit": commit,
+        # uncommitted changes to tracked files (a digest; None: a clean tree) and whether there are any
+        "git_diff": diff,
+        "git_dirty": None if commit is None else diff is not None,
         "run_profile": run_profile,
         "engines": {},
         # orders a series of runs (`pytest-slm trend`); files without it fall back to their mtime
