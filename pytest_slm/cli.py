@@ -51,7 +51,8 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
     print(
         f"merged {len(merged.sources)} file(s): {len(merged.records)} records, {merged.duplicates} duplicate(s) "
-        f"counted once, {len(merged.conflicts)} conflict(s), {len(merged.errors)} input error(s)",
+        f"counted once, {len(merged.conflicts)} conflict(s), {len(merged.superseded)} superseded by a confirmation, "
+        f"{len(merged.errors)} input error(s)",
         file=out,
     )
     for path in built.files:

@@ -93,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.confirm is not None:
         try:
             gate.earlier_run = confirm.load(settings.confirm, env.get("git_commit"), env.get("git_diff"))
+            env["confirms"] = gate.earlier_run.chain()
         except confirm.ConfirmError as exc:
             raise pytest.UsageError(f"pytest-slm: {exc}") from None
     config.stash[stash.GATE] = gate

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pytest_slm.analysis.merge import merge
 from pytest_slm.compare.confirm import ConfirmError, load
 from pytest_slm.compare.rules import compare_sessions
 from pytest_slm.report.environment import git_commit, git_diff
@@ -145,6 +146,17 @@ def test_confirm_reruns_what_did_not_pass_and_pools_it(slm_pytester, tmp_path: P
     )
     rows = [r["baseline"] for r in slm_pytester.results()["records"] if r["metric"] == "tpot_p50_s"]
     assert all(r["n_current"] == 3 and len(r["earlier"]) == 2 for r in rows)
+
+    # each results.json names its place in the chain, and the report keeps the latest session's records
+    envs = [json.loads(Path(f).read_text())["environment"] for f in (first, second)]
+    third = slm_pytester.results()["environment"]
+    assert "confirms" not in envs[0] and envs[1]["confirms"]["first_run"] == envs[0]["run_id"]
+    assert [envs[1]["confirms"]["session"], third["confirms"]["session"]] == [2, 3]
+    assert third["confirms"]["first_run"] == envs[0]["run_id"] and third["confirms"]["results"] == str(second)
+    merged = merge([slm_pytester.output / "results.json", Path(first), Path(second)])
+    kept = [r for r in merged.records if "test_tpot" in r["test"]]
+    assert kept and all(r["source"] == str(slm_pytester.output / "results.json") for r in kept)
+    assert not merged.conflicts and len(merged.superseded) == 2 * len(kept)  # each TPOT figure, twice
 
     monkeypatch.delenv("SLM_FAKE_TPOT_S")
     slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root)).assert_outcomes(passed=4)

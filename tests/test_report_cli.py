@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,42 @@ def test_a_conflict_is_reported_never_overwritten(two_precisions: Path, tmp_path
         0.04,
     ]
     assert "1 conflicting record(s)" in (out_dir / "executive_summary.md").read_text()
+
+
+def test_a_confirmation_supersedes_the_session_it_confirmed(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A first session and two confirmations of one chain: each record comes from the latest session
+    that measured it, whatever the input order, with nothing dropped; another chain, or the same
+    run id on another commit, is still a conflict."""
+    records = cell("bf16", 0.05, 200.0, 0.5, 0.08, verdict="inconclusive")
+    first = write(tmp_path / "s1" / "results.json", document(records, git_commit="abc", run_id="r1"))
+
+    def confirmation(session: int, value: float, **env: Any) -> dict[str, Any]:
+        rerun = [dict(r, value=value, baseline={"verdict": "pass"}) for r in records if r["metric"] == "tpot_p50_s"]
+        chain = {"results": "earlier.json", "first_run": "r1", "session": session}
+        return document(rerun, **{"git_commit": "abc", "run_id": f"r{session}", "confirms": chain, **env})
+
+    second = write(tmp_path / "s2" / "results.json", confirmation(2, 0.026))
+    third = write(tmp_path / "s3" / "results.json", confirmation(3, 0.027))
+    for order in ([first, second, third], [third, first, second], [second, third, first]):
+        merged = merge(order)
+        assert not merged.conflicts and len(merged.records) == len(records)
+        (tpot,) = [r for r in merged.records if r["metric"] == "tpot_p50_s"]
+        assert tpot["value"] == 0.027 and tpot["source"] == str(third) and tpot["baseline"]["verdict"] == "pass"
+        assert sorted(x.session for x in merged.superseded) == [1, 2]
+        assert all(x.kept_session > x.session for x in merged.superseded)
+        assert {x.record["value"] for x in merged.superseded} | {0.027} == {0.025, 0.026, 0.027}  # none lost
+    other_commit = write(tmp_path / "x" / "results.json", confirmation(2, 0.03, git_commit="def"))
+    other_chain = write(
+        tmp_path / "y" / "results.json", confirmation(2, 0.031, confirms={"first_run": "r9", "session": 2})
+    )
+    merged = merge([first, other_commit, other_chain])
+    assert len(merged.conflicts) == 2 and not merged.superseded
+    out_dir = tmp_path / "report"
+    rc, out, _ = run_cli("report", third, first, second, "--output-dir", out_dir, "--no-plots", capsys=capsys)
+    assert rc == 0 and "2 superseded by a confirmation" in out
+    summary = (out_dir / "executive_summary.md").read_text()
+    assert "## Confirmed by later sessions" in summary and "up to session 3" in summary
+    assert len(json.loads((out_dir / "complete_results.json").read_text())["superseded"]) == 2
 
 
 def test_workload_and_fingerprint_are_part_of_the_identity(two_precisions: Path, tmp_path: Path) -> None:

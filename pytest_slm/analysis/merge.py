@@ -4,7 +4,11 @@ A record's identity is (fingerprint, workload, model, precision, test, metric). 
 with the same value (and per-repetition samples) twice is one record counted once (the same file
 given twice, or a CI shard re-uploaded); the same identity with a different value is a *conflict*:
 the first input (in the order given) keeps its record in the tables and every other value is listed
-in the conflicts, never silently overwritten. A file that cannot be read, is not JSON, or has
+in the conflicts, never silently overwritten. One exception: sessions of one *confirmation chain*
+(``--slm-confirm``: a first session and the confirmations that reran what did not pass there, each
+saying so in ``environment.confirms``). There the later session's record *supersedes* the earlier
+one's, whatever the input order: it is the verdict of the pooled sessions, the one the CI acted on.
+The superseded records are kept in the merged document, never dropped. A file that cannot be read, is not JSON, or has
 another schema is named in an :class:`InputError`; the other inputs still merge.
 """
 
@@ -66,6 +70,38 @@ class Conflict:
         )
 
 
+@dataclass(frozen=True)
+class Superseded:
+    """A record replaced by a later session of the same confirmation chain."""
+
+    identity: Mapping[str, Any]
+    kept_source: str
+    kept_session: int
+    record: Mapping[str, Any]
+    session: int
+
+    def describe(self) -> str:
+        i = self.identity
+        return (
+            f"{i['model']}-{i['precision']} {i['test']} {i['metric']}: session {self.kept_session} in "
+            f"{self.kept_source} (kept) supersedes session {self.session} in {self.record.get('source')}"
+        )
+
+
+def chain_of(environment: Mapping[str, Any]) -> tuple[tuple[Any, Any] | None, int]:
+    """A results file's confirmation chain (git commit, its first session's ``run_id``) and its session
+    number in it (1: a first session); no chain (None) for files without a run id."""
+    confirms = environment.get("confirms") if isinstance(environment.get("confirms"), Mapping) else None
+    if confirms is None:
+        first, session = environment.get("run_id"), 1
+    else:
+        first = confirms.get("first_run")
+        session = confirms["session"] if isinstance(confirms.get("session"), int) else 2
+    if not isinstance(first, str) or not first:
+        return None, session
+    return (environment.get("git_commit"), first), session
+
+
 @dataclass
 class Merged:
     """The union of the inputs' records (each with ``source`` and ``fingerprint``), and what merging found."""
@@ -76,6 +112,7 @@ class Merged:
     duplicates: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
     errors: list[InputError] = field(default_factory=list)
+    superseded: list[Superseded] = field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
         """``complete_results.json``: every kept record, the conflicting ones, the inputs and the errors."""
@@ -96,6 +133,16 @@ class Merged:
             "skipped": self.skipped,
             "duplicates": self.duplicates,
             "conflicts": conflicts_document(self.conflicts),
+            "superseded": [
+                {
+                    "identity": dict(x.identity),
+                    "kept_source": x.kept_source,
+                    "kept_session": x.kept_session,
+                    "session": x.session,
+                    "record": dict(x.record),
+                }
+                for x in self.superseded
+            ],
             "errors": [{"path": e.path, "message": e.message} for e in self.errors],
         }
 
@@ -215,6 +262,8 @@ def merge(paths: Sequence[Path]) -> Merged:
     files, errors = find_results(paths)
     out = Merged(errors=list(errors))
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    #: identity -> (chain, session number, index in out.records) of the record kept
+    place: dict[tuple[Any, ...], tuple[tuple[Any, Any] | None, int, int]] = {}
     seen_skips: set[tuple[Any, ...]] = set()
     for path in files:
         try:
@@ -226,6 +275,7 @@ def merge(paths: Sequence[Path]) -> Merged:
         env = doc["environment"]
         fp = env.get("fingerprint") if isinstance(env.get("fingerprint"), str) else None
         started, time_source = run_started_at(path, env)
+        chain, session = chain_of(env)
         out.sources.append(Source(str(path), started, time_source, fp, env, len(doc["records"])))
         for raw in doc["records"]:
             rec = {**raw, "fingerprint": raw.get("fingerprint") or fp, "source": str(path)}
@@ -233,14 +283,26 @@ def merge(paths: Sequence[Path]) -> Merged:
             kept = seen.get(key)
             if kept is None:
                 seen[key] = rec
+                place[key] = (chain, session, len(out.records))
                 out.records.append(rec)
-            elif _same(kept, rec):
+                continue
+            ident = dict(zip(("fingerprint", "workload", "model", "precision", "test", "metric"), key, strict=True))
+            kept_chain, kept_session, index = place[key]
+            # checked before duplicates: equal figures of two sessions still differ in their pooled verdict
+            if chain is not None and chain == kept_chain and session != kept_session:
+                if session > kept_session:  # this session confirmed the kept one: it takes its place
+                    seen[key] = out.records[index] = rec
+                    place[key] = (chain, session, index)
+                    out.superseded.append(Superseded(ident, str(path), session, kept, kept_session))
+                else:
+                    out.superseded.append(Superseded(ident, kept["source"], kept_session, rec, session))
+                continue
+            if _same(kept, rec):
                 out.duplicates += 1
-            else:
-                ident = dict(zip(("fingerprint", "workload", "model", "precision", "test", "metric"), key, strict=True))
-                out.conflicts.append(
-                    Conflict(ident, float(kept["value"]), kept["source"], float(rec["value"]), str(path), rec)
-                )
+                continue
+            out.conflicts.append(
+                Conflict(ident, float(kept["value"]), kept["source"], float(rec["value"]), str(path), rec)
+            )
         for s in doc["skipped"]:
             if not isinstance(s, dict):
                 continue

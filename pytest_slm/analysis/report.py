@@ -47,7 +47,7 @@ def executive_summary(merged: Merged, compact: tables.CompactTable, versus: Any,
     lines.append(
         f"Inputs: {len(merged.sources)} results file(s), {len(merged.records)} records "
         f"({merged.duplicates} exact duplicate(s) counted once), {len(merged.conflicts)} conflicting record(s), "
-        f"{len(merged.errors)} input error(s)."
+        f"{len(merged.superseded)} superseded by a confirmation, {len(merged.errors)} input error(s)."
     )
     devices = _devices(merged)
     if devices:
@@ -69,6 +69,16 @@ def executive_summary(merged: Merged, compact: tables.CompactTable, versus: Any,
         if len(merged.conflicts) > LISTED_CONFLICTS:
             lines.append(f"- … and {len(merged.conflicts) - LISTED_CONFLICTS} more (conflicts.json)")
         lines.append("")
+    if merged.superseded:
+        sessions = max(x.kept_session for x in merged.superseded)
+        lines += [
+            "## Confirmed by later sessions",
+            "",
+            f"{len(merged.superseded)} record(s) were measured again by a confirmation (`--slm-confirm`, same "
+            f"commit, up to session {sessions} of a chain): the tables show the latest session's figure and its "
+            "pooled verdict; the earlier records are in complete_results.json (`superseded`).",
+            "",
+        ]
     lines += ["## Headline", "", compact.markdown(), "", *compact.notes, ""]
     if versus is not None and not versus.empty:
         lines += [

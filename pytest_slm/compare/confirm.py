@@ -61,6 +61,14 @@ class EarlierRun:
     #: the per-comparison level the earlier run used (its whole family's): the confirmation keeps it,
     #: never the laxer level of its own smaller family (which would follow from what the data chose)
     alpha: float | None = None
+    #: the chain this run continues: its first session's ``run_id``, and this run's session number (first: 1)
+    first_run: str | None = None
+    session: int = 2
+
+    def chain(self) -> dict[str, Any]:
+        """What this run's ``results.json`` says about its place in the chain (``environment.confirms``):
+        ``pytest-slm report`` lets a later session's records supersede an earlier one's."""
+        return {"results": str(self.path), "first_run": self.first_run, "session": self.session}
 
     def earlier(
         self, model: str, precision: str, key: str, workload: Mapping[str, Any]
@@ -102,7 +110,13 @@ def load(path: Path, git_commit: str | None, git_diff: str | None = None) -> Ear
             f"{_changes(git_diff)} (same commit {theirs or 'unknown'}); a confirmation pools sessions of the same "
             "code only: commit, or rerun the first session"
         )
-    run = EarlierRun(Path(path), theirs)
+    before: dict[str, Any] = env["confirms"] if isinstance(env.get("confirms"), dict) else {}
+    run = EarlierRun(
+        Path(path),
+        theirs,
+        first_run=before.get("first_run") or env.get("run_id"),
+        session=(before["session"] if isinstance(before.get("session"), int) and before["session"] >= 1 else 1) + 1,
+    )
     seen: set[str] = set()
     for r in data["records"]:
         test = r.get("test")

@@ -10,6 +10,7 @@ import hashlib
 import os
 import platform
 import subprocess
+import uuid
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -129,4 +130,6 @@ def collect(rootdir: Path, run_profile: dict[str, Any]) -> dict[str, Any]:
         "engines": {},
         # orders a series of runs (`pytest-slm trend`); files without it fall back to their mtime
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        # names this run: a confirmation (--slm-confirm) names the first run of its chain by it
+        "run_id": uuid.uuid4().hex[:16],
     }
