@@ -73,8 +73,12 @@ def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from pytest_slm.analysis.diff import DiffError, diff_rows, gate_text, load_sides
     from pytest_slm.analysis.tables import fmt
 
+    if args.vs is None and len(args.a) != 2:
+        print("pytest-slm diff: error: give A B, or A's sessions then --vs and B's sessions", file=err)
+        return EXIT_NOTHING
+    a, b = (args.a, args.vs) if args.vs is not None else ([args.a[0]], [args.a[1]])
     try:
-        reference, current, swapped = load_sides(args.a, args.b, args.fingerprint)
+        reference, current, swapped = load_sides(a, b, args.fingerprint)
     except DiffError as exc:
         print(f"pytest-slm diff: error: {exc}", file=err)
         return EXIT_NOTHING
@@ -101,13 +105,26 @@ def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     fmt(r["b"]),
                     r["unit"] or "",
                     fmt(r["ratio"]),
+                    f"{r['sessions_a']}/{r['sessions_b']}",
                     gate_text(r),
                     "" if r["p_value"] is None else f"{r['p_value']:.2g}",
                     r["verdict"],
                 ]
                 for r in both
             ],
-            headers=["cell", "test", "metric", "A", "B", "unit", "B/A", "gate statistic [95 % CI]", "p", "verdict"],
+            headers=[
+                "cell",
+                "test",
+                "metric",
+                "A",
+                "B",
+                "unit",
+                "B/A",
+                "sessions A/B",
+                "gate statistic [95 % CI]",
+                "p",
+                "verdict",
+            ],
             tablefmt="github",
             disable_numparse=True,
         ),
@@ -176,8 +193,21 @@ def parser() -> argparse.ArgumentParser:
         description="Compare B against A (A: the reference; a results file, a directory with one, or a baseline "
         "directory) with the regression gate's rules.",
     )
-    diff.add_argument("a", type=Path, help="reference: results.json, a directory with one, or a baseline directory")
-    diff.add_argument("b", type=Path, help="results.json (or a directory with one) compared against A")
+    diff.add_argument(
+        "a",
+        type=Path,
+        nargs="+",
+        help="A B: the reference (results.json, a directory with one, or a baseline directory) and the results "
+        "compared against it; with --vs, every path here is a session of A",
+    )
+    diff.add_argument(
+        "--vs",
+        type=Path,
+        nargs="+",
+        metavar="B",
+        help="B's sessions (results files or directories with results.json below), pooled as a confirmation "
+        "pools them; the positional paths are then A's sessions, its between-session spread",
+    )
     diff.add_argument("--tau", type=float, default=0.05, help="relative tolerance (default 0.05 = 5 %%)")
     diff.add_argument("--tau-accuracy", type=float, default=0.01, help="accuracy tolerance in points (0.01 = 1 pt)")
     diff.add_argument(

