@@ -229,6 +229,11 @@ def test_diff_pools_sessions_on_each_side(tmp_path: Path, capsys) -> None:  # ty
     # several A paths need --vs; a baseline directory stands alone
     assert main(["diff", *map(str, a)]) == 2
     assert "give A B, or A's sessions then --vs" in capsys.readouterr().err
+    # sessions of one side from different commits: compared, and the side's label says so
+    other = document([rec("bf16", "test_ttft", "ttft_p50_s", 0.05, variant="single", samples=REPS_A)], git_commit="f00")
+    mixed = [*a, write(tmp_path / "other" / "results.json", other)]
+    assert main(["diff", *map(str, mixed), "--vs", str(b[0])]) == 0
+    assert "(of 2 commits: unknown, f00)" in capsys.readouterr().out
 
 
 CHAIN = Path(__file__).resolve().parents[1] / "scripts" / "data" / "aa_chain_cpu"

@@ -77,12 +77,14 @@ def results_side(paths: Path | Sequence[Path]) -> Side:
     entries: dict[tuple[str, str, str], Mapping[str, Any]] = {}
     sessions: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     environment: Mapping[str, Any] = {}
+    commits: list[str] = []
     for file in files:
         try:
             doc, _ = read_document(file)
         except ResultsFileError as exc:
             raise DiffError(str(exc)) from None
         environment = doc["environment"]
+        commits.append(str(environment.get("git_commit") or "unknown")[:12])
         mine: dict[tuple[str, str, str], Mapping[str, Any]] = {}
         for r in doc["records"]:
             mine.setdefault((str(r.get("model")), str(r.get("precision")), record_key(r)), r)
@@ -93,6 +95,8 @@ def results_side(paths: Path | Sequence[Path]) -> Side:
             else:
                 entries.setdefault(key, r)  # invalid stands only where no session measured validly
     label = str(files[0]) if len(files) == 1 else f"{len(files)} sessions: {', '.join(map(str, files))}"
+    if len(set(commits)) > 1:  # sessions of one side should be one code; say so when they are not
+        label += f" (of {len(set(commits))} commits: {', '.join(dict.fromkeys(commits))})"
     return Side(label, entries, environment, sessions if len(files) > 1 else {})
 
 
