@@ -169,7 +169,8 @@ def test_the_confirmation_loop_pools_each_session_and_stops(tmp_path: Path, stat
     (tmp_path / "slm-results" / "shard-1").mkdir(parents=True)
     (tmp_path / "slm-results" / "shard-1" / "results.json").write_text('{"records": []}')
     env = {"PATH": os.environ["PATH"], "STATUSES": statuses, "SLM_CONFIRMATIONS": confirm["env"]["SLM_CONFIRMATIONS"]}
-    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    shell = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]  # how GitHub Actions runs a `run:` step
+    done = subprocess.run([*shell, script], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == rc, done.stderr
     log = (tmp_path / "calls.log").read_text().splitlines()
     expected = [
