@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_slm.analysis.merge import RESULTS_NAME, ResultsFileError, read_document
+from pytest_slm.analysis.merge import RESULTS_NAME, ResultsFileError, find_results, read_document
 from pytest_slm.analysis.tables import test_function, variant_of
 
 
@@ -57,23 +57,11 @@ def is_baseline_dir(path: Path) -> bool:
     return path.is_dir() and any(path.glob("*/*/*.json")) and not any(path.rglob(RESULTS_NAME))
 
 
-def _results_files(path: Path) -> list[Path]:
-    """A results file, a directory's own ``results.json``, else every one below the directory."""
-    if path.is_dir():
-        if (path / RESULTS_NAME).exists():
-            return [path / RESULTS_NAME]
-        found = sorted(path.rglob(RESULTS_NAME))
-        if not found:
-            raise DiffError(f"{path}: no such results file (no {RESULTS_NAME} in the directory or below it)")
-        return found
-    if not path.exists():
-        raise DiffError(f"{path}: no such results file")
-    return [path]
-
-
 def results_side(paths: Path | Sequence[Path]) -> Side:
     """The records of one or more results files, each a session of the same code."""
-    files = [f for p in ([paths] if isinstance(paths, Path) else paths) for f in _results_files(p)]
+    files, errors = find_results([paths] if isinstance(paths, Path) else paths)
+    if errors:
+        raise DiffError(str(errors[0]))
     entries: dict[tuple[str, str, str], Mapping[str, Any]] = {}
     sessions: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     environment: Mapping[str, Any] = {}

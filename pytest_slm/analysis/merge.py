@@ -80,13 +80,6 @@ class Superseded:
     record: Mapping[str, Any]
     session: int
 
-    def describe(self) -> str:
-        i = self.identity
-        return (
-            f"{i['model']}-{i['precision']} {i['test']} {i['metric']}: session {self.kept_session} in "
-            f"{self.kept_source} (kept) supersedes session {self.session} in {self.record.get('source')}"
-        )
-
 
 def chain_of(environment: Mapping[str, Any]) -> tuple[tuple[Any, Any] | None, int]:
     """A results file's confirmation chain (git commit, its first session's ``run_id``) and its session
