@@ -100,6 +100,39 @@ def test_reading_an_earlier_run(tmp_path: Path) -> None:
     assert values == () and "workload differs" in why
 
 
+def test_what_stands_for_an_invalid_confirmation(tmp_path: Path) -> None:
+    path = results_file(tmp_path, [
+        record("t::b", "tpot_p50_s", "inconclusive", ratio=1.03, n_current=1),
+        record("t::b", "tpot_p99_s", "pass", rule="sessions-t"),
+        record("t::e", "tpot_p50_s", "regressed", outcome="failed"),  # the test failed there
+        record("t::g", "tpot_p50_s", "inconclusive", earlier=[0.03], n_current=2),
+        record("t::d", "tpot_p50_s", None, outcome="invalid"),
+    ])  # fmt: skip
+    run = load(path, "abc123")
+    keys = lambda t, *ms: {m: f"k[{t}]::{m}" for m in ms}  # noqa: E731
+    same = {m: {"num_runs": 6} for m in ("tpot_p50_s", "tpot_p99_s")}
+    rows = run.standing("m", "bf16", keys("t::b", "tpot_p50_s", "tpot_p99_s"), same, "the machine moved")
+    assert rows is not None and {m: r["verdict"] for m, r in rows.items()} == {
+        "tpot_p50_s": "inconclusive", "tpot_p99_s": "pass"}  # fmt: skip
+    assert rows["tpot_p50_s"]["stood"] and rows["tpot_p50_s"]["ratio"] == 1.03
+    assert rows["tpot_p50_s"]["earlier"] == [0.02]  # what the earlier run measured, all of it
+    assert "invalid here (the machine moved): the verdict of 1 earlier session(s) stands" in rows["tpot_p50_s"]["note"]
+    chained = run.standing("m", "bf16", keys("t::g", "tpot_p50_s"), same, "x")
+    assert chained is not None and chained["tpot_p50_s"]["earlier"] == [0.03, 0.02]
+    assert run.standing("m", "bf16", keys("t::e", "tpot_p50_s"), same, "x") is None  # failed there: cannot clear
+    assert run.standing("m", "bf16", keys("t::d", "tpot_p50_s"), same, "x") is None  # invalid there: nothing stands
+    other = {"tpot_p50_s": {"num_runs": 5}}
+    assert run.standing("m", "bf16", keys("t::b", "tpot_p50_s"), other, "x") is None  # another workload
+    # the next confirmation reads a stood row's pooled figures, never the void window's value
+    path.write_text(json.dumps({"environment": {"git_commit": "abc123"}, "records": [
+        {**record("t::b", "tpot_p50_s", "inconclusive", earlier=[0.02, 0.021], stood=True), "value": 0.05,
+         "outcome": "invalid"}]}))  # fmt: skip
+    again = load(path, "abc123")
+    assert again.tests == {"t::b"}
+    assert again.earlier("m", "bf16", "k[t::b]::tpot_p50_s", {"num_runs": 6}) == ((0.02, 0.021), "")
+    assert again.standing("m", "bf16", keys("t::b", "tpot_p50_s"), same, "x") is not None  # stands again
+
+
 def test_an_earlier_run_of_other_code_or_no_results_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfirmError, match="measured on commit abc123, this run is on def456"):
         load(results_file(tmp_path, []), "def456")
@@ -196,3 +229,68 @@ def test_the_code_identity_covers_uncommitted_changes(tmp_path: Path) -> None:
     assert git_diff(tmp_path) == edited  # staged or not, the same change
     (tmp_path / "bench.py").write_text("N = 3\n")
     assert git_diff(tmp_path) not in (None, edited)
+
+
+def test_an_invalid_confirmation_keeps_the_earlier_verdicts_where_the_test_passed(  # type: ignore[no-untyped-def]
+    slm_pytester, tmp_path: Path, monkeypatch
+) -> None:
+    """A confirmation whose window is void (here the machine 12 % slower, then a queueing client)
+    adds no session: where the first run's test passed (TPOT inconclusive), its verdicts stand and
+    the test passes; the next confirmation pools the first session only, never the void window.
+    Where the first run's test failed (TTFT regressed), an invalid confirmation cannot clear it."""
+    monkeypatch.setenv("SLM_FAKE_JITTER", "0.01")
+    slm_pytester.pytester.makepyfile(LATENCY)
+    root = tmp_path / "baselines"
+    for tpot in ("0.0194", "0.0206", "0.02", "0.0197", "0.0203"):  # sessions that differ, as real ones do
+        monkeypatch.setenv("SLM_FAKE_TPOT_S", tpot)
+        slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root), "--slm-save-baseline").assert_outcomes(passed=4)
+    monkeypatch.setenv("SLM_FAKE_TPOT_S", "0.0206")  # 3 % slower: within tau or not, one session cannot say
+    monkeypatch.setenv("SLM_FAKE_TTFT_S", "0.07")  # 40 % slower: regressed
+    first = slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root))
+    first.assert_outcomes(passed=2, failed=2, deselected=(by_k := first.parseoutcomes()["deselected"]))
+    verdicts = {(r["test"], r["metric"]): r["baseline"]["verdict"] for r in slm_pytester.results()["records"]
+                if r["gated"]}  # fmt: skip
+    tpot = {k: v for k, v in verdicts.items() if "tpot_p50" in k[1]}
+    assert set(tpot.values()) == {"inconclusive"}, verdicts
+    assert {v for k, v in verdicts.items() if "ttft_p50" in k[1]} == {"regressed"}, verdicts
+    one = shutil.copy(slm_pytester.output / "results.json", tmp_path / "one.json")
+
+    monkeypatch.setenv("SLM_FAKE_MACHINE_S", "0.0056")  # the machine 12 % slower for this session,
+    monkeypatch.setenv("SLM_FAKE_TPOT_S", "0.0231")  # and the engine with it: TPOT would read "regressed"
+    void = slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root), "--slm-confirm", str(one))
+    void.assert_outcomes(passed=2, failed=2, deselected=by_k)  # TPOT stands; TTFT stays red, as invalid
+    void.stdout.fnmatch_lines(["*invalid, the earlier run's verdicts stand: *test_tpot*12.0 % slower*"])
+    void.stdout.fnmatch_lines(["*invalid measurement: the machine is 12.0 % slower*"])
+    records = slm_pytester.results()["records"]
+    stood = [r for r in records if r["gated"] and "test_tpot" in r["test"]]
+    assert stood and all(r["outcome"] == "invalid" and r["baseline"]["stood"] for r in stood)
+    first_rows = {(r["test"], r["metric"]): r for r in json.loads(Path(one).read_text())["records"]}
+    for r in stood:  # the first run's verdict and figures, and what it pooled, not this window's
+        earlier = first_rows[(r["test"], r["metric"])]
+        assert r["baseline"]["verdict"] == earlier["baseline"]["verdict"]
+        assert r["baseline"]["ratio"] == earlier["baseline"]["ratio"]
+        assert r["baseline"]["earlier"] == [earlier["value"]] and r["value"] != earlier["value"]
+        assert "invalid here (the machine is 12.0 % slower" in r["baseline"]["note"]
+    assert {r["baseline"]["verdict"] for r in records if r["gated"] and "test_ttft" in r["test"]} == {"invalid"}
+    markdown = (slm_pytester.output / "results.md").read_text()
+    assert "(a confirmation: the earlier run's verdicts stand)" in markdown
+    two = shutil.copy(slm_pytester.output / "results.json", tmp_path / "two.json")
+
+    monkeypatch.delenv("SLM_FAKE_MACHINE_S")  # a valid window again: it pools the first session, not the void one
+    monkeypatch.setenv("SLM_FAKE_TPOT_S", "0.0206")
+    slm_pytester.run(*ARGS, "--slm-baseline-dir", str(root), "--slm-confirm", str(two)).assert_outcomes(
+        passed=2, failed=2, deselected=by_k
+    )
+    third = [r for r in slm_pytester.results()["records"] if r["metric"] == "tpot_p50_s"]
+    assert len(third) == 2 and all(r["outcome"] == "passed" and not r["baseline"].get("stood") for r in third)
+    for r in third:
+        assert r["baseline"]["n_current"] == 2
+        assert r["baseline"]["earlier"] == [first_rows[(r["test"], "tpot_p50_s")]["value"]]
+
+    # the merged report shows the verdicts the job acted on: the valid sessions', never the void one's
+    merged = merge([Path(two), Path(one), slm_pytester.output / "results.json"])
+    kept = {r["source"] for r in merged.records if "test_tpot" in r["test"]}
+    assert kept == {str(slm_pytester.output / "results.json")}
+    only_void = merge([Path(two), Path(one)])
+    assert {r["source"] for r in only_void.records if "test_tpot" in r["test"]} == {str(one)}
+    assert not only_void.conflicts

@@ -7,7 +7,9 @@ the first input (in the order given) keeps its record in the tables and every ot
 in the conflicts, never silently overwritten. One exception: sessions of one *confirmation chain*
 (``--slm-confirm``: a first session and the confirmations that reran what did not pass there, each
 saying so in ``environment.confirms``). There the later session's record *supersedes* the earlier
-one's, whatever the input order: it is the verdict of the pooled sessions, the one the CI acted on.
+one's, whatever the input order: it is the verdict of the pooled sessions, the one the CI acted on;
+except a confirmation's invalid record that only repeats an earlier session's verdict (``stood``: its
+window was void), which the valid record it repeats supersedes.
 The superseded records are kept in the merged document, never dropped. A file that cannot be read, is not JSON, or has
 another schema is named in an :class:`InputError`; the other inputs still merge.
 """
@@ -250,6 +252,12 @@ def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return bool(a.get("value") == b.get("value") and list(a.get("samples") or ()) == list(b.get("samples") or ()))
 
 
+def _rank(record: Mapping[str, Any], session: int, stood_tests: set[Any]) -> tuple[bool, int]:
+    """Which of a chain's records of one figure is its verdict: the latest session's, the records of a
+    test whose void window only repeated an earlier verdict (``stood``) after every valid one."""
+    return record.get("test") not in stood_tests, session
+
+
 def merge(paths: Sequence[Path]) -> Merged:
     """Merge the results files and directories in ``paths`` (earlier inputs win conflicts)."""
     files, errors = find_results(paths)
@@ -258,6 +266,7 @@ def merge(paths: Sequence[Path]) -> Merged:
     #: identity -> (chain, session number, index in out.records) of the record kept
     place: dict[tuple[Any, ...], tuple[tuple[Any, Any] | None, int, int]] = {}
     seen_skips: set[tuple[Any, ...]] = set()
+    stood_tests: dict[str, set[Any]] = {}  # source -> its tests whose earlier verdicts stood (see _rank)
     for path in files:
         try:
             doc, problems = read_document(path)
@@ -269,6 +278,8 @@ def merge(paths: Sequence[Path]) -> Merged:
         fp = env.get("fingerprint") if isinstance(env.get("fingerprint"), str) else None
         started, time_source = run_started_at(path, env)
         chain, session = chain_of(env)
+        stood = {r.get("test") for r in doc["records"] if (r.get("baseline") or {}).get("stood")}
+        stood_tests[str(path)] = stood
         out.sources.append(Source(str(path), started, time_source, fp, env, len(doc["records"])))
         for raw in doc["records"]:
             rec = {**raw, "fingerprint": raw.get("fingerprint") or fp, "source": str(path)}
@@ -283,7 +294,8 @@ def merge(paths: Sequence[Path]) -> Merged:
             kept_chain, kept_session, index = place[key]
             # checked before duplicates: equal figures of two sessions still differ in their pooled verdict
             if chain is not None and chain == kept_chain and session != kept_session:
-                if session > kept_session:  # this session confirmed the kept one: it takes its place
+                # a later session confirmed the kept one (a void window that kept earlier verdicts never does)
+                if _rank(rec, session, stood) > _rank(kept, kept_session, stood_tests[kept["source"]]):
                     seen[key] = out.records[index] = rec
                     place[key] = (chain, session, index)
                     out.superseded.append(Superseded(ident, str(path), session, kept, kept_session))

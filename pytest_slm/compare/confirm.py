@@ -18,6 +18,14 @@ family the confirmation runs, which the data chose. The rows say how many sessio
 
 Only figures measured validly, on the same git commit and the same workload, are pooled; anything
 else reruns as an ordinary single-session comparison, and the row's note says why.
+
+A confirmation whose window turns out invalid (the machine moved, a foreign load, ...) adds no
+session to the chain. Where the earlier run's test *passed* (its figures were inconclusive, say),
+the earlier verdicts stand (:meth:`EarlierRun.standing`): the test passes again, its figures are
+recorded as invalid, and each row repeats the earlier verdict with ``stood`` set and the figures it
+pooled in ``earlier``, so a further confirmation pools those and never this window's. Where the
+earlier test failed (a regression, a threshold, an invalid window), an invalid confirmation cannot
+clear it and fails as invalid.
 """
 
 from __future__ import annotations
@@ -64,6 +72,9 @@ class EarlierRun:
     #: the chain this run continues: its first session's ``run_id``, and this run's session number (first: 1)
     first_run: str | None = None
     session: int = 2
+    #: (model, precision, baseline key) -> the earlier run's comparison row where its test passed, None
+    #: where it failed (an invalid confirmation falls back on the row, never on None)
+    rows: dict[tuple[str, str, str], tuple[Mapping[str, Any], Mapping[str, Any]] | None] = field(default_factory=dict)
 
     def chain(self) -> dict[str, Any]:
         """What this run's ``results.json`` says about its place in the chain (``environment.confirms``):
@@ -80,6 +91,32 @@ class EarlierRun:
         if dict(found.workload) != dict(workload):
             return (), f"not pooled with {self.path}: its workload differs"
         return found.values, ""
+
+    def standing(
+        self, model: str, precision: str, keys: Mapping[str, str], workloads: Mapping[str, Mapping[str, Any]], why: str
+    ) -> dict[str, dict[str, Any]] | None:
+        """The rows an invalid confirmation of a test reports instead of its own (metric -> row): the
+        earlier run's, where it compared the test's gated figures and the test passed there, on the
+        same workload; None when any of them failed there or was measured otherwise, or none was
+        compared (the test then fails as invalid). ``keys``: metric -> baseline key; ``why``: the
+        invalid reasons."""
+        out: dict[str, dict[str, Any]] = {}
+        for metric, key in keys.items():
+            if (model, precision, key) not in self.rows:
+                continue  # not compared there: nothing to stand
+            found = self.rows[(model, precision, key)]
+            if found is None or dict(found[1]) != dict(workloads.get(metric, {})):
+                return None
+            row = {k: v for k, v in found[0].items() if k != "earlier"}
+            pooled = self.figures.get((model, precision, key))
+            if pooled is not None:
+                row["earlier"] = list(pooled.values)  # all of them: this window adds none
+            sessions = f"{len(pooled.values)} earlier session(s)" if pooled is not None else "the earlier run"
+            row["note"] = (f"invalid here ({why}): the verdict of {sessions} stands ({self.path}); "
+                           f"{found[0].get('note') or ''}").rstrip("; ")  # fmt: skip
+            row["stood"] = True
+            out[metric] = row
+        return out or None
 
 
 def _changes(digest: str | None) -> str:
@@ -129,17 +166,22 @@ def load(path: Path, git_commit: str | None, git_diff: str | None = None) -> Ear
         verdict = row.get("verdict") or ("invalid" if r.get("outcome") == "invalid" else None)
         if verdict in TO_CONFIRM or r.get("outcome") == "failed":  # a failed threshold must fail again
             run.tests.add(test)
-        if (
+        if not (r.get("model") and r.get("baseline_key")):
+            continue
+        where = (r["model"], r.get("precision", ""), r["baseline_key"])
+        stood = bool(row.get("stood"))  # an invalid confirmation that kept its earlier run's verdicts
+        if row.get("verdict") and row.get("verdict") != "invalid":
+            passed = r.get("outcome") == "passed" or stood
+            run.rows[where] = (row, r.get("workload") or {}) if passed else None
+        if stood and row.get("rule") in SESSION_RULES and row.get("earlier"):
+            run.figures[where] = Earlier(tuple(float(v) for v in row["earlier"]), r.get("workload") or {})
+        elif (
             row.get("rule") in SESSION_RULES
             and r.get("outcome") != "invalid"
             and isinstance(r.get("value"), (int, float))
             and r["value"] > 0
-            and r.get("model")
-            and r.get("baseline_key")
         ):
             values = (*(float(v) for v in row.get("earlier") or ()), float(r["value"]))
-            run.figures[(r["model"], r.get("precision", ""), r["baseline_key"])] = Earlier(
-                values, r.get("workload") or {}
-            )
+            run.figures[where] = Earlier(values, r.get("workload") or {})
     run.settled = seen - run.tests
     return run

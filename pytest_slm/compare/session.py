@@ -132,10 +132,9 @@ class Gate:
         """Per-metric comparison rows, and the failure messages (regressions; improvements on request)."""
         if self.settings.no_compare or not ctx.metrics or "model" not in ctx.context:
             return {}, []
-        if ctx.invalid_reasons:
-            note = "invalid measurement: " + "; ".join(ctx.invalid_reasons)
-            return {m.name: {"verdict": "invalid", "note": note} for m in ctx.metrics}, []
         model, precision = ctx.context["model"], ctx.context["precision"]
+        if ctx.invalid_reasons:
+            return self._invalid(ctx, key, identities), []
         try:
             base = self._load(model, precision, ctx.context.get("parallel"))
         except BaselineError as exc:
@@ -209,7 +208,30 @@ class Gate:
                 rows[m.name]["note"] = f"{rows[m.name].get('note') or ''}; {why_not}".lstrip("; ")
             if c.verdict == "regressed" or (c.verdict == "improved" and self.settings.fail_on_improvement):
                 problems.append(c.message(str(base.path)))
+        if ctx.invalid_reasons:  # the machine moved during this test's window: it decides nothing
+            return self._invalid(ctx, key, identities, rows), []
         return rows, problems
+
+    def _invalid(
+        self,
+        ctx: Any,
+        key: str,
+        identities: Mapping[str, Mapping[str, Any]],
+        rows: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """The rows of a test whose window was invalid: in a confirmation whose earlier run passed the
+        test, that run's rows (``stood``: see :mod:`pytest_slm.compare.confirm`); else ``rows`` (the
+        comparisons made before the machine check voided the window, kept for the record) or
+        "invalid" for every metric."""
+        why = "; ".join(ctx.invalid_reasons)
+        if self.earlier_run is not None:
+            gated = {m.name: f"{key}::{m.name}" for m in ctx.metrics if policy.is_gated(m.name)}
+            stood = self.earlier_run.standing(ctx.context["model"], ctx.context["precision"], gated, identities, why)
+            if stood is not None:
+                return stood
+        if rows is not None:
+            return rows
+        return {m.name: {"verdict": "invalid", "note": "invalid measurement: " + why} for m in ctx.metrics}
 
     def save(self, records: Sequence[Mapping[str, Any]], engines: Mapping[str, Any] | None = None) -> SaveReport:
         """Write this session's figures as baselines (see the module docstring), each under the
@@ -270,3 +292,8 @@ class Gate:
             )
             report.written[path] = len(entries)
         return report
+
+
+def stood(comparisons: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether a test's rows are an earlier run's verdicts standing for an invalid confirmation."""
+    return bool(comparisons) and all(row.get("stood") for row in comparisons.values())

@@ -57,8 +57,9 @@ class ReportCollector:
                 atomic.write_text(self.output / value["path"], text)
             elif key == USER_PROPERTY_KEY and when == "call":
                 for rec in value:
-                    # an invalid measurement fails its test, but it is not a failed model: say which
-                    shown = "invalid" if outcome == "failed" and rec.get("invalid_reasons") else outcome
+                    # an invalid measurement fails its test, but it is not a failed model: say which (a
+                    # confirmation's invalid window passes where the earlier run's verdicts stand)
+                    shown = "invalid" if outcome in ("failed", "passed") and rec.get("invalid_reasons") else outcome
                     self.records.append({**rec, "test": nodeid, "outcome": shown})
                     changed = True
         ours = any(key == SLM_TEST_PROPERTY_KEY for key, _ in user_properties)

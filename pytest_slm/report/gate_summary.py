@@ -12,11 +12,13 @@ VERDICTS = ("pass", "regressed", "improved", "inconclusive", "incomparable", "in
 
 
 def verdict_counts(records: Sequence[Mapping[str, Any]]) -> Counter[str]:
-    """Baseline verdicts of the gated records (invalid measurements count as "invalid")."""
+    """Baseline verdicts of the gated records (invalid measurements count as "invalid", except in a
+    confirmation whose earlier verdicts stand for its invalid window: those count as the verdict)."""
     out: Counter[str] = Counter()
     for r in records:
-        verdict = (r.get("baseline") or {}).get("verdict")
-        if r.get("outcome") == "invalid":
+        row = r.get("baseline") or {}
+        verdict = row.get("verdict")
+        if r.get("outcome") == "invalid" and not row.get("stood"):
             verdict = "invalid"
         if verdict:
             out[verdict] += 1
@@ -50,7 +52,11 @@ def gate_lines(
         if r["test"] in seen or len(seen) >= max_items:
             continue
         seen.add(r["test"])
-        lines.append(f"invalid: {r['test']}: {'; '.join(r.get('invalid_reasons') or [])}")
+        why = "; ".join(r.get("invalid_reasons") or [])
+        if (r.get("baseline") or {}).get("stood"):
+            lines.append(f"invalid, the earlier run's verdicts stand: {r['test']}: {why}")
+        else:
+            lines.append(f"invalid: {r['test']}: {why}")
     for verdict in ("regressed", "improved", "inconclusive", "incomparable"):
         rows = [r for r in records if (r.get("baseline") or {}).get("verdict") == verdict]
         for r in rows[:max_items]:

@@ -91,7 +91,10 @@ def markdown(
     invalid: dict[str, str] = {}
     for r in records:
         if r.get("outcome") == "invalid":
-            invalid.setdefault(r["test"], "; ".join(r.get("invalid_reasons") or []))
+            stands = (
+                " (a confirmation: the earlier run's verdicts stand)" if (r.get("baseline") or {}).get("stood") else ""
+            )
+            invalid.setdefault(r["test"], "; ".join(r.get("invalid_reasons") or []) + stands)
     if invalid:
         lines.append("## Invalid measurements")
         lines.append("")
