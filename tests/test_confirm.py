@@ -261,6 +261,8 @@ def test_an_invalid_confirmation_keeps_the_earlier_verdicts_where_the_test_passe
     void.assert_outcomes(passed=2, failed=2, deselected=by_k)  # TPOT stands; TTFT stays red, as invalid
     void.stdout.fnmatch_lines(["*invalid, the earlier run's verdicts stand: *test_tpot*12.0 % slower*"])
     void.stdout.fnmatch_lines(["*invalid measurement: the machine is 12.0 % slower*"])
+    (gate,) = [line for line in void.outlines if line.startswith("gate: ")]
+    assert gate.endswith(", 4 invalid"), gate  # the TTFT tests' gated figures; diagnostics are not counted
     records = slm_pytester.results()["records"]
     stood = [r for r in records if r["gated"] and "test_tpot" in r["test"]]
     assert stood and all(r["outcome"] == "invalid" and r["baseline"]["stood"] for r in stood)

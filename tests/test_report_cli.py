@@ -340,6 +340,9 @@ def test_invalid_measurements_are_counted_and_never_headline(tmp_path: Path, cap
             info={"workload": {"concurrency": 1}},
         ),
         rec("bf16", "test_itl", "itl_p50_s", 0.02, outcome="invalid"),  # invalid, no baseline to compare with
+        rec("bf16", "test_itl", "itl_mean_s", 0.02, outcome="invalid", gated=False),  # a diagnostic: not judged
+        # a confirmation's void window that kept the earlier run's verdict: counted as that verdict
+        rec("bf16", "test_e2e", "e2e_p50_s", 0.9, outcome="invalid", baseline={"verdict": "pass", "stood": True}),
         rec("bf16", "test_ttft", "ttft_p50_s", 0.05, variant="batch", info={"workload": {"concurrency": 8}}),
         rec("bf16", "test_tpot", "tpot_p50_s", 0.02, baseline={"verdict": "regressed"}),
         rec("bf16", "test_tpot2", "tpot_p90_s", 0.03, baseline={"verdict": "pass"}),
@@ -351,7 +354,7 @@ def test_invalid_measurements_are_counted_and_never_headline(tmp_path: Path, cap
     # and the batch workload's valid 50 ms (another quantity) does not stand in for it
     assert row["ttft_p50_ms"] == ""
     assert row["invalid_figures"] == "ttft_p50_ms"
-    assert row["gate_verdicts"] == "pass 1, regressed 1, invalid 2"  # each invalid record counted once
+    assert row["gate_verdicts"] == "pass 2, regressed 1, invalid 2"  # each invalid gated record counted once
     headline = (tmp_path / "r" / "executive_summary.md").read_text().split("## Headline")[1].split("\n## ")[0]
     assert "| invalid " in headline and "9900" not in headline
     assert "no other test's figure stands in for it" in headline

@@ -121,6 +121,7 @@ def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 "outcome": r.get("outcome"),
                 "verdict": baseline.get("verdict"),
                 "stood": bool(baseline.get("stood")),  # an invalid confirmation kept the earlier verdict
+                "gated": bool(r.get("gated", True)),
                 "task": info.get("task") if "metric" in info else None,
                 "task_metric": info.get("metric") if "task" in info else None,
                 "task_filter": info.get("filter") if "task" in info else None,
@@ -148,6 +149,7 @@ def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         "outcome",
         "verdict",
         "stood",
+        "gated",
         "task",
         "task_metric",
         "task_filter",
@@ -240,8 +242,8 @@ def _verdicts(rows: pd.DataFrame) -> str:
     from pytest_slm.report.gate_summary import VERDICTS, verdict_counts
 
     records = [
-        {"baseline": {"verdict": v if isinstance(v, str) else None, "stood": bool(s)}, "outcome": o}  # NaN: none
-        for v, o, s in zip(rows["verdict"], rows["outcome"], rows["stood"], strict=True)
+        {"baseline": {"verdict": v if isinstance(v, str) else None, "stood": bool(s)}, "outcome": o, "gated": g}
+        for v, o, s, g in zip(rows["verdict"], rows["outcome"], rows["stood"], rows["gated"], strict=True)
     ]
     counts = verdict_counts(records)
     parts = [f"{v} {counts[v]}" for v in VERDICTS if counts[v]]
@@ -331,7 +333,7 @@ def compact_table(records: Sequence[Mapping[str, Any]]) -> CompactTable:
     groups = {k if isinstance(k, tuple) else (k,): g for k, g in slim.groupby(by, sort=False, dropna=False)}
     verdicts = {
         k if isinstance(k, tuple) else (k,): g
-        for k, g in df[[*by, "verdict", "outcome", "stood"]].groupby(by, sort=False, dropna=False)
+        for k, g in df[[*by, "verdict", "outcome", "stood", "gated"]].groupby(by, sort=False, dropna=False)
     }
     for cell in _ordered_cells(df, by):
         g = groups.get(cell, slim.iloc[0:0])

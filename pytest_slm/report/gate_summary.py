@@ -16,6 +16,8 @@ def verdict_counts(records: Sequence[Mapping[str, Any]]) -> Counter[str]:
     confirmation whose earlier verdicts stand for its invalid window: those count as the verdict)."""
     out: Counter[str] = Counter()
     for r in records:
+        if not r.get("gated", True):  # diagnostics: recorded, never judged
+            continue
         row = r.get("baseline") or {}
         verdict = row.get("verdict")
         if r.get("outcome") == "invalid" and not row.get("stood"):
@@ -47,13 +49,14 @@ def gate_lines(
                 f"in this session"
             )
     invalid = [r for r in records if r.get("outcome") == "invalid"]
+    stood = {r["test"] for r in invalid if (r.get("baseline") or {}).get("stood")}
     seen: set[str] = set()
     for r in invalid:
         if r["test"] in seen or len(seen) >= max_items:
             continue
         seen.add(r["test"])
         why = "; ".join(r.get("invalid_reasons") or [])
-        if (r.get("baseline") or {}).get("stood"):
+        if r["test"] in stood:
             lines.append(f"invalid, the earlier run's verdicts stand: {r['test']}: {why}")
         else:
             lines.append(f"invalid: {r['test']}: {why}")
