@@ -89,11 +89,10 @@ def markdown(
         )
         lines.append("")
     invalid: dict[str, str] = {}
+    stood = {r["test"] for r in records if r.get("outcome") == "invalid" and (r.get("baseline") or {}).get("stood")}
     for r in records:
         if r.get("outcome") == "invalid":
-            stands = (
-                " (a confirmation: the earlier run's verdicts stand)" if (r.get("baseline") or {}).get("stood") else ""
-            )
+            stands = " (a confirmation: the earlier run's verdicts stand)" if r["test"] in stood else ""
             invalid.setdefault(r["test"], "; ".join(r.get("invalid_reasons") or []) + stands)
     if invalid:
         lines.append("## Invalid measurements")
