@@ -117,6 +117,7 @@ def test_what_stands_for_an_invalid_confirmation(tmp_path: Path) -> None:
     assert rows["tpot_p50_s"]["stood"] and rows["tpot_p50_s"]["ratio"] == 1.03
     assert rows["tpot_p50_s"]["earlier"] == [0.02]  # what the earlier run measured, all of it
     assert "invalid here (the machine moved): the verdict of 1 earlier session(s) stands" in rows["tpot_p50_s"]["note"]
+    assert rows["tpot_p50_s"]["stood"] == {"measured_in": str(path), "note": ""}
     chained = run.standing("m", "bf16", keys("t::g", "tpot_p50_s"), same, "x")
     assert chained is not None and chained["tpot_p50_s"]["earlier"] == [0.03, 0.02]
     assert run.standing("m", "bf16", keys("t::e", "tpot_p50_s"), same, "x") is None  # failed there: cannot clear
@@ -124,13 +125,19 @@ def test_what_stands_for_an_invalid_confirmation(tmp_path: Path) -> None:
     other = {"tpot_p50_s": {"num_runs": 5}}
     assert run.standing("m", "bf16", keys("t::b", "tpot_p50_s"), other, "x") is None  # another workload
     # the next confirmation reads a stood row's pooled figures, never the void window's value
+    origin = {"measured_in": "first.json", "note": "5 saved sessions"}
     path.write_text(json.dumps({"environment": {"git_commit": "abc123"}, "records": [
-        {**record("t::b", "tpot_p50_s", "inconclusive", earlier=[0.02, 0.021], stood=True), "value": 0.05,
-         "outcome": "invalid"}]}))  # fmt: skip
+        {**record("t::b", "tpot_p50_s", "inconclusive", earlier=[0.02, 0.021], stood=origin,
+                  note="invalid here (y): ..."), "value": 0.05, "outcome": "invalid"}]}))  # fmt: skip
     again = load(path, "abc123")
     assert again.tests == {"t::b"}
     assert again.earlier("m", "bf16", "k[t::b]::tpot_p50_s", {"num_runs": 6}) == ((0.02, 0.021), "")
-    assert again.standing("m", "bf16", keys("t::b", "tpot_p50_s"), same, "x") is not None  # stands again
+    twice = again.standing("m", "bf16", keys("t::b", "tpot_p50_s"), same, "x")  # stands again, named by its origin
+    assert twice is not None and twice["tpot_p50_s"]["stood"] == origin
+    assert (
+        twice["tpot_p50_s"]["note"]
+        == "invalid here (x): the verdict of 2 earlier session(s) stands (first.json); 5 saved sessions"
+    )
 
 
 def test_an_earlier_run_of_other_code_or_no_results_is_refused(tmp_path: Path) -> None:
@@ -265,7 +272,7 @@ def test_an_invalid_confirmation_keeps_the_earlier_verdicts_where_the_test_passe
     assert gate.endswith(", 4 invalid"), gate  # the TTFT tests' gated figures; diagnostics are not counted
     records = slm_pytester.results()["records"]
     stood = [r for r in records if r["gated"] and "test_tpot" in r["test"]]
-    assert stood and all(r["outcome"] == "invalid" and r["baseline"]["stood"] for r in stood)
+    assert stood and all(r["outcome"] == "invalid" and r["baseline"]["stood"]["measured_in"] == str(one) for r in stood)
     first_rows = {(r["test"], r["metric"]): r for r in json.loads(Path(one).read_text())["records"]}
     for r in stood:  # the first run's verdict and figures, and what it pooled, not this window's
         earlier = first_rows[(r["test"], r["metric"])]

@@ -342,7 +342,14 @@ def test_invalid_measurements_are_counted_and_never_headline(tmp_path: Path, cap
         rec("bf16", "test_itl", "itl_p50_s", 0.02, outcome="invalid"),  # invalid, no baseline to compare with
         rec("bf16", "test_itl", "itl_mean_s", 0.02, outcome="invalid", gated=False),  # a diagnostic: not judged
         # a confirmation's void window that kept the earlier run's verdict: counted as that verdict
-        rec("bf16", "test_e2e", "e2e_p50_s", 0.9, outcome="invalid", baseline={"verdict": "pass", "stood": True}),
+        rec(
+            "bf16",
+            "test_e2e",
+            "e2e_p50_s",
+            0.9,
+            outcome="invalid",
+            baseline={"verdict": "pass", "stood": {"measured_in": "a.json", "note": ""}},
+        ),
         rec("bf16", "test_ttft", "ttft_p50_s", 0.05, variant="batch", info={"workload": {"concurrency": 8}}),
         rec("bf16", "test_tpot", "tpot_p50_s", 0.02, baseline={"verdict": "regressed"}),
         rec("bf16", "test_tpot2", "tpot_p90_s", 0.03, baseline={"verdict": "pass"}),

@@ -22,8 +22,9 @@ else reruns as an ordinary single-session comparison, and the row's note says wh
 A confirmation whose window turns out invalid (the machine moved, a foreign load, ...) adds no
 session to the chain. Where the earlier run's test *passed* (its figures were inconclusive, say),
 the earlier verdicts stand (:meth:`EarlierRun.standing`): the test passes again, its figures are
-recorded as invalid, and each row repeats the earlier verdict with ``stood`` set and the figures it
-pooled in ``earlier``, so a further confirmation pools those and never this window's. Where the
+recorded as invalid, and each row repeats the earlier verdict with ``stood`` (the results file the
+verdict was measured in, and its note) and the figures it pooled in ``earlier``, so a further
+confirmation pools those and never this window's. Where the
 earlier test failed (a regression, a threshold, an invalid window), an invalid confirmation cannot
 clear it and fails as invalid.
 """
@@ -107,14 +108,20 @@ class EarlierRun:
             found = self.rows[(model, precision, key)]
             if found is None or dict(found[1]) != dict(workloads.get(metric, {})):
                 return None
-            row = {k: v for k, v in found[0].items() if k != "earlier"}
+            earlier = found[0]
+            row = {k: v for k, v in earlier.items() if k != "earlier"}
             pooled = self.figures.get((model, precision, key))
             if pooled is not None:
                 row["earlier"] = list(pooled.values)  # all of them: this window adds none
+            # where the verdict was measured, and its own note (an earlier void window passes them on)
+            origin = earlier["stood"] if isinstance(earlier.get("stood"), dict) else {}
+            row["stood"] = {
+                "measured_in": origin.get("measured_in", str(self.path)),
+                "note": origin.get("note", earlier.get("note") or ""),
+            }
             sessions = f"{len(pooled.values)} earlier session(s)" if pooled is not None else "the earlier run"
-            row["note"] = (f"invalid here ({why}): the verdict of {sessions} stands ({self.path}); "
-                           f"{found[0].get('note') or ''}").rstrip("; ")  # fmt: skip
-            row["stood"] = True
+            row["note"] = (f"invalid here ({why}): the verdict of {sessions} stands ({row['stood']['measured_in']}); "
+                           f"{row['stood']['note']}").rstrip("; ")  # fmt: skip
             out[metric] = row
         return out or None
 
