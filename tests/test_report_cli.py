@@ -286,6 +286,25 @@ def test_plots_with_data_are_drawn_and_without_data_left_out_with_why(  # type: 
     assert "- plots/quantization_impact.png" in summary
 
 
+def test_a_pareto_plot_whose_axis_was_voided_says_so(two_precisions: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The machine can void the throughput measurement: the accuracy-throughput plot is then left out
+    with that reason, not "not recorded"."""
+    doc = json.loads(two_precisions.read_text())
+    for r in doc["records"]:
+        if r["metric"] == "output_tokens_per_s":
+            r.update(
+                outcome="invalid", invalid_reasons=["the machine is 9.2 % faster than when the baseline was saved"]
+            )
+    write(two_precisions, doc)
+    out_dir = tmp_path / "report"
+    rc, out, _ = run_cli("report", two_precisions, "--output-dir", out_dir, capsys=capsys)
+    assert rc == 0 and not (out_dir / "plots" / "pareto_accuracy_throughput.png").exists()
+    assert (out_dir / "plots" / "accuracy.png").exists()
+    why = "every output_tokens_per_s measurement was voided (invalid measurement: see results.md)"
+    assert f"- left out: pareto_accuracy_throughput — {why}" in (out_dir / "executive_summary.md").read_text()
+    assert f"plot left out: pareto_accuracy_throughput — {why}" in out
+
+
 def test_energy_and_output_length_plots_once_there_is_data(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     records = []
     for tokens, file in ((16, "a"), (64, "b")):

@@ -266,7 +266,8 @@ def _pareto(
     if f.empty or not tasks:
         raise NoData("no accuracy task recorded")
     if f[x_col].isna().all():
-        raise NoData(why)
+        voided = "invalid" in f.columns and any(x_col in str(bad).split(", ") for bad in f["invalid"])
+        raise NoData(f"every {x_col} measurement was voided (invalid measurement: see results.md)" if voided else why)
     fig, axes = new_figure(ncols=min(len(tasks), 2), nrows=math.ceil(len(tasks) / 2))
     labels = _cell_labels(compact)
     for ax, task in zip(axes, tasks, strict=False):
