@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_slm.report.gate_summary import stood_tests as stood_tests_of
 from pytest_slm.report.writers import SCHEMA
 
 MERGED_SCHEMA = "pytest-slm-merged/1"
@@ -278,8 +279,7 @@ def merge(paths: Sequence[Path]) -> Merged:
         fp = env.get("fingerprint") if isinstance(env.get("fingerprint"), str) else None
         started, time_source = run_started_at(path, env)
         chain, session = chain_of(env)
-        stood = {r.get("test") for r in doc["records"] if (r.get("baseline") or {}).get("stood")}
-        stood_tests[str(path)] = stood
+        stood = stood_tests[str(path)] = stood_tests_of(doc["records"])
         out.sources.append(Source(str(path), started, time_source, fp, env, len(doc["records"])))
         for raw in doc["records"]:
             rec = {**raw, "fingerprint": raw.get("fingerprint") or fp, "source": str(path)}

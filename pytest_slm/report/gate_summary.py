@@ -11,6 +11,12 @@ from typing import Any
 VERDICTS = ("pass", "regressed", "improved", "inconclusive", "incomparable", "invalid", "skipped", "error")
 
 
+def stood_tests(records: Sequence[Mapping[str, Any]]) -> set[Any]:
+    """The tests of a confirmation whose void window kept the earlier run's verdicts (any of their
+    records carries a ``stood`` row: diagnostics of the same test carry none)."""
+    return {r.get("test") for r in records if (r.get("baseline") or {}).get("stood")}
+
+
 def verdict_counts(records: Sequence[Mapping[str, Any]]) -> Counter[str]:
     """Baseline verdicts of the gated records (invalid measurements count as "invalid", except in a
     confirmation whose earlier verdicts stand for its invalid window: those count as the verdict)."""
@@ -49,7 +55,7 @@ def gate_lines(
                 f"in this session"
             )
     invalid = [r for r in records if r.get("outcome") == "invalid"]
-    stood = {r["test"] for r in invalid if (r.get("baseline") or {}).get("stood")}
+    stood = stood_tests(invalid)
     seen: set[str] = set()
     for r in invalid:
         if r["test"] in seen or len(seen) >= max_items:

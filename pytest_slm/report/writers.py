@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_slm import atomic, naming
+from pytest_slm.report.gate_summary import stood_tests
 
 SCHEMA = "pytest-slm/1"
 
@@ -89,7 +90,7 @@ def markdown(
         )
         lines.append("")
     invalid: dict[str, str] = {}
-    stood = {r["test"] for r in records if r.get("outcome") == "invalid" and (r.get("baseline") or {}).get("stood")}
+    stood = stood_tests(records)
     for r in records:
         if r.get("outcome") == "invalid":
             stands = " (a confirmation: the earlier run's verdicts stand)" if r["test"] in stood else ""
