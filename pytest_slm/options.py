@@ -347,6 +347,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="RESULTS",
     ),
     OptionSpec(
+        "strict",
+        "--slm-strict",
+        "fail the figures that pass without evidence of no regression: inconclusive, incomparable, comparison "
+        "skipped, no baseline, and a baseline's figure this run did not measure or skipped",
+        kind="bool",
+    ),
+    OptionSpec(
         "fail_on_improvement",
         "--slm-fail-on-improvement",
         "fail tests whose metric improved beyond tolerance (forces a baseline refresh)",

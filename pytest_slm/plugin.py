@@ -30,6 +30,7 @@ from pytest_slm.report.collector import (
     ATTACHMENT_PROPERTY_KEY,
     ENGINE_PROPERTY_KEY,
     SLM_TEST_PROPERTY_KEY,
+    UNMEASURED_PROPERTY_KEY,
     ReportCollector,
     strip_xdist_group,
 )
@@ -171,8 +172,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"slm: shard {plan.index}/{plan.count}: {' '.join(sorted(plan.models))}")
     earlier = config.stash[stash.GATE].earlier_run
     if earlier is not None:
+        commit = (
+            earlier.git_commit or "unknown: not a git checkout, so that both runs measured the same code is unchecked"
+        )
         lines.append(
-            f"slm: confirming {earlier.path} (commit {earlier.git_commit or 'unknown'}): {len(earlier.tests)} "
+            f"slm: confirming {earlier.path} (commit {commit}): {len(earlier.tests)} "
             f"test(s) to measure again, {len(earlier.settled)} settled there and left out"
         )
     workers = getattr(config.option, "numprocesses", None)
@@ -293,7 +297,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         # (a bad selection errors the tests that need the device, with the reason: see slm_device)
         with contextlib.suppress(pytest.UsageError):
             device_for(session.config, session.config.stash[stash.SETTINGS])
-        session.config.stash[stash.GATE].plan(tests)
+        session.config.stash[stash.GATE].plan(tests, _other_shards(session.config))
+
+
+def _other_shards(config: pytest.Config) -> list[tuple[str, str, str | None]]:
+    """The (model, precision, layout) cells the other shards of ``--slm-shard`` run: the gate's family
+    spans the whole split, so N shards keep one false-alarm level together, not N."""
+    plan = config.stash[stash.SHARD]
+    if plan is None:
+        return []
+    specs = engine_specs(config.stash[stash.SETTINGS], config.stash[stash.MODELS_CONFIG])
+    return [(s.model_name, s.precision.name, s.layout.label) for s in specs if s.model_name not in plan.models]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -323,14 +337,44 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     identities = _identities(item, ctx)
     comparisons, problems = gate.compare(ctx, key, _tolerances(item), identities)
     _attach(item, ctx, {name: str(limit) for name, limit in applied.items()}, comparisons, key, identities)
+    missing: list[dict[str, Any]] = []
+    if ctx.spec is not None and "model" in ctx.context:
+        missing = gate.unmeasured(ctx.context["model"], ctx.context["precision"], ctx.context.get("parallel"), key,
+                                  (m.name for m in ctx.metrics), "not recorded")  # fmt: skip
+        if missing:
+            item.user_properties.append((UNMEASURED_PROPERTY_KEY, missing))
     if ctx.invalid_reasons:
         if stood(comparisons):  # a confirmation's void window: the earlier run's passing verdicts stand
             return result
         pytest.fail(INVALID_PREFIX + "; ".join(ctx.invalid_reasons), pytrace=False)
     failures = [b.message() for b in breaches] + problems
+    if gate.settings.strict:
+        failures += strict_failures(ctx.metrics, comparisons, missing, compared=not gate.settings.no_compare)
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
     return result
+
+
+#: how a failure of ``--slm-strict`` starts
+STRICT_PREFIX = "--slm-strict: "
+
+
+def strict_failures(
+    metrics: Any, comparisons: dict[str, Any], missing: list[dict[str, Any]], *, compared: bool
+) -> list[str]:
+    """``--slm-strict``: each gated figure that passed without evidence of no regression, and each
+    figure the baseline holds that the test did not record."""
+    out = []
+    for m in metrics:
+        if not is_gated(m.name):
+            continue
+        row = comparisons.get(m.name)
+        if row is None and compared:
+            out.append(f"{STRICT_PREFIX}{m.name}: no baseline to compare with")
+        elif row is not None and row.get("verdict") in ("inconclusive", "incomparable", "skipped"):
+            out.append(f"{STRICT_PREFIX}{m.name} {row['verdict']}: {row.get('note') or ''}".rstrip(": "))
+    out += [f"{STRICT_PREFIX}{u['metric']} is in the baseline ({u['file']}) but was not measured" for u in missing]
+    return out
 
 
 #: fixtures whose tests are pytest-slm's: their skips are reported with the reason
@@ -343,6 +387,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if any(name in SLM_FIXTURES for name in getattr(item, "fixturenames", ())):
         report.user_properties.append((SLM_TEST_PROPERTY_KEY, True))
+    spec = _engine_spec(item)
+    if report.skipped and report.when in ("setup", "call") and spec is not None and not hasattr(report, "wasxfail"):
+        gate: Gate = item.config.stash[stash.GATE]
+        missing = gate.unmeasured(spec.model_name, spec.precision.name, spec.layout.label,
+                                  baseline_key(item, spec.base_id), (), "skipped")  # fmt: skip
+        if missing:
+            report.user_properties.append((UNMEASURED_PROPERTY_KEY, missing))
+            if gate.settings.strict:  # the baseline measured this test: a skip now is not a pass
+                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+                reason = str(reason).removeprefix("Skipped: ")
+                report.outcome = "failed"
+                report.longrepr = (
+                    f"{STRICT_PREFIX}skipped ({reason}), but the baseline holds {len(missing)} gated figure(s) "
+                    f"of this test: {', '.join(u['metric'] for u in missing)} ({missing[0]['file']})"
+                )
     return report
 
 
@@ -400,6 +459,7 @@ def _attach(
             "workload": identities.get(m.name),
             "workload_id": identity.digest(identities[m.name]) if m.name in identities else None,
             "invalid_reasons": list(ctx.invalid_reasons) or None,
+            **({"compared": False} if item.config.stash[stash.SETTINGS].no_compare else {}),
         }
         for m in ctx.metrics
     ]
@@ -418,6 +478,18 @@ class ReportHooks:
     def __init__(self, collector: ReportCollector) -> None:
         self.collector = collector
         self.saved: SaveReport | None = None
+        self.gate_lines: list[str] = []
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not session.config.option.collectonly:  # under xdist the workers collect: see below
+            ours = any(name in SLM_FIXTURES for item in session.items for name in getattr(item, "fixturenames", ()))
+            self.collector.collected([item.nodeid for item in session.items], ours)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Under xdist, what a worker collected (after its deselection): every test it will run. The
+        controller learns which are pytest-slm's from their reports (results.json follows the first)."""
+        self.collector.collected(ids, ours=False)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         reason = None
@@ -429,11 +501,20 @@ class ReportHooks:
         gate: Gate = session.config.stash[stash.GATE]
         if gate.settings.save_baseline:
             self.saved = gate.save(self.collector.records, self.collector.environment.get("engines"))
-        if self.collector.records or self.collector.skipped:
+        if self.collector.records or self.collector.skipped or (self.collector.tests and self.collector.ours):
             # the baseline fingerprint, so `pytest-slm diff` finds this run's baseline directory
             self.collector.environment["fingerprint"] = gate.fingerprint
             self.collector.flush()
-            self.collector.publish_step_summary()
+            plan = session.config.stash[stash.SHARD]
+            self.gate_lines = gate_lines(
+                self.collector.records,
+                gate.settings.alpha,
+                self.saved.written if self.saved else None,
+                self.saved.not_written if self.saved else (),
+                unmeasured=self.collector.unmeasured,
+                shards=plan.count if plan is not None else 1,
+            )
+            self.collector.publish_step_summary(self.gate_lines)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.collector.markdown:
@@ -441,14 +522,7 @@ class ReportHooks:
         terminalreporter.write_sep("=", "pytest-slm results")
         for line in terminal_lines(self.collector.records, self.collector.skipped, self.collector.output):
             terminalreporter.write_line(line)
-        settings = terminalreporter.config.stash[stash.SETTINGS]
-        lines = gate_lines(
-            self.collector.records,
-            settings.alpha,
-            self.saved.written if self.saved else None,
-            self.saved.not_written if self.saved else (),
-        )
-        if lines:
+        if self.gate_lines:
             terminalreporter.write_sep("-", "pytest-slm gate")
-            for line in lines:
+            for line in self.gate_lines:
                 terminalreporter.write_line(line)

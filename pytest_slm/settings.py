@@ -115,6 +115,8 @@ class Settings:
     min_sessions: int = 3
     confirm: Path | None = None  # --slm-confirm: an earlier results.json of this code
     fail_on_improvement: bool = False
+    #: --slm-strict: a gated figure that passed without evidence (inconclusive, no baseline, ...) fails
+    strict: bool = False
     tolerance: float = 0.05
     accuracy_tolerance: float = 0.01
     endpoint: str | None = None  # engine openai: None = start vLLM's server per cell

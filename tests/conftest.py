@@ -60,6 +60,10 @@ class SlmPytester:
         ]
 
     def run(self, *args: str, subprocess: bool = False) -> pytest.RunResult:
+        # pytest takes the rootdir (and so the node ids) from the paths on the command line that exist:
+        # create the output and cache folders up front, so the first run's ids are the later runs' ids
+        self.output.mkdir(exist_ok=True)
+        (self.pytester.path / "cache").mkdir(exist_ok=True)
         full = [*self.base_args(), *args]
         if subprocess:
             return self.pytester.runpytest_subprocess(*full)

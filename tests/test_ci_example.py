@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -179,3 +180,54 @@ def test_the_confirmation_loop_pools_each_session_and_stops(tmp_path: Path, stat
     ]
     assert log == expected[:calls]
     assert int(env["SLM_CONFIRMATIONS"]) == 2  # the cases above assume two confirmations at most
+
+
+#: stands in for `.venv/bin/python` in the example's steps: the real plugin on the fake engine, with the
+#: example's model-config and shard flags dropped (the fake engine's checkpoint is the whole matrix)
+REAL_PYTEST = """#!/usr/bin/env bash
+args=() ; skip=0
+for a in "$@"; do
+  if [ "$skip" = 1 ]; then skip=0; continue; fi
+  case "$a" in -m|pytest|benches) continue ;; --slm-models-config|--slm-shard) skip=1; continue ;; esac
+  args+=("$a")
+done
+exec {python} -m pytest test_user.py {base} "${{args[@]}}"
+"""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_the_actions_loop_with_the_real_plugin_stays_red_on_failures_without_gated_figures(slm_pytester) -> None:  # type: ignore[no-untyped-def]
+    """The issue's reproduction, end to end: the gate step and the confirmation step of the example,
+    the real plugin on the fake engine. A failed floor on a diagnostic figure, a setup error and a
+    test that raised before recording are rerun by every confirmation and fail again: the step ends
+    red. Before, the first confirmation deselected all three, exited 0 and the pull request went green."""
+    import sys
+
+    from tests.test_confirm import UNGATED_FAILURES
+
+    cwd = slm_pytester.pytester.path
+    slm_pytester.pytester.makepyfile(test_user=UNGATED_FAILURES)
+    slm_pytester.output.mkdir(exist_ok=True)
+    (cwd / "cache").mkdir(exist_ok=True)
+    base = " ".join(shlex.quote(a) for a in slm_pytester.base_args() if a)
+    base = base.replace(f"--slm-output {shlex.quote(str(slm_pytester.output))}", "")  # the steps name their own
+    (cwd / ".venv" / "bin").mkdir(parents=True)
+    fake = cwd / ".venv" / "bin" / "python"
+    fake.write_text(REAL_PYTEST.format(python=shlex.quote(sys.executable), base=base))
+    fake.chmod(0o755)
+    bench = load()["jobs"]["bench"]
+    gate = named(bench, "Benchmarks, gated")["run"].replace("${{ matrix.shard }}", "1")
+    gate = re.sub(r"\$\{\{.*?\}\}", "", gate)  # the refresh expression: empty on a pull request
+    confirm = named(bench, "Confirm what did not pass")
+    env = {**os.environ, "SLM_CONFIRMATIONS": confirm["env"]["SLM_CONFIRMATIONS"]}
+    shell = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
+    first = subprocess.run([*shell, gate], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert first.returncode == 1, first.stdout[-3000:]
+    assert (cwd / "slm-results" / "shard-1" / "results.json").is_file()
+    script = confirm["run"].replace("${{ matrix.shard }}", "1")
+    done = subprocess.run([*shell, script], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 1, done.stdout[-3000:]
+    for i in (2, 3):  # both confirmations ran the three tests again, and they failed again
+        doc = json.loads((cwd / "slm-confirm" / "shard-1" / f"session-{i}" / "results.json").read_text())
+        assert sorted(t["outcome"] for t in doc["tests"].values()) == ["error", "failed", "failed"]
+        assert doc["verdict"]["status"] == "error"

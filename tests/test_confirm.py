@@ -296,6 +296,13 @@ def test_an_invalid_confirmation_keeps_the_earlier_verdicts_where_the_test_passe
     for r in third:
         assert r["baseline"]["n_current"] == 2
         assert r["baseline"]["earlier"] == [first_rows[(r["test"], "tpot_p50_s")]["value"]]
+    # the test the first run failed (TTFT regressed), then voided: the void window threw nothing away,
+    # this session pools the first one's figure (hole 3 of the red-light issue: it was judged alone)
+    ttft = [r for r in slm_pytester.results()["records"] if r["metric"] == "ttft_p50_s"]
+    assert len(ttft) == 2 and all(r["baseline"]["verdict"] == "regressed" for r in ttft)
+    for r in ttft:
+        assert r["baseline"]["n_current"] == 2
+        assert r["baseline"]["earlier"] == [first_rows[(r["test"], "ttft_p50_s")]["value"]]
 
     # the merged report shows the verdicts the job acted on: the valid sessions', never the void one's
     merged = merge([Path(two), Path(one), slm_pytester.output / "results.json"])
@@ -304,3 +311,89 @@ def test_an_invalid_confirmation_keeps_the_earlier_verdicts_where_the_test_passe
     only_void = merge([Path(two), Path(one)])
     assert {r["source"] for r in only_void.records if "test_tpot" in r["test"]} == {str(one)}
     assert not only_void.conflicts
+
+
+#: a session whose failures leave no gated figure behind: a floor on a diagnostic figure, a setup
+#: error, a test that raises before its first record; and one fine test
+UNGATED_FAILURES = """
+import pytest
+
+
+@pytest.fixture
+def broken_engine(slm_engine):
+    raise RuntimeError("the quantized checkpoint would not load")
+
+
+def test_setup_error(broken_engine, slm):
+    slm.record("ttft_p50_s", 0.05, unit="s", higher_is_better=False)
+
+
+@pytest.mark.slm_threshold(**{"slm_mc.retention": ">= 0.99"})
+def test_retention_floor(slm_engine, slm):
+    slm.record("slm_mc.retention", 0.9, unit="1", higher_is_better=True)
+
+
+def test_raises_before_recording(slm_engine, slm):
+    raise ValueError("broke before the first record")
+
+
+def test_fine(slm_engine, slm):
+    slm.record("slm_mc.retention", 1.0, unit="1", higher_is_better=True)
+"""
+
+
+def test_a_confirmation_reruns_every_test_that_did_not_pass(slm_pytester, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Holes 1 and 2 of the red-light issue: a failed floor on a figure the gate does not gate, a setup
+    error and a test that raised before recording leave no gated record; the confirmation must run them
+    again (and they fail again), leaving only the test that passed. Before, it deselected all four
+    and exited 0."""
+    slm_pytester.pytester.makepyfile(test_user=UNGATED_FAILURES)
+    first = slm_pytester.run()
+    first.assert_outcomes(passed=1, failed=2, errors=1)
+    doc = slm_pytester.results()
+    outcomes = {k.split("::")[-1].split("[")[0]: v["outcome"] for k, v in doc["tests"].items()}
+    assert outcomes == {"test_setup_error": "error", "test_retention_floor": "failed",
+                        "test_raises_before_recording": "failed", "test_fine": "passed"}  # fmt: skip
+    assert doc["verdict"]["status"] == "error" and doc["verdict"]["tests"] == {"error": 1, "failed": 2, "passed": 1}
+    saved = shutil.copy(slm_pytester.output / "results.json", tmp_path / "first.json")
+
+    again = slm_pytester.run("--slm-confirm", str(saved))
+    again.assert_outcomes(failed=2, errors=1, deselected=1)
+    assert again.ret == pytest.ExitCode.TESTS_FAILED
+    again.stdout.fnmatch_lines(["*3 test(s) to measure again, 1 settled there*"])
+
+
+KILLER = """
+import os
+
+
+def test_a(slm_engine, slm):
+    slm.record("ttft_p50_s", 0.05, unit="s", higher_is_better=False)
+
+
+def test_b_kills_the_run(slm_engine, slm):
+    os._exit(3)  # the runner's job is killed here: nothing after this is reported
+
+
+def test_c(slm_engine, slm):
+    slm.record("ttft_p50_s", 0.05, unit="s", higher_is_better=False)
+"""
+
+
+def test_a_killed_run_leaves_what_it_never_reported_to_the_confirmation(slm_pytester, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A run killed in the middle leaves results.json with every collected test; what it never
+    finished is what the confirmation runs again."""
+    slm_pytester.pytester.makepyfile(test_user=KILLER)
+    killed = slm_pytester.run(subprocess=True)
+    assert killed.ret == 3
+    doc = slm_pytester.results()
+    outcomes = {k.split("::")[-1].split("[")[0]: v["outcome"] for k, v in doc["tests"].items()}
+    # the file is rewritten when a test reports figures: the killed test reads as never run, like the next
+    assert outcomes == {"test_a": "passed", "test_b_kills_the_run": "not run", "test_c": "not run"}
+    saved = shutil.copy(slm_pytester.output / "results.json", tmp_path / "killed.json")
+    assert load(Path(saved), doc["environment"].get("git_commit"), doc["environment"].get("git_diff")).settled == {
+        next(k for k in doc["tests"] if "test_a" in k)
+    }
+    slm_pytester.pytester.makepyfile(test_user=KILLER.replace("os._exit(3)", "pass"))
+    again = slm_pytester.run("--slm-confirm", str(saved))
+    again.assert_outcomes(passed=2, deselected=1)

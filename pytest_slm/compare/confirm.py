@@ -41,6 +41,9 @@ from typing import Any
 TO_CONFIRM = frozenset({"regressed", "improved", "inconclusive", "invalid"})
 #: the comparison rules whose figures are pooled across sessions (timings, throughput, energy, memory)
 SESSION_RULES = frozenset({"sessions-t", "within-session"})
+#: a test's pytest outcome (``results.json``'s ``tests``) that makes it run again: it failed or erred,
+#: or the run never saw it finish (a crash, a killed job): see :mod:`pytest_slm.report.collector`
+UNFINISHED = frozenset({"failed", "error", "not run", "started"})
 
 
 class ConfirmError(Exception):
@@ -79,8 +82,25 @@ class EarlierRun:
 
     def chain(self) -> dict[str, Any]:
         """What this run's ``results.json`` says about its place in the chain (``environment.confirms``):
-        ``pytest-slm report`` lets a later session's records supersede an earlier one's."""
-        return {"results": str(self.path), "first_run": self.first_run, "session": self.session}
+        ``pytest-slm report`` lets a later session's records supersede an earlier one's. ``pooled``
+        carries the earlier sessions' valid figures forward, so a further confirmation pools them
+        whatever this run does with the test (a void window, an error, a crash)."""
+        return {
+            "results": str(self.path),
+            "first_run": self.first_run,
+            "session": self.session,
+            "code_identity": "checked" if self.git_commit else "unchecked: not a git checkout",
+            "pooled": [
+                {
+                    "model": model,
+                    "precision": precision,
+                    "baseline_key": key,
+                    "values": list(found.values),
+                    "workload": dict(found.workload),
+                }
+                for (model, precision, key), found in sorted(self.figures.items())
+            ],
+        }
 
     def earlier(
         self, model: str, precision: str, key: str, workload: Mapping[str, Any]
@@ -161,30 +181,47 @@ def load(path: Path, git_commit: str | None, git_diff: str | None = None) -> Ear
         first_run=before.get("first_run") or env.get("run_id"),
         session=(before["session"] if isinstance(before.get("session"), int) and before["session"] >= 1 else 1) + 1,
     )
-    seen: set[str] = set()
-    for r in data["records"]:
-        test = r.get("test")
-        if not isinstance(test, str) or not r.get("gated", True):
+    for carried in before.get("pooled") or ():  # what the sessions before that one measured validly
+        try:
+            where = (str(carried["model"]), str(carried.get("precision", "")), str(carried["baseline_key"]))
+            run.figures[where] = Earlier(tuple(float(v) for v in carried["values"]), carried.get("workload") or {})
+        except (KeyError, TypeError, ValueError):
             continue
+    records = [r for r in data["records"] if isinstance(r, dict) and isinstance(r.get("test"), str)]
+    stood = {r["test"] for r in records if (r.get("baseline") or {}).get("stood")}
+    seen: set[str] = set()
+    listed = data.get("tests")
+    tests: dict[str, Any] = listed if isinstance(listed, dict) else {}
+    for test, info in tests.items():  # every collected test: one that erred, crashed or never ran goes again
         seen.add(test)
+        if isinstance(info, dict) and info.get("outcome") in UNFINISHED:
+            run.tests.add(test)
+    for r in records:
+        test = r["test"]
+        seen.add(test)
+        outcome = r.get("outcome")
+        # a failed record, gated or not (a retention floor, a threshold on a diagnostic), must fail again;
+        # so must an invalid one, unless the earlier verdicts stood for it and its test passed
+        if outcome == "failed" or (outcome == "invalid" and test not in stood):
+            run.tests.add(test)
+        if not r.get("gated", True):
+            continue
         row = r.get("baseline") or {}
         if isinstance(row.get("alpha"), (int, float)) and row["alpha"] > 0:
             run.alpha = min(run.alpha or 1.0, float(row["alpha"]))
-        verdict = row.get("verdict") or ("invalid" if r.get("outcome") == "invalid" else None)
-        if verdict in TO_CONFIRM or r.get("outcome") == "failed":  # a failed threshold must fail again
+        if row.get("verdict") in TO_CONFIRM:
             run.tests.add(test)
         if not (r.get("model") and r.get("baseline_key")):
             continue
         where = (r["model"], r.get("precision", ""), r["baseline_key"])
-        stood = bool(row.get("stood"))  # an invalid confirmation that kept its earlier run's verdicts
         if row.get("verdict") and row.get("verdict") != "invalid":
-            passed = r.get("outcome") == "passed" or stood
+            passed = outcome == "passed" or test in stood
             run.rows[where] = (row, r.get("workload") or {}) if passed else None
-        if stood and row.get("rule") in SESSION_RULES and row.get("earlier"):
+        if row.get("stood") and row.get("rule") in SESSION_RULES and row.get("earlier"):
             run.figures[where] = Earlier(tuple(float(v) for v in row["earlier"]), r.get("workload") or {})
         elif (
             row.get("rule") in SESSION_RULES
-            and r.get("outcome") != "invalid"
+            and outcome != "invalid"
             and isinstance(r.get("value"), (int, float))
             and r["value"] > 0
         ):

@@ -12,8 +12,9 @@ change the comparison could have detected (``mde``).
 - :func:`compare_sessions` (timings, throughput, memory, energy): the current session's figure
   against the last K saved sessions' figures, on logs, with a t prediction interval whose spread
   is the between-session standard deviation (floored by the within-session standard errors).
-  With fewer than ``min_sessions`` saved sessions the between-session spread is unknown: a
-  change beyond this session's own noise is then reported "inconclusive", never "regressed".
+  With fewer than ``min_sessions`` saved sessions the between-session spread is unknown: every
+  figure is then "inconclusive" (a change beyond this session's own noise is never "regressed",
+  and one within it never "pass": within-session noise predicts the next session poorly).
   A handful of saved sessions estimates a spread poorly (4 degrees of freedom at K = 5), so the
   spread is *moderated*: shrunk towards a prior fitted on the spreads of the other metrics of its
   pool in the same baseline file (:func:`fit_spread_prior`, the empirical-Bayes variance
@@ -251,6 +252,9 @@ def compare_sessions(
     verdict = _verdict(p_worse, p_better, worse_by, tau, worse_upper, alpha)
     if not decisive and verdict in ("regressed", "improved"):
         note = f"a {100 * (ratio - 1):+.1f} % change beyond this session's own noise, but {note}"
+        verdict = "inconclusive"
+    elif not decisive and verdict == "pass":  # within one session's noise says little about the next session
+        note = f"within this session's own noise, but {note}"
         verdict = "inconclusive"
     return Comparison(
         metric, verdict, rule, base, current, ratio, lo, hi, min(p_worse, p_better), tau, mde, k, m, note, alpha

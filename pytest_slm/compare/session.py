@@ -104,13 +104,23 @@ class Gate:
             raise found
         return found
 
-    def plan(self, tests: Iterable[tuple[str, str, str, str | None]]) -> int:
-        """Count the family from the collected ``(model, precision, baseline key)`` triples."""
+    def plan(
+        self,
+        tests: Iterable[tuple[str, str, str, str | None]],
+        other_shards: Iterable[tuple[str, str, str | None]] = (),
+    ) -> int:
+        """Count the family from the collected ``(model, precision, baseline key, layout)`` tuples.
+        ``other_shards``: the ``(model, precision, layout)`` cells the other shards of ``--slm-shard``
+        run: they run the same tests, so their gated entries for this shard's test keys join the
+        family, and the false-alarm level holds for the whole split, not for each shard."""
         if self.settings.no_compare or not self.store.root.is_dir():
             return 0
         by_cell: dict[tuple[str, str, str | None], set[str]] = {}
         for model, precision, key, parallel in tests:
             by_cell.setdefault((model, precision, parallel), set()).add(key)
+        every_key = set().union(*by_cell.values()) if by_cell else set()
+        for cell in other_shards:
+            by_cell.setdefault(cell, set()).update(every_key)
         family = 0
         for (model, precision, parallel), keys in by_cell.items():
             try:
@@ -202,6 +212,8 @@ class Gate:
                 problems.append(f"{m.name}: {exc} ({base.path})")
                 continue
             rows[m.name] = comparison_row(c, str(base.path))
+            if c.rule == "within-session":  # a young baseline: the summary says how many sessions it needs
+                rows[m.name]["min_sessions"] = self.settings.min_sessions
             if c.n_current > 1:  # pooled (--slm-confirm): a further confirmation pools these too
                 rows[m.name]["earlier"] = list(earlier)
             elif why_not:
@@ -211,6 +223,29 @@ class Gate:
         if ctx.invalid_reasons:  # the machine moved during this test's window: it decides nothing
             return self._invalid(ctx, key, identities, rows), []
         return rows, problems
+
+    def unmeasured(
+        self, model: str, precision: str, parallel: str | None, key: str, measured: Iterable[str], why: str
+    ) -> list[dict[str, Any]]:
+        """The gated figures this machine's baseline holds for test ``key`` that the test did not
+        measure (``measured``: the metric names it recorded; none for a skipped test), as rows for
+        the report: a figure that silently stops being measured is not a pass."""
+        if self.settings.no_compare:
+            return []
+        try:
+            base = self._load(model, precision, parallel)
+        except BaselineError:
+            return []  # the test's own comparison reports the unreadable file
+        if base is None:
+            return []
+        done = set(measured)
+        out = []
+        for name in sorted(base.entries):
+            test_key, _, metric = name.rpartition("::")
+            if test_key == key and metric not in done and policy.is_gated(metric):
+                out.append({"model": model, "precision": precision, "metric": metric, "baseline_key": name,
+                            "why": why, "file": str(base.path)})  # fmt: skip
+        return out
 
     def _invalid(
         self,

@@ -33,14 +33,123 @@ def verdict_counts(records: Sequence[Mapping[str, Any]]) -> Counter[str]:
     return out
 
 
+#: what a figure that passed without evidence is called, by kind (``without_evidence``'s keys)
+WITHOUT_EVIDENCE = {
+    "inconclusive": "inconclusive",
+    "incomparable": "incomparable (another workload)",
+    "skipped": "comparison skipped (another machine's baseline)",
+    "no baseline": "no baseline",
+    "not measured": "in the baseline but not measured",
+    "newly skipped": "in the baseline but skipped",
+}
+#: test outcomes that mean a test never finished (a setup error, a crash, a killed run)
+ERRORED = frozenset({"error", "not run", "started"})
+
+
+def without_evidence(
+    records: Sequence[Mapping[str, Any]], unmeasured: Sequence[Mapping[str, Any]] = ()
+) -> Counter[str]:
+    """Gated figures that passed (or did not fail) without evidence of no regression, by kind
+    (:data:`WITHOUT_EVIDENCE`): inconclusive, incomparable, comparison skipped, no baseline (a gated
+    figure with no comparison where the gate compared), and the baseline's figures this run did not
+    measure (``unmeasured``: the test did not record them, or skipped)."""
+    out: Counter[str] = Counter()
+    for r in records:
+        if not r.get("gated", True) or r.get("outcome") == "invalid":
+            continue
+        row = r.get("baseline")
+        if row is None:
+            if r.get("model") and r.get("compared", True):
+                out["no baseline"] += 1
+        elif row.get("verdict") in ("inconclusive", "incomparable", "skipped"):
+            out[row["verdict"]] += 1
+    for u in unmeasured:
+        out["newly skipped" if u.get("why") == "skipped" else "not measured"] += 1
+    return out
+
+
+def young_baseline(records: Sequence[Mapping[str, Any]]) -> tuple[int, int] | None:
+    """(sessions saved, sessions needed) where session-rule figures were compared with a baseline too
+    young to call a timing regressed (the fewest saved among them), else None."""
+    young = [
+        (row["n_baseline"], row["min_sessions"])
+        for r in records
+        if (row := r.get("baseline") or {}).get("rule") == "within-session"
+        and isinstance(row.get("n_baseline"), int)
+        and isinstance(row.get("min_sessions"), int)
+        and row["n_baseline"] < row["min_sessions"]
+    ]
+    return min(young) if young else None
+
+
+def evidence_lines(records: Sequence[Mapping[str, Any]], unmeasured: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """What a green run does and does not say: the passes as per-figure claims, the figures that
+    passed without evidence, and a baseline too young to gate timings."""
+    lines: list[str] = []
+    counts = verdict_counts(records)
+    if counts["pass"]:
+        lines.append(
+            f"pass: {counts['pass']} figure(s), each a per-figure claim at 95 % confidence that it is worse by less "
+            "than its tolerance"
+        )
+    missing = without_evidence(records, unmeasured)
+    if missing:
+        shown = ", ".join(f"{missing[k]} {name}" for k, name in WITHOUT_EVIDENCE.items() if missing[k])
+        lines.append(f"without evidence: {shown}: none of these is evidence of no regression (--slm-strict fails them)")
+    young = young_baseline(records)
+    if young is not None:
+        saved, needed = young
+        lines.append(
+            f"timings cannot be called regressed until {needed} sessions are saved: {saved} saved "
+            "(their figures read inconclusive, never pass; save more with --slm-save-baseline)"
+        )
+    return lines
+
+
+def run_verdict(
+    records: Sequence[Mapping[str, Any]],
+    tests: Mapping[str, Mapping[str, Any]],
+    unmeasured: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The run's one machine-readable verdict for ``results.json``: ``status`` is the worst of
+    "error" (a test erred, crashed or was never reported), "regressed", "failed" (a threshold or
+    another failure), "invalid" and "pass"; with the gate's counts, the tests' outcomes and the
+    figures that passed without evidence."""
+    outcomes = Counter(str(t.get("outcome")) for t in tests.values())
+    counts = verdict_counts(records)
+    failed = {name for name, t in tests.items() if t.get("outcome") == "failed"}
+    stood = stood_tests(records)
+    invalid = {r.get("test") for r in records if r.get("outcome") == "invalid" and r.get("test") not in stood}
+    regressed = {r.get("test") for r in records if (r.get("baseline") or {}).get("verdict") == "regressed"}
+    if any(outcomes[o] for o in ERRORED):
+        status = "error"
+    elif regressed & failed:
+        status = "regressed"
+    elif failed - invalid:
+        status = "failed"
+    elif invalid:
+        status = "invalid"
+    else:
+        status = "pass"
+    return {
+        "status": status,
+        "gate": dict(counts),
+        "tests": dict(outcomes),
+        "without_evidence": dict(without_evidence(records, unmeasured)),
+    }
+
+
 def gate_lines(
     records: Sequence[Mapping[str, Any]],
     alpha_family: float,
     written: Mapping[Path, int] | None = None,
     not_written: Sequence[tuple[str, str]] = (),
     max_items: int = 8,
+    unmeasured: Sequence[Mapping[str, Any]] = (),
+    shards: int = 1,
 ) -> list[str]:
-    """At most a dozen lines: counts, the family-wise figure, then the problems by name."""
+    """At most a dozen lines: counts, the family-wise figure, what passed without evidence, then
+    the problems by name."""
     lines: list[str] = []
     counts = verdict_counts(records)
     if counts:
@@ -49,11 +158,13 @@ def gate_lines(
         shown = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
         lines.append(f"gate: {shown}")
         if family:
+            where = f"across the {shards} shards of this run" if shards > 1 else "in this session"
             lines.append(
                 f"family: {family} gated comparison(s), each at alpha {alpha_family:g}/{family} = "
                 f"{alpha_family / family:.2g} (Bonferroni): at most {alpha_family:g} chance of any false alarm "
-                f"in this session"
+                f"{where}"
             )
+    lines += evidence_lines(records, unmeasured)
     invalid = [r for r in records if r.get("outcome") == "invalid"]
     stood = stood_tests(invalid)
     seen: set[str] = set()

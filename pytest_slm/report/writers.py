@@ -7,15 +7,27 @@ from pathlib import Path
 from typing import Any
 
 from pytest_slm import atomic, naming
-from pytest_slm.report.gate_summary import stood_tests
+from pytest_slm.report.gate_summary import evidence_lines, run_verdict, stood_tests
 
 SCHEMA = "pytest-slm/1"
 
 
 def results_document(
-    environment: Mapping[str, Any], records: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str, Any]]
+    environment: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+    skipped: Sequence[Mapping[str, Any]],
+    tests: Mapping[str, Mapping[str, Any]] | None = None,
+    unmeasured: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    return {"schema": SCHEMA, "environment": dict(environment), "records": list(records), "skipped": list(skipped)}
+    """The results file: the environment, every record, the skips with their reasons, every
+    collected test with pytest's outcome for it (``tests``: a killed run leaves "not run"), the
+    figures the baseline holds that this run did not measure, and the run's one verdict."""
+    doc = {"schema": SCHEMA, "environment": dict(environment), "records": list(records), "skipped": list(skipped)}
+    if tests is not None:
+        doc["tests"] = {k: dict(v) for k, v in tests.items()}
+        doc["unmeasured"] = list(unmeasured)
+        doc["verdict"] = run_verdict(records, tests, unmeasured)
+    return doc
 
 
 def _fmt(value: float) -> str:
@@ -25,7 +37,10 @@ def _fmt(value: float) -> str:
 
 
 def markdown(
-    environment: Mapping[str, Any], records: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str, Any]]
+    environment: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+    skipped: Sequence[Mapping[str, Any]],
+    unmeasured: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The compact table (one row per model × precision), then one detail table per model × precision,
     the baseline comparisons and the skipped tests with their reasons."""
@@ -49,6 +64,9 @@ def markdown(
         compact_markdown(records),
         "",
     ]
+    evidence = evidence_lines(records, unmeasured)
+    if evidence:
+        lines += ["## What the gate could not tell", "", *(f"- {line}" for line in evidence), ""]
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for r in records:
         groups.setdefault((str(r.get("model")), str(r.get("precision"))), []).append(r)
@@ -186,10 +204,12 @@ def write(
     environment: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]],
     skipped: Sequence[Mapping[str, Any]],
+    tests: Mapping[str, Mapping[str, Any]] | None = None,
+    unmeasured: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """Write both files; return the markdown (for the terminal and the CI step summary)."""
-    atomic.write_json(output / "results.json", results_document(environment, records, skipped))
-    md = markdown(environment, records, skipped)
+    atomic.write_json(output / "results.json", results_document(environment, records, skipped, tests, unmeasured))
+    md = markdown(environment, records, skipped, unmeasured)
     atomic.write_text(output / "results.md", md)
     gab = github_action_benchmark(records)
     for tool, entries in gab.items():
