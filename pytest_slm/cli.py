@@ -34,6 +34,7 @@ LISTED_CONFLICTS = 10
 def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from pytest_slm.analysis.merge import merge
     from pytest_slm.analysis.report import build
+    from pytest_slm.report.gate_summary import false_alarm_bound
 
     merged = merge(args.results)
     for e in merged.errors:
@@ -55,6 +56,15 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"{len(merged.errors)} input error(s)",
         file=out,
     )
+    comparisons, bound = false_alarm_bound(merged.records)
+    if comparisons:
+        shards = len({str(r.get("source")) for r in merged.records})
+        print(
+            f"gate: {comparisons} gated comparison(s) over {shards} results file(s), per-comparison levels summing to "
+            f"{bound:.3g}: at most {100 * bound:.2g} % chance of any false red for an unchanged pull request "
+            "(Bonferroni; a pass is a per-figure claim at 95 %)",
+            file=out,
+        )
     for path in built.files:
         print(f"wrote {path}", file=out)
     pngs = [p for p in built.plots if p.suffix == ".png"]

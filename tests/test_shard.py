@@ -204,3 +204,30 @@ def test_config_models_shard_by_their_stated_size(slm_pytester, tmp_path: Path) 
         "--slm-models-config", str(cfg), "--models", "one", "two", "three", "--slm-shard", "2/2", "--co"
     )
     result.stdout.fnmatch_lines(["slm: shard 2/2: three two"])
+
+
+def test_the_gate_family_spans_every_shard(slm_pytester, four_models: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The false-alarm level holds for the pull request, not for each shard: a shard's comparisons are
+    made at alpha over the whole split's gated entries (the other shards run the same tests on their
+    models), so three shards of an unchanged run share one 5 %, not 15 %."""
+    slm_pytester.pytester.makepyfile(TESTS.replace('"x_s"', '"ttft_p50_s"').replace('"y_s"', '"tpot_p50_s"'))
+    root = str(tmp_path / "baselines")
+    run_ids(slm_pytester, four_models, "--slm-baseline-dir", root, "--slm-save-baseline")
+    # 4 models x 2 precisions x 3 engine tests x 1 gated figure; the engine-free test has no baseline
+    whole, _, _ = run_ids(slm_pytester, four_models, "--slm-baseline-dir", root)
+    whole.stdout.fnmatch_lines(["*family: 24 gated comparison(s), each at alpha 0.05/24*in this session"])
+    shard, _, doc = run_ids(slm_pytester, four_models, "--slm-baseline-dir", root, "--slm-shard", "2/3")
+    shard.stdout.fnmatch_lines(["*family: 24 gated comparison(s), each at alpha 0.05/24*across the 3 shards*"])
+    alphas = [r["baseline"]["alpha"] for r in doc["records"] if r.get("baseline")]
+    assert alphas and all(a == pytest.approx(0.05 / 24) for a in alphas)  # not 0.05/6, this shard's own share
+    outputs = []
+    for i in (1, 2, 3):
+        out = slm_pytester.pytester.path / f"shard-{i}"
+        run_ids(
+            slm_pytester, four_models, "--slm-baseline-dir", root, "--slm-shard", f"{i}/3", "--slm-output", str(out)
+        )
+        outputs.append(str(out / "results.json"))
+    printed = io.StringIO()
+    assert cli.main(["report", *outputs, "--output-dir", str(tmp_path / "merged"), "--no-plots"], printed) == 0
+    # per shard, the old family gave 6 + 6 + 12 comparisons at 0.05/6, 0.05/6 and 0.05/12: 0.15 in all
+    assert "24 gated comparison(s) over 3 results file(s), per-comparison levels summing to 0.05:" in printed.getvalue()

@@ -106,6 +106,20 @@ def evidence_lines(records: Sequence[Mapping[str, Any]], unmeasured: Sequence[Ma
     return lines
 
 
+def false_alarm_bound(records: Sequence[Mapping[str, Any]]) -> tuple[int, float]:
+    """(comparisons, bound): the gated comparisons behind these records (a merge of shards and their
+    confirmations: the verdicts the pull request acted on) and the sum of their per-comparison
+    levels, which bounds the chance that an unchanged pull request gets any false red (Bonferroni)."""
+    alphas = [
+        float(row["alpha"])
+        for r in records
+        if r.get("gated", True)
+        and isinstance((row := r.get("baseline") or {}).get("alpha"), (int, float))
+        and row.get("verdict") not in (None, "invalid", "skipped", "incomparable", "error")
+    ]
+    return len(alphas), sum(alphas)
+
+
 def run_verdict(
     records: Sequence[Mapping[str, Any]],
     tests: Mapping[str, Mapping[str, Any]],
