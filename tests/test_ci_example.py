@@ -105,6 +105,14 @@ def test_refresh_job_opens_a_pull_request_with_the_merged_baselines() -> None:
     bench = load()["jobs"]["bench"]
     run = named(bench, "Benchmarks, gated")["run"]
     assert "--slm-save-baseline --slm-baseline-accept" in run and "inputs.refresh_baselines" in run
+    # one saved session cannot gate a timing: the refresh saves as many as the gate needs, each a session
+    from pytest_slm.compare.rules import MIN_SESSIONS
+
+    more = named(bench, "Refresh, sessions")
+    assert more["if"] == "${{ inputs.refresh_baselines }}" and "--slm-save-baseline" in more["run"]
+    sessions = re.search(r"for i in ([\d ]+); do", more["run"])
+    assert sessions is not None and 1 + len(sessions.group(1).split()) >= MIN_SESSIONS
+    assert "--slm-baseline-accept" not in more["run"]  # the later sessions of a refresh join the first one's history
 
 
 def test_confirmation_reruns_the_same_shard_with_the_first_sessions_results() -> None:

@@ -3,12 +3,15 @@
 On a shared runner the between-session spread, not the repetitions, limits what one session can
 tell: a 10 % slowdown can read "inconclusive", and an unchanged figure can fail to show it is
 within tolerance. The CI remedy is to measure again: ``pytest benches --slm-confirm
-slm-results/results.json`` (after copying the first run's results aside) reruns only the tests
-that did not pass there (a figure regressed, improved, inconclusive or invalid, or the test failed,
-for instance on a threshold, which must then fail again), and the session rule judges
-the geometric mean of the earlier session(s) and this one against the baseline
-(:func:`pytest_slm.compare.rules.compare_sessions`, ``earlier``). Chained confirmations pool
-every earlier session (each run's rows carry the figures it pooled).
+slm-results/results.json`` (after copying the first run's results aside) reruns every test that
+did not pass there: a gated figure regressed, improved, inconclusive or invalid; any record failed,
+gated or not (a threshold or a retention floor, which must then fail again); or pytest's outcome for
+the test (``results.json``'s ``tests``, every collected test) was a failure, an error, or never
+came (a killed run). The session rule judges the geometric mean of the earlier session(s) and this
+one against the baseline (:func:`pytest_slm.compare.rules.compare_sessions`, ``earlier``). Chained
+confirmations pool every earlier valid session: each run carries the figures it was offered
+forward (``environment.confirms.pooled``) and its rows the figures they pooled, so a void window,
+an error or a crash in between throws none away.
 
 Why this keeps the false-alarm level: the pooled comparison of m sessions is a valid test at
 ``alpha`` whether or not it is run; running it only after a first session did not pass can only
