@@ -88,9 +88,12 @@ def test_reading_an_earlier_run(tmp_path: Path) -> None:
         record("t::d", "tpot_p50_s", None, outcome="invalid"),
         record("t::e", "tpot_p50_s", "regressed", earlier=[0.03]),
         record("t::f", "tpot_p50_s", "pass", outcome="failed"),  # a threshold failed it
+        # a baseline of 1 session: no confirmation can decide it (the sessions missing are the baseline's)
+        record("t::y", "tpot_p50_s", "inconclusive", rule="within-session", n_baseline=1, min_sessions=3),
+        {**record("t::r", "slm_mc.retention", None, outcome="failed"), "gated": False},  # a floor, not gated
     ])  # fmt: skip
     run = load(path, "abc123")
-    assert run.tests == {"t::b", "t::c", "t::d", "t::e", "t::f"} and run.settled == {"t::a"}
+    assert run.tests == {"t::b", "t::c", "t::d", "t::e", "t::f", "t::r"} and run.settled == {"t::a", "t::y"}
     assert run.alpha == pytest.approx(0.05 / 21)
     assert run.earlier("m", "bf16", "k[t::b]::tpot_p50_s", {"num_runs": 6}) == ((0.02,), "")
     assert run.earlier("m", "bf16", "k[t::e]::tpot_p50_s", {"num_runs": 6}) == ((0.03, 0.02), "")  # chained

@@ -149,6 +149,20 @@ class EarlierRun:
         return out or None
 
 
+def _young(row: Mapping[str, Any]) -> bool:
+    """An inconclusive verdict against a baseline with too few sessions: pooling more sessions of this
+    code cannot decide it (the missing sessions are the baseline's), so a confirmation would only
+    measure it again to the same verdict."""
+    n, needed = row.get("n_baseline"), row.get("min_sessions")
+    return (
+        row.get("verdict") == "inconclusive"
+        and row.get("rule") == "within-session"
+        and isinstance(n, int)
+        and isinstance(needed, int)
+        and n < needed
+    )
+
+
 def _changes(digest: str | None) -> str:
     return f"uncommitted changes {digest}" if digest else "no uncommitted changes"
 
@@ -212,7 +226,7 @@ def load(path: Path, git_commit: str | None, git_diff: str | None = None) -> Ear
         row = r.get("baseline") or {}
         if isinstance(row.get("alpha"), (int, float)) and row["alpha"] > 0:
             run.alpha = min(run.alpha or 1.0, float(row["alpha"]))
-        if row.get("verdict") in TO_CONFIRM:
+        if row.get("verdict") in TO_CONFIRM and not _young(row):
             run.tests.add(test)
         if not (r.get("model") and r.get("baseline_key")):
             continue
