@@ -46,12 +46,14 @@ PASS_CONFIDENCE = 0.95
 MIN_SESSIONS = 3
 #: the t reference never has more degrees of freedom than this, however many sessions and pooled
 #: metrics stand behind the spread: session-to-session changes are heavier-tailed than a normal
-#: law (measured on this project's 2-core VM, 188 deviations of median latencies and throughput
-#: in three recorded A/A sets: 6.9 % beyond 3 robust sd where a normal law puts 0.27 %, a t fit
-#: gives 2.3 df). Replayed on those sets (scripts/gate_proof.py), a pooled spread with all its
-#: degrees of freedom raised false alarms to 10-16 % of sessions at K = 9; capped here (and the
-#: prior weighing no more than the metric's own sessions) they stay at or below 4.5 % on those
-#: sets and a fourth recorded after this choice
+#: law (measured on this project's 2-core VM by scripts/tail_check.py, 188 deviations of median
+#: latencies and throughput from their median in the first three recorded A/A sets, in robust sd
+#: of 1.4826 x MAD: 6.9 % beyond 3 where a normal law puts 0.27 % and normal sessions of these
+#: counts, 6 to 11 a figure, 3.3 %, reaching 6.9 % in 3.4 % of simulated sets; a t fit gives
+#: 2.3 df; the fourth set had none beyond 3). Replayed on those sets (scripts/gate_proof.py), a
+#: pooled spread with all its degrees of freedom raised false alarms to 10-16 % of sessions at
+#: K = 9; capped here (and the prior weighing no more than the metric's own sessions) they stay
+#: at or below 4.5 % on those sets and a fourth recorded after this choice
 MAX_DF = 8
 
 
