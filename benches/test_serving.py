@@ -44,7 +44,8 @@ def test_serving(slm_serving, slm_load, slm):
     slm.extend(latency_level_metrics(run, info))
     slm.extend(goodput_metrics(run, slm_serving.slos(), info))
     slm.extend(server_crosscheck_metrics(run))
-    checks, reasons = client_check(run, slm.settings.client_margin_s, slm.settings.max_foreign_load)
+    # the level's validity (these checks' reasons, labelled with the level) applies through slm_serving
+    checks, _ = client_check(run, slm.settings.client_margin_s, slm.settings.max_foreign_load)
     slm.extend(checks)
     if run.failed:
         first = run.failed[0].error
@@ -53,7 +54,6 @@ def test_serving(slm_serving, slm_load, slm):
         slm.record(
             "requests_cut_by_time_budget", run.planned - len(run.requests), unit="request", higher_is_better=False
         )
-    slm.validate(reasons)
 
 
 @pytest.mark.parametrize("kind", ["concurrency", "rate"])
@@ -65,14 +65,10 @@ def test_saturation_point(slm_serving, slm_slo, kind, slm):
         option = "--slm-concurrency" if kind == "concurrency" else "--slm-request-rate"
         pytest.skip(f"no {kind} levels in this sweep ({option})")
     outcome = []
-    reasons = []
-    for load in levels:
+    for load in levels:  # each level's validity, labelled with it, applies through slm_serving
         run = slm_serving.run(load)
         (att,) = attainments(run, [slm_slo])
         outcome.append((load, run, att))
-        reasons += [
-            f"{load.id}: {r}" for r in client_check(run, slm.settings.client_margin_s, slm.settings.max_foreign_load)[1]
-        ]
     point = saturation_point([(load.value, att.met) for load, _, att in outcome])
     reached = any(not att.met for _, _, att in outcome)
     best = next(((load, run, att) for load, run, att in outcome if load.value == point), None)
@@ -106,4 +102,3 @@ def test_saturation_point(slm_serving, slm_slo, kind, slm):
             higher_is_better=True,
             workload=workload,
         )
-    slm.validate(reasons)

@@ -37,7 +37,6 @@ def test_offline_throughput(slm_runs, slm, slm_speed_references):
     run = slm_runs.offline(slm.offline_workload())
     metrics = throughput_metrics(run)
     slm.extend(metrics)
-    slm.validate(run)
     if slm.spec.precision.name == REFERENCE:
         for m in metrics:
             slm_speed_references[(slm.spec.model_name, m.name)] = m.value
@@ -62,7 +61,6 @@ def test_speedup_over_bf16(slm_runs, slm, slm_speed_references):
         tokens_per_s=current.value,
         workload=run.workload.describe(),
     )
-    slm.validate(run)
 
 
 def test_saturation_curve(slm_engine, slm):

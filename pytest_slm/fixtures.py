@@ -19,7 +19,7 @@ import pytest
 
 from pytest_slm import devices, stash
 from pytest_slm.engines.base import Engine, EngineSpec
-from pytest_slm.measure.context import BenchContext, RunCache
+from pytest_slm.measure.context import BenchContext, HandOut, RunCache, Window
 from pytest_slm.settings import Settings, SettingsError
 
 
@@ -199,24 +199,46 @@ def _live_printer(config: pytest.Config) -> Callable[[str], None]:
     return say
 
 
+def _to_running_test(config: pytest.Config) -> HandOut:
+    """What a session-scoped run cache calls with each run it hands out: the running test's ``slm``
+    context (``stash.RUNNING_CONTEXT``) applies the run's validity. The caches need not depend on
+    ``slm``; a run handed out while no test holds ``slm`` (a fixture's setup) applies to no test."""
+
+    def hand_out(window: Window) -> None:
+        ctx = config.stash.get(stash.RUNNING_CONTEXT, None)
+        if ctx is not None:
+            ctx.observe(window)
+
+    return hand_out
+
+
 @pytest.fixture(scope="session")
-def slm_runs(slm_engine: Engine, slm_settings: Settings) -> RunCache:
+def slm_runs(request: pytest.FixtureRequest, slm_engine: Engine, slm_settings: Settings) -> RunCache:
     """Measured workloads on the current engine, memoized: the TTFT, TPOT, ITL and E2E
     tests of one workload share one streaming run. Each run is bracketed by the reference kernel
-    (``--slm-no-machine-check`` turns it off)."""
-    return RunCache(slm_engine, machine_check=not slm_settings.no_machine_check)
+    (``--slm-no-machine-check`` turns it off). A run's validity applies to every test that takes it
+    (``slm.validate(run)`` is implied), so figures derived from it are invalid with it;
+    ``slm_runs.offline(w, inherit_validity=False)`` takes a run without (e.g. only to warm the engine)."""
+    return RunCache(
+        slm_engine, machine_check=not slm_settings.no_machine_check, on_handout=_to_running_test(request.config)
+    )
 
 
 @pytest.fixture(scope="session")
 def slm_serving(request: pytest.FixtureRequest, slm_engine: Engine, slm_settings: Settings) -> Any:
     """Serving load levels on the current engine, memoized (:class:`pytest_slm.serving.session.ServingSession`):
     ``slm_serving.run(load)`` serves one level of ``--slm-concurrency`` / ``--slm-request-rate`` with
-    the ``--slm-prompt-set`` prompts; the level tests and the saturation test share the runs."""
+    the ``--slm-prompt-set`` prompts; the level tests and the saturation test share the runs. A level's
+    validity (the client's own check, foreign load, the reference kernel) applies to every test that
+    takes it, its reasons labelled with the level (``c8: ...``)."""
     from pytest_slm.serving.session import ServingSession
 
     chat = request.config.stash[stash.ENGINE_FACTS].get(slm_engine.spec.id, {}).get("chat_template")
     return ServingSession(
-        slm_engine, slm_settings, chat_tokenizer=getattr(slm_engine, "tokenizer", None) if chat else None
+        slm_engine,
+        slm_settings,
+        chat_tokenizer=getattr(slm_engine, "tokenizer", None) if chat else None,
+        on_handout=_to_running_test(request.config),
     )
 
 
@@ -271,16 +293,15 @@ def slm_accuracy(
     request: pytest.FixtureRequest, slm_engine: Engine, slm_task_manager: Any, slm_settings: Settings
 ) -> Any:
     """Accuracy on the current engine through lm-eval (same engine as the latency tests):
-    ``slm_accuracy.run(task)`` evaluates once per engine and returns metrics with stderr."""
+    ``slm_accuracy.run(task)`` evaluates once per engine and returns metrics with stderr.
+    Prompts follow lm-eval's convention: no chat template unless ``--slm-apply-chat-template``
+    (``--slm-chat-template`` is for the speed workloads only)."""
     from pytest_slm.accuracy.runner import AccuracyRunner
     from pytest_slm.modelconfig import settings_for
 
     references = request.config.stash.setdefault(stash.ACCURACY_REFERENCES, {})
-    facts = request.config.stash[stash.ENGINE_FACTS].get(slm_engine.spec.id, {})
     settings = settings_for(slm_settings, slm_engine.spec.model_config)  # the model's tasks and limits
-    return AccuracyRunner(
-        slm_engine, slm_task_manager, settings, references, chat_template=bool(facts.get("chat_template"))
-    )
+    return AccuracyRunner(slm_engine, slm_task_manager, settings, references)
 
 
 @pytest.fixture(scope="session")
@@ -298,14 +319,16 @@ def slm_engine_facts(request: pytest.FixtureRequest, slm_engine: Engine) -> dict
 
 
 @pytest.fixture
-def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> BenchContext:
+def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterator[BenchContext]:
     """The per-test recorder: ``slm.record(name, value, unit=..., higher_is_better=...)``.
 
     Every recorded metric goes to results.json / results.md with its unit and direction,
     and is checked against ``slm_threshold`` markers and the thresholds file after the test
     body; a breach fails this test only. ``slm.settings`` has this test's run sizes (after
     ``@pytest.mark.slm(...)`` overrides) and ``slm.workload("single" | "batch")`` the
-    request shape built from them.
+    request shape built from them. Every run ``slm_runs`` or ``slm_serving`` hands out during
+    the test makes its figures invalid when the run's window was (validity by default);
+    ``slm.checked_windows`` counts the windows checked, 0 for figures no window backs.
     """
     settings = slm_settings
     marker = request.node.get_closest_marker("slm")
@@ -337,4 +360,9 @@ def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> BenchContext:
         chat_tokenizer=chat_tokenizer,
     )
     request.node.stash[stash.CONTEXT] = ctx
-    return ctx
+    request.config.stash[stash.RUNNING_CONTEXT] = ctx
+    try:
+        yield ctx
+    finally:
+        if request.config.stash.get(stash.RUNNING_CONTEXT, None) is ctx:
+            del request.config.stash[stash.RUNNING_CONTEXT]

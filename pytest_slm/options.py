@@ -133,9 +133,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "max_foreign_load",
         "--slm-max-foreign-load",
-        "CPU cores other processes may keep busy during a measurement before it is invalid (default: 0.3)",
+        "share of this machine's CPU cores other processes (not pytest's process tree, not the server under "
+        "test) may keep busy during a measurement before it is invalid: 0.15 of 2 cores is 0.3 cores "
+        "(default: 0.15)",
         kind="float",
-        metavar="CORES",
+        metavar="SHARE",
     ),
     OptionSpec(
         "no_machine_check",
@@ -213,6 +215,20 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "num_fewshot", "--slm-num-fewshot", "few-shot examples per accuracy item (default: 5)", kind="int", metavar="N"
+    ),
+    OptionSpec(
+        "apply_chat_template",
+        "--slm-apply-chat-template",
+        "lm-eval tasks: format prompts with the tokenizer's chat template, as lm-eval's --apply_chat_template "
+        "(default: off, as in lm-eval; the speed workloads follow --slm-chat-template)",
+        kind="bool",
+    ),
+    OptionSpec(
+        "fewshot_as_multiturn",
+        "--slm-fewshot-as-multiturn",
+        "lm-eval tasks: few-shot examples as separate chat turns, as lm-eval's --fewshot_as_multiturn; needs "
+        "--slm-apply-chat-template, which turns it on unless it is set false (default: off)",
+        kind="bool",
     ),
     OptionSpec(
         "accuracy_limit",

@@ -184,7 +184,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(
             f"slm: {workers} xdist workers: engines that run on the CPU share its cores, so each worker's "
             f"engine is the others' foreign load; overlapping timings are invalid above "
-            f"--slm-max-foreign-load ({s.max_foreign_load:g} cores)"
+            f"--slm-max-foreign-load ({s.max_foreign_load:g} of the machine's cores)"
         )
     return lines
 
@@ -459,6 +459,8 @@ def _attach(
             "workload": identities.get(m.name),
             "workload_id": identity.digest(identities[m.name]) if m.name in identities else None,
             "invalid_reasons": list(ctx.invalid_reasons) or None,
+            # whether a measured window's validity stands behind the figure (a figure with no run is unchecked)
+            "validity": "invalid" if ctx.invalid_reasons else ("checked" if ctx.checked_windows else "unchecked"),
             **({"compared": False} if item.config.stash[stash.SETTINGS].no_compare else {}),
         }
         for m in ctx.metrics
@@ -514,6 +516,8 @@ class ReportHooks:
                 unmeasured=self.collector.unmeasured,
                 shards=plan.count if plan is not None else 1,
             )
+            if self.saved is not None:
+                self.gate_lines += [f"baseline kept aside: {line}" for line in self.saved.set_aside]
             self.collector.publish_step_summary(self.gate_lines)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:

@@ -80,7 +80,7 @@ class Settings:
     gpu_index: int = 0
     prefix_caching: bool = False
     chat_template: str = "auto"
-    max_foreign_load: float = 0.3
+    max_foreign_load: float = 0.15  # a share of the machine's cores (pytest_slm.measure.validity)
     #: time the reference kernel around measured windows (pytest_slm.measure.machine)
     no_machine_check: bool = False
     engine: str = "vllm"
@@ -94,6 +94,9 @@ class Settings:
     quantize_python: str | None = None  # None: this interpreter
     accuracy_tasks: tuple[str, ...] = ("mmlu", "gsm8k", "hellaswag")
     num_fewshot: int = 5
+    #: lm-eval's --apply_chat_template / --fewshot_as_multiturn, for accuracy only (off, as in lm-eval)
+    apply_chat_template: bool = False
+    fewshot_as_multiturn: bool = False
     accuracy_limit: int | float | None = None
     accuracy_batch_size: int = 64
     task_path: Path | None = None
@@ -351,6 +354,15 @@ def resolve(lookup: Lookup) -> Settings:
         raise SettingsError(
             f"{sources['confirm']} with {sources['save_baseline']}: a confirmation measures only the tests "
             "whose figures did not pass, a biased sample; save a baseline from a full session instead"
+        )
+    if values.get("apply_chat_template") and "fewshot_as_multiturn" not in values:
+        # lm-eval's own rule: the chat template brings multi-turn few-shot unless that is set false
+        values["fewshot_as_multiturn"] = True
+        sources["fewshot_as_multiturn"] = sources["apply_chat_template"]
+    elif values.get("fewshot_as_multiturn") and not values.get("apply_chat_template"):
+        raise SettingsError(
+            f"{sources['fewshot_as_multiturn']}: few-shot turns need the chat template (--slm-apply-chat-template), "
+            "as in lm-eval"
         )
     profile = values.get("profile", "quick")
     for knob, default in PROFILES[profile].items():

@@ -18,6 +18,9 @@ SETTINGS = pytest.StashKey[Settings]()
 THRESHOLDS = pytest.StashKey[ThresholdTable]()
 #: per test: the bench context the ``slm`` fixture handed out
 CONTEXT = pytest.StashKey[BenchContext]()
+#: per process: the context of the test running now (set by ``slm`` for the test's duration), which
+#: the session-scoped run caches tell about every run they hand out (validity by default)
+RUNNING_CONTEXT = pytest.StashKey[BenchContext]()
 #: engine id -> facts (load time, describe()) for engines loaded in this process
 ENGINE_FACTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 #: (model, task) -> the bf16 accuracy result, for retention of quantized precisions

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -248,3 +249,168 @@ def test_retention_alone_evaluates_its_reference_while_that_engine_is_loaded(
     recs = [r for r in slm_pytester.results()["records"] if r["metric"] == "slm_mc.acc.retention"]
     assert [r["engine_id"] for r in recs] == [compared]
     assert recs[0]["info"]["reference_precision"] == ("bf16" if "int4" in compared else "bf16 (kv auto)")
+
+
+# -- the chat template: lm-eval's convention (off unless asked), whatever the speed workloads do ----------
+
+#: a fake whose tokenizer has a chat template, as an instruct model's has (so ``--slm-chat-template auto``
+#: templates the speed workloads), and that answers like an instruct model: right only when asked
+#: through the template; written into the inner session's folder
+CHAT_FAKE = """
+from tests.fake_engine import CharTokenizer, FakeEngine
+
+
+class ChatTokenizer(CharTokenizer):
+    chat_template = "<role>content</role>"  # its presence is what counts; apply_chat_template renders
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True, continue_final_message=False):
+        text = "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in messages)
+        return text + ("<assistant>" if add_generation_prompt else "")
+
+
+class ChatFakeEngine(FakeEngine):
+    tokenizer = ChatTokenizer()
+
+    def complete(self, token_prompts, *, max_tokens, stop, temperature=0.0):
+        asked = [self.tokenizer.decode(list(p)) for p in token_prompts]
+        return [" #### 4" if text.startswith("<user>") else " #### 0" for text in asked]
+"""
+
+#: an inner conftest that notes what each ``lm_eval.simple_evaluate`` call was asked for
+RECORD_CALLS = """
+import json
+
+import lm_eval
+
+_simple_evaluate = lm_eval.simple_evaluate
+
+
+def recording(*args, **kwargs):
+    with open("simple_evaluate_calls.jsonl", "a", encoding="utf-8") as f:
+        keys = ("tasks", "apply_chat_template", "fewshot_as_multiturn")
+        f.write(json.dumps({k: kwargs.get(k) for k in keys}) + "\\n")
+    return _simple_evaluate(*args, **kwargs)
+
+
+lm_eval.simple_evaluate = recording
+"""
+
+
+def test_chat_template_settings_follow_lm_eval() -> None:
+    """Off by default; the template brings multi-turn few-shot unless that is set false (lm-eval's
+    CLI rule); multi-turn without the template is refused, as lm-eval refuses it."""
+    from pytest_slm.settings import SettingsError, resolve
+
+    def given(**raw: tuple[object, str]) -> Any:
+        return resolve(lambda spec: raw.get(spec.field))
+
+    default = given()
+    assert (default.apply_chat_template, default.fewshot_as_multiturn) == (False, False)
+    on = given(apply_chat_template=(True, "--slm-apply-chat-template"))
+    assert (on.apply_chat_template, on.fewshot_as_multiturn) == (True, True)
+    assert on.sources["fewshot_as_multiturn"] == "--slm-apply-chat-template"
+    single = given(
+        apply_chat_template=(True, "--slm-apply-chat-template"),
+        fewshot_as_multiturn=("false", "environment variable SLM_FEWSHOT_AS_MULTITURN"),
+    )
+    assert (single.apply_chat_template, single.fewshot_as_multiturn) == (True, False)
+    with pytest.raises(SettingsError, match="SLM_FEWSHOT_AS_MULTITURN: few-shot turns need the chat template"):
+        given(fewshot_as_multiturn=("1", "environment variable SLM_FEWSHOT_AS_MULTITURN"))
+
+
+@pytest.mark.parametrize(
+    ("args", "template", "multiturn"),
+    [
+        ((), False, False),
+        (("--slm-apply-chat-template",), True, True),
+        (("--slm-apply-chat-template", "-o", "slm_fewshot_as_multiturn=false"), True, False),
+    ],
+    ids=["default", "template", "template-single-turn"],
+)
+def test_chat_template_reaches_lm_eval_and_the_workload(
+    slm_pytester, arith_task: Path, args: tuple[str, ...], template: bool, multiturn: bool
+) -> None:
+    """lm-eval gets ``apply_chat_template=False`` by default even where the tokenizer has a template and
+    ``--slm-chat-template auto`` uses it for the speed workloads; the options turn it on, the engine is
+    asked through the template, and both switches are in every accuracy figure's workload."""
+    p = slm_pytester.pytester
+    p.makepyfile(BENCH, chat_fake=CHAT_FAKE, conftest=RECORD_CALLS)
+    result = slm_pytester.run(
+        "--slm-engine",
+        "chat_fake:ChatFakeEngine",
+        "--slm-accuracy-tasks",
+        "arith",
+        "--slm-task-path",
+        str(arith_task),
+        "--slm-num-fewshot",
+        "1",
+        "--slm-accuracy-limit",
+        "5",
+        "--slm-log-samples",
+        "-k",
+        "test_accuracy",
+        *args,
+        subprocess=True,
+    )
+    result.assert_outcomes(passed=1)
+    calls = [json.loads(line) for line in (p.path / "simple_evaluate_calls.jsonl").read_text().splitlines()]
+    assert calls == [{"tasks": ["arith"], "apply_chat_template": template, "fewshot_as_multiturn": multiturn}]
+    em = next(r for r in slm_pytester.results()["records"] if r["metric"] == "arith.exact_match.strict_match")
+    assert em["info"]["workload"]["apply_chat_template"] is template
+    assert em["info"]["workload"]["fewshot_as_multiturn"] is multiturn
+    # the fake answers "#### 4" (right for 3 of 5) only when asked through the template
+    assert em["value"] == pytest.approx(3 / 5 if template else 0.0)
+    samples = slm_pytester.output / "samples" / "tiny-model-bf16" / "arith.jsonl"
+    prompt = json.loads(samples.read_text().splitlines()[0])["arguments"][0][0]
+    if not template:
+        assert prompt.startswith("Question: ") and "<user>" not in prompt
+    else:  # one shot: its question and answer as turns of their own, or all in one user message
+        assert prompt.startswith("<user>Question: ") and prompt.endswith("<assistant>")
+        assert prompt.count("<user>") == (2 if multiturn else 1)
+
+
+def test_baseline_made_with_the_chat_template_is_incomparable(slm_pytester, arith_task: Path) -> None:
+    """A figure stored with the template (the default before lm-eval's convention was followed) is
+    never compared with one measured without it."""
+    p = slm_pytester.pytester
+    p.makepyfile(
+        chat_fake=CHAT_FAKE,
+        test_acc="def test_acc(slm_accuracy, slm):\n    slm.extend(slm_accuracy.run('arith').metrics)\n",
+    )
+    common = (
+        "--slm-engine",
+        "chat_fake:ChatFakeEngine",
+        "--slm-baseline-dir",
+        str(p.path / "baselines"),
+        "--slm-task-path",
+        str(arith_task),
+        "--slm-accuracy-tasks",
+        "arith",
+        "--slm-num-fewshot",
+        "0",
+    )
+    slm_pytester.run(*common, "--slm-apply-chat-template", "--slm-save-baseline", subprocess=True).assert_outcomes(
+        passed=1
+    )
+    slm_pytester.run(*common, subprocess=True).assert_outcomes(passed=1)
+    em = next(r for r in slm_pytester.results()["records"] if r["metric"] == "arith.exact_match.strict_match")
+    assert em["baseline"]["verdict"] == "incomparable"
+    assert "apply_chat_template was True, is False" in em["baseline"]["note"]
+
+
+def test_chat_template_asked_of_a_tokenizer_without_one_fails_naming_the_option() -> None:
+    import dataclasses
+    from types import SimpleNamespace
+
+    from pytest_slm.accuracy.runner import AccuracyRunner
+    from pytest_slm.measure.chat import ChatTemplateError
+    from pytest_slm.settings import Settings
+    from tests.fake_engine import CharTokenizer
+
+    settings = dataclasses.replace(
+        Settings(), apply_chat_template=True, sources={"apply_chat_template": "ini option slm_apply_chat_template"}
+    )
+    engine = SimpleNamespace(tokenizer=CharTokenizer(), max_model_len=4096, spec=SimpleNamespace(model_name="tiny"))
+    runner = AccuracyRunner(engine, None, settings, {})  # type: ignore[arg-type]
+    with pytest.raises(ChatTemplateError, match=r"^ini option slm_apply_chat_template: the tokenizer of tiny has no"):
+        runner.run("slm_mc")

@@ -4,11 +4,14 @@ concurrent saves, the save rule, invalid measurements, other fingerprints, corru
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from pytest_slm.compare.baseline import BaselineError, BaselineStore
 
 LATENCY = (Path(__file__).resolve().parents[1] / "benches" / "test_latency.py").read_text()
 ARGS = ("-k", "test_tpot or test_ttft", "--slm-num-runs", "6")
@@ -200,6 +203,60 @@ def test_corrupt_baseline_names_the_file_and_keeps_the_measurement(slm_pytester,
     result.stdout.fnmatch_lines([f"*baseline file {path} has schema 'something-else/9'*"])
     recs = slm_pytester.results()["records"]
     assert len(recs) == 16 and all(r["value"] > 0 for r in recs)
+
+
+def test_a_corrupt_baseline_is_kept_aside_by_an_accepted_save(slm_pytester, saved: Path) -> None:
+    (path,) = baseline_files(saved)
+    path.write_text("{not json")
+    args = ("--slm-save-baseline", "--slm-baseline-accept")
+    run(slm_pytester, saved, *args).assert_outcomes(failed=4)  # compared against it: each test names it
+    aside = path.with_name("bf16.json.corrupt")
+    assert aside.read_text() == "{not json"  # kept, byte for byte, never merged into nor written over
+    assert json.loads(path.read_text())["schema"] == "pytest-slm-baseline/2"  # a new history starts
+    path.write_text("[]")
+    run(slm_pytester, saved, *args).assert_outcomes(failed=4)
+    assert aside.read_text() == "{not json" and path.with_name("bf16.json.corrupt.1").read_text() == "[]"
+
+
+def test_store_moves_an_unreadable_file_aside_and_says_so(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path)
+    path = store.path("fp", "m", "bf16")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"schema": "something-else/9"}')
+    with pytest.raises(BaselineError, match=r"baseline file .*bf16\.json has schema 'something-else/9'.*corrupt"):
+        store.load("fp", "m", "bf16")
+    assert path.read_text() == '{"schema": "something-else/9"}'  # loading never moves it
+    assert store.update("fp", "m", "bf16", {}, {"t::x_s": {"value": 1.0, "unit": "s"}}) == path
+    (aside,) = store.set_aside
+    assert aside.path == path and aside.aside == path.with_name("bf16.json.corrupt")
+    assert aside.aside.read_text() == '{"schema": "something-else/9"}'
+    message = aside.message()
+    assert str(path) in message and str(aside.aside) in message and "something-else/9" in message
+    loaded = store.load("fp", "m", "bf16")
+    assert loaded is not None and list(loaded.entries) == ["t::x_s"]
+    store.update("fp", "m", "bf16", {}, {"t::y_s": {"value": 2.0, "unit": "s"}})  # a readable file: merged
+    assert len(store.set_aside) == 1 and sorted(store.load("fp", "m", "bf16").entries) == ["t::x_s", "t::y_s"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("model", ["..", ".", "", "/", "../x", "../../etc/passwd", "/abs/path", "a/../../b", "..\\x"])
+def test_no_model_name_leaves_the_baselines_folder(tmp_path: Path, model: str) -> None:
+    root = tmp_path / "baselines"
+    store = BaselineStore(root)
+    try:
+        path = store.path("fp", model, "bf16")
+    except BaselineError as exc:  # nothing left of the name to make a folder of: refused, naming it
+        assert repr(model) in str(exc)
+        return
+    assert path.resolve().is_relative_to((root / "fp").resolve()) and path.parent.parent == root / "fp"
+    store.update("fp", model, "bf16", {}, {"t::x_s": {"value": 1.0, "unit": "s"}})
+    assert [p.relative_to(root) for p in baseline_files(tmp_path)] == [path.relative_to(root)]
+
+
+@pytest.mark.parametrize(("fp", "precision"), [("..", "bf16"), ("fp", ".."), ("", "bf16"), ("fp", "")])
+def test_fingerprint_and_precision_cannot_leave_it_either(tmp_path: Path, fp: str, precision: str) -> None:
+    bad = fp if fp in ("..", "") else precision
+    with pytest.raises(BaselineError, match=re.escape(repr(bad))):
+        BaselineStore(tmp_path).path(fp, "m", precision)
 
 
 def test_reports_comparison_table_and_dashboard_exports(

@@ -259,12 +259,13 @@ def test_diff_sessions_reproduce_a_real_confirmation_chain(tmp_path: Path, capsy
     for path in sessions:
         for r in json.loads(path.read_text())["records"]:
             row = r.get("baseline") or {}
-            if r.get("gated", True) and r.get("outcome") != "invalid" and row.get("verdict"):
+            # gated by today's policy (the chain was recorded when kv_cache_max_concurrency was gated too)
+            if policy.is_gated(r["metric"]) and r.get("outcome") != "invalid" and row.get("verdict"):
                 plugin[(r["baseline_key"].rpartition("::")[0], r["metric"])] = (row["verdict"], row["n_current"])
     csv_path = tmp_path / "d.csv"
     assert main(["diff", str(tmp_path / "base"), "--vs", *map(str, sessions), "--csv", str(csv_path)]) == 0
     rows = [r for r in read_csv(csv_path) if r["verdict"] not in ("not gated", "only in A", "only in B")]
     got = {(r["test"], r["metric"]): (r["verdict"], int(r["sessions_b"])) for r in rows}
-    assert len(got) == 21 and got == plugin
+    assert len(got) == 20 and got == plugin
     assert {v for v, _ in got.values()} == {"pass", "inconclusive"}  # A/A: nothing regressed or improved
     assert {n for _, n in got.values()} == {1, 2, 3}

@@ -386,10 +386,10 @@ def test_resolver_gets_revision_and_token(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 ENGINE_TESTS = """
 def test_a(slm_engine, slm):
-    slm.record("x_s", 1.0, unit="s", higher_is_better=False)
+    slm.record("mine.x_s", 1.0, unit="s", higher_is_better=False)
 
 def test_b(slm_engine, slm_engine_facts, slm):
-    slm.record("y_s", 2.0, unit="s", higher_is_better=False)
+    slm.record("mine.y_s", 2.0, unit="s", higher_is_better=False)
 """
 
 

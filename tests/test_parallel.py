@@ -112,7 +112,7 @@ def test_without_a_config_the_kwargs_are_what_they_always_were(tmp_path: Path) -
 
 TESTS = """
 def test_a(slm_engine, slm):
-    slm.record("x_s", 1.0, unit="s", higher_is_better=False, samples=[1.0] * 6)
+    slm.record("mine.x_s", 1.0, unit="s", higher_is_better=False, samples=[1.0] * 6)
 """
 
 
@@ -138,7 +138,8 @@ def test_multi_device_baselines_live_under_their_own_fingerprint(slm_pytester, t
     rows = {r["model"]: r["baseline"] for r in slm_pytester.results()["records"]}
     assert rows["duo"]["file"] == str(baselines / (single + "__tp2-pp1") / "duo" / "bf16.json")
     assert rows["solo"]["file"] == str(baselines / single / "solo" / "bf16.json")
-    assert rows["duo"]["verdict"] == rows["solo"]["verdict"] == "pass"
+    # compared (one saved session: a young baseline, so the timing reads inconclusive, never pass)
+    assert rows["duo"]["verdict"] == rows["solo"]["verdict"] == "inconclusive"
 
 
 # -- several GPUs per process --------------------------------------------------------------------

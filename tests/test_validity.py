@@ -38,7 +38,7 @@ def test_busy_machine_and_steal() -> None:
     assert quiet.foreign_cores == pytest.approx(0.1) and quiet.problem() is None
     busy = CpuUsage(wall_s=5.0, cores=2, own_cores=1.0, busy_cores=1.8, steal_fraction=0.0)
     assert "other processes used 0.80 of 2 cores" in (busy.problem() or "")
-    assert busy.problem(max_foreign=1.0) is None
+    assert busy.problem(max_foreign_load=0.5) is None  # 0.8 of 2 cores: 40 % of the machine
     stolen = CpuUsage(wall_s=5.0, cores=2, own_cores=1.0, busy_cores=1.0, steal_fraction=0.2)
     assert "hypervisor took 20 %" in (stolen.problem() or "")
     short = CpuUsage(wall_s=0.2, cores=2, own_cores=0.0, busy_cores=2.0, steal_fraction=0.5)
@@ -46,24 +46,21 @@ def test_busy_machine_and_steal() -> None:
 
 
 def test_cpu_window_reads_proc_stat_and_the_process_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    stats = iter(["cpu  100 0 100 800 0 0 0 0 0 0\n", "cpu  300 0 200 1000 0 0 0 10 0 0\n"])
-    own = iter([10.0, 10.5])
-
-    def fake_read(self: Path, *args: object, **kwargs: object) -> str:
-        return next(stats)
-
-    monkeypatch.setattr(Path, "read_text", fake_read)
-    monkeypatch.setattr(validity, "_own_cpu_s", lambda: next(own))
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\n")
+    own = iter([(10.0, frozenset({1})), (10.5, frozenset({1}))])
+    monkeypatch.setattr(validity, "_own_cpu_s", lambda roots=(): next(own))
     times = iter([0.0, 1.0])
     monkeypatch.setattr(validity.time, "perf_counter", lambda: next(times))
-    with CpuWindow(tmp_path) as window:
-        pass
+    with CpuWindow(tmp_path, cgroup_root=tmp_path / "cgroup") as window:  # no PSI files: /proc/stat alone
+        stat.write_text("cpu  300 0 200 1000 0 0 0 10 0 0\n")
     usage = window.usage
     assert usage is not None and usage.wall_s == 1.0
     ticks = validity.os.sysconf("SC_CLK_TCK")
     assert usage.busy_cores == pytest.approx(300 / ticks)  # 200 user + 100 system jiffies
     assert usage.own_cores == pytest.approx(0.5)
     assert usage.steal_fraction == pytest.approx(10 / 510)
+    assert usage.pressure_source == "/proc/stat" and usage.stall_share is None
 
 
 def test_machine_made_names_the_machine_reasons_only() -> None:

@@ -58,12 +58,17 @@ def evaluate(
     limit: int | float | None,
     bootstrap_iters: int = 1000,
     workload: dict[str, Any] | None = None,
-    chat_template: bool = False,
+    apply_chat_template: bool = False,
+    fewshot_as_multiturn: bool = False,
 ) -> TaskResult:
     """Run ``task`` through ``lm_eval.simple_evaluate`` on ``lm`` and collect its metrics.
 
     Every metric carries lm-eval's stderr and ``higher_is_better``; ``samples`` hold the
     per-item scores in doc order (the paired test of the regression gate needs them).
+    ``apply_chat_template`` and ``fewshot_as_multiturn`` are lm-eval's own switches, passed as
+    given (``simple_evaluate``'s default for ``fewshot_as_multiturn`` is True, its CLI's is False
+    without the chat template: always passing it keeps this the CLI's figure) and recorded in
+    every metric's workload.
     """
     from lm_eval import simple_evaluate
 
@@ -79,8 +84,8 @@ def evaluate(
             task_manager=manager,
             log_samples=True,
             bootstrap_iters=bootstrap_iters,
-            apply_chat_template=chat_template,
-            fewshot_as_multiturn=chat_template,
+            apply_chat_template=apply_chat_template,
+            fewshot_as_multiturn=fewshot_as_multiturn,
         )
     except Exception as exc:  # lm-eval surfaces dataset loading problems from `datasets`/hub clients
         if _is_data_unavailable(exc):
@@ -139,6 +144,8 @@ def evaluate(
                             "num_fewshot": fewshot,
                             "limit": limit,
                             **data_ids,
+                            "apply_chat_template": apply_chat_template,
+                            "fewshot_as_multiturn": fewshot_as_multiturn,
                             **dict(workload or {}),
                         },
                     },

@@ -49,12 +49,25 @@ class EngineLM(TemplateLM):  # type: ignore[misc]
         return str(getattr(self.tokenizer, "chat_template", "") or "") if chat_template else None
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        """lm-eval's few-shot turns through the model's own chat template."""
-        return str(
-            self.tokenizer.apply_chat_template(
-                chat_history, tokenize=False, add_generation_prompt=add_generation_prompt
+        """lm-eval's turns through the model's own chat template, exactly as lm-eval's ``hf`` backend
+        renders them (``HFLM.apply_chat_template``): a task's ``gen_prefix`` continues the final
+        assistant message, and a template that refuses a system role gets the history without it."""
+        import jinja2
+
+        def render(history: list[dict[str, str]]) -> str:
+            return str(
+                self.tokenizer.apply_chat_template(
+                    history,
+                    tokenize=False,
+                    add_generation_prompt=add_generation_prompt,
+                    continue_final_message=not add_generation_prompt,
+                )
             )
-        )
+
+        try:
+            return render(chat_history)
+        except jinja2.exceptions.TemplateError:
+            return render([m for m in chat_history if m["role"] != "system"])
 
     def tok_decode(self, tokens: Sequence[int]) -> str:
         return str(self.tokenizer.decode(list(tokens)))

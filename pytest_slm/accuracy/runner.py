@@ -8,6 +8,7 @@ from typing import Any
 
 from pytest_slm.accuracy.evaluate import TaskResult, evaluate
 from pytest_slm.engines.base import Engine
+from pytest_slm.measure.chat import ChatTemplateError, has_template
 from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
 
@@ -21,6 +22,10 @@ class AccuracyRunner:
     Results of the ``bf16`` cell are kept in ``references`` (shared by the session) so a
     quantized cell of the same model can compute its retention; results at KV-cache dtype
     ``auto`` are the references of the same precision at another KV-cache dtype.
+
+    Prompts are lm-eval's own: without the chat template unless ``--slm-apply-chat-template``
+    (lm-eval's default), whatever ``--slm-chat-template`` does for the speed workloads, so a
+    figure reads like lm-eval's CLI figure for the same task and settings.
     """
 
     def __init__(
@@ -29,11 +34,9 @@ class AccuracyRunner:
         manager: Any,
         settings: Settings,
         references: MutableMapping[tuple[str, str], TaskResult],
-        chat_template: bool = False,
     ) -> None:
         from pytest_slm.accuracy.lm import EngineLM
 
-        self.chat_template = chat_template
         self.engine = engine
         self.manager = manager
         self.settings = settings
@@ -70,17 +73,22 @@ class AccuracyRunner:
         rolling = task == PERPLEXITY_TASK
         if rolling:
             self.lm.rolling_tokens, self.lm.rolling_logprob = 0, 0.0
+        # perplexity scores raw text (lm-eval builds no context for rolling log-likelihood): no template
+        chat = self.settings.apply_chat_template and not rolling
+        if chat and not has_template(self.lm.tokenizer):
+            raise ChatTemplateError(
+                f"{self.settings.sources.get('apply_chat_template', '--slm-apply-chat-template')}: the tokenizer "
+                f"of {self.model} has no chat template"
+            )
         t0 = time.perf_counter()
-        # perplexity scores raw text: a chat template would score the template, not the corpus
-        chat = self.chat_template and not rolling
         result = evaluate(
             self.lm,
             task,
             manager=self.manager,
             num_fewshot=0 if rolling else self.settings.num_fewshot,
             limit=self.settings.accuracy_task_limits.get(task, self.settings.accuracy_limit),
-            chat_template=chat,
-            workload={"chat_template": chat},
+            apply_chat_template=chat,
+            fewshot_as_multiturn=chat and self.settings.fewshot_as_multiturn,
         )
         wall_s = time.perf_counter() - t0
         result.metrics.append(

@@ -39,6 +39,8 @@ class SaveReport:
 
     written: dict[Path, int] = field(default_factory=dict)
     not_written: list[tuple[str, str]] = field(default_factory=list)
+    #: unreadable baseline files a save moved aside (``*.corrupt``) instead of writing over them
+    set_aside: list[str] = field(default_factory=list)
 
 
 class Gate:
@@ -322,10 +324,15 @@ class Gate:
             if reset:
                 resets.setdefault(cell, set()).add(key)
         for (fp, model, precision), entries in sorted(groups.items()):
-            path = self.store.update(
-                fp, model, precision, self.environment, entries, frozenset(resets.get((fp, model, precision), ()))
-            )
+            try:
+                path = self.store.update(
+                    fp, model, precision, self.environment, entries, frozenset(resets.get((fp, model, precision), ()))
+                )
+            except BaselineError as exc:  # e.g. a model name that would leave the folder: the others still save
+                report.not_written += [(key, str(exc)) for key in entries]
+                continue
             report.written[path] = len(entries)
+        report.set_aside = [s.message() for s in self.store.set_aside]
         return report
 
 

@@ -29,6 +29,7 @@ from pytest_slm.devices import DeviceChoice
 from pytest_slm.engines import openai_client as oc
 from pytest_slm.engines.base import BatchOutput, EngineSpec, Samplings, SamplingSpec, StreamTrace, per_prompt
 from pytest_slm.measure.machine import Probe
+from pytest_slm.measure.validity import ServerProcesses, listening_server
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
@@ -455,6 +456,17 @@ class OpenAIEngine:
         from pytest_slm.measure.machine import probe
 
         return probe("cuda" if self.device.on_cuda else "cpu")
+
+    def server_processes(self) -> ServerProcesses:
+        """The server's processes, whose CPU time a measurement window counts as its own
+        (:class:`pytest_slm.measure.validity.ServedLocally`): the managed server's pid (a child of
+        this process, counted with its tree anyway), else whatever listens on the endpoint's port
+        when the endpoint is on this machine. Looked up again for each window: a server restarted
+        by hand between windows is found."""
+        proc = self.server.proc if self.server is not None else None
+        if proc is not None:
+            return ServerProcesses((proc.pid,), f"managed server pid {proc.pid} (port {self.server.port})")
+        return listening_server(self.base_url)
 
     def memory_metrics(self) -> list[Metric]:
         """Peak resident memory of the managed server's process tree; nothing for an external server

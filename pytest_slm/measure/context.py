@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pytest_slm.engines.base import Engine, EngineSpec
 from pytest_slm.measure import machine
@@ -13,15 +13,30 @@ from pytest_slm.record import Metric, Recorder
 from pytest_slm.settings import Settings
 
 
+@runtime_checkable
+class Window(Protocol):
+    """A measured window (a streaming, offline or serving run): why its figures cannot be trusted."""
+
+    def problems(self, max_foreign_cores: float = ...) -> list[str]: ...
+
+
 @dataclass
 class BenchContext(Recorder):
-    """The per-test handle: ``slm.record(...)``, ``slm.settings``, ``slm.workload("batch")``."""
+    """The per-test handle: ``slm.record(...)``, ``slm.settings``, ``slm.workload("batch")``.
+
+    Validity by default: the session's caches (``slm_runs``, ``slm_serving``) pass every run they
+    hand out while this test runs to :meth:`observe`, so each figure the test records, derived ones
+    included, is invalid when a window it took is."""
 
     settings: Settings = field(default_factory=Settings)
     spec: EngineSpec | None = None
     attachments: dict[str, list[Any]] = field(default_factory=dict)
     #: the engine's tokenizer when prompts get its chat template (None: raw prompts)
     chat_tokenizer: Any = None
+    #: windows whose validity was applied to this test (runs observed, once each, and each
+    #: :meth:`validate` of the test's own reasons); 0: its figures rest on no checked window
+    checked_windows: int = 0
+    _observed: list[Window] = field(default_factory=list, init=False, repr=False)
 
     def record(self, name: str, value: float, **kwargs: Any) -> Metric:
         """Record one figure (see :meth:`Recorder.record`); a non-default KV-cache dtype joins its workload."""
@@ -47,11 +62,25 @@ class BenchContext(Recorder):
             raise ValueError(f"attachment path {relpath!r} must stay inside the output directory")
         self.attachments[relpath] = rows
 
-    def validate(self, problems: Any) -> None:
-        """Mark this test's measurement invalid for each problem: a list of reasons, or a run object
-        (its ``problems()`` are asked with this session's limits, e.g. ``--slm-max-foreign-load``)."""
-        if hasattr(problems, "problems"):
-            problems = problems.problems(max_foreign_cores=self.settings.max_foreign_load)
+    def observe(self, window: Window) -> None:
+        """Apply a measured window's validity to this test: its ``problems()``, asked with this
+        session's limits (e.g. ``--slm-max-foreign-load``), make every figure of the test invalid.
+        The run caches call this for each run they hand out during the test; a window observed
+        again (a memoized run taken twice, or also passed to :meth:`validate`) counts once."""
+        if any(seen is window for seen in self._observed):
+            return
+        self._observed.append(window)
+        self.checked_windows += 1
+        super().validate(window.problems(max_foreign_cores=self.settings.max_foreign_load))
+
+    def validate(self, problems: Window | Iterable[str]) -> None:
+        """Mark this test's measurement invalid for each problem: a run object (:meth:`observe`; a run
+        from ``slm_runs`` or ``slm_serving`` is observed already), or the reasons of a window the test
+        measured itself (an energy window, a ``CpuWindow``), which count as one checked window."""
+        if isinstance(problems, Window):
+            self.observe(problems)
+            return
+        self.checked_windows += 1
         super().validate(problems)
 
     def workload(self, streams: str | int) -> Workload:
@@ -89,23 +118,41 @@ class BenchContext(Recorder):
         )  # fmt: skip
 
 
+_Run = TypeVar("_Run", StreamingRun, OfflineRun)
+#: what a session's run cache calls with every run it hands out (the current test's :meth:`BenchContext.observe`)
+HandOut = Callable[[Window], None]
+
+
 class RunCache:
     """Measured runs of one engine, memoized by workload: the TTFT, TPOT, ITL and E2E
-    tests of one workload share a single streaming run instead of repeating it."""
+    tests of one workload share a single streaming run instead of repeating it.
 
-    def __init__(self, engine: Engine, *, machine_check: bool = True) -> None:
+    Every run handed out goes to ``on_handout`` (the ``slm_runs`` fixture passes one that finds the
+    running test's :class:`BenchContext`), each time it is handed out: a memoized run's validity
+    applies to every test that takes it."""
+
+    def __init__(self, engine: Engine, *, machine_check: bool = True, on_handout: HandOut | None = None) -> None:
         self.engine = engine
         #: the engine's reference-kernel timer (``machine_probe``), where it has one and it is wanted
         self.prober = machine.session_prober(engine, machine_check)
+        self.on_handout = on_handout
         self._streaming: dict[Workload, StreamingRun] = {}
         self._offline: dict[Workload, OfflineRun] = {}
 
-    def streaming(self, workload: Workload) -> StreamingRun:
+    def streaming(self, workload: Workload, *, inherit_validity: bool = True) -> StreamingRun:
+        """The workload's streaming run (measured on first use). ``inherit_validity=False``: the
+        caller does not record figures from the run (it only needs the engine to have worked)."""
         if workload not in self._streaming:
             self._streaming[workload] = run_streaming(self.engine, workload, self.prober)
-        return self._streaming[workload]
+        return self._hand_out(self._streaming[workload], inherit_validity)
 
-    def offline(self, workload: Workload) -> OfflineRun:
+    def offline(self, workload: Workload, *, inherit_validity: bool = True) -> OfflineRun:
+        """The workload's offline run (measured on first use); ``inherit_validity`` as for :meth:`streaming`."""
         if workload not in self._offline:
             self._offline[workload] = run_offline(self.engine, workload, prober=self.prober)
-        return self._offline[workload]
+        return self._hand_out(self._offline[workload], inherit_validity)
+
+    def _hand_out(self, run: _Run, inherit_validity: bool) -> _Run:
+        if inherit_validity and self.on_handout is not None:
+            self.on_handout(run)
+        return run

@@ -91,13 +91,8 @@ def run_info(run: StreamingRun) -> dict[str, object]:
         "repetitions": len(run.repetitions),
         "achieved_rel_ci": {k: _finite_or_none(v) for k, v in run.achieved_rel_ci.items()},
         "machine": machine.describe(*run.machine),
-        "cpu": None
-        if cpu is None
-        else {
-            "foreign_cores": round(cpu.foreign_cores, 3),
-            "own_cores": round(cpu.own_cores, 3),
-            "steal_fraction": round(cpu.steal_fraction, 4),
-        },
+        # foreign load, which processes counted as ours, and where CPU contention was read
+        "cpu": None if cpu is None else cpu.describe(),
     }
 
 

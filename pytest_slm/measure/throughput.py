@@ -22,9 +22,8 @@ def throughput_metrics(run: OfflineRun) -> list[Metric]:
         "batches": len(run.batches),
         "achieved_rel_ci": {k: (v if math.isfinite(v) else None) for k, v in run.achieved_rel_ci.items()},
         "machine": machine.describe(*run.machine),
-        "cpu": None
-        if cpu is None
-        else {"foreign_cores": round(cpu.foreign_cores, 3), "steal_fraction": round(cpu.steal_fraction, 4)},
+        # foreign load, which processes counted as ours, and where CPU contention was read
+        "cpu": None if cpu is None else cpu.describe(),
     }
 
     def metric(name: str, unit: str, attr: str) -> Metric:

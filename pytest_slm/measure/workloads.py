@@ -6,8 +6,9 @@ discarded. Prompts come from a pool: every repetition sends the first ``concurre
 the pool (distinct while the pool lasts), so repetitions differ only by noise and two sessions
 send the same requests.
 
-Each measured run also records what the machine did meanwhile (:class:`CpuWindow`) and knows
-what makes it untrustworthy (:meth:`StreamingRun.problems`, :meth:`OfflineRun.problems`).
+Each measured run also records what the machine did meanwhile (:class:`CpuWindow`, counting a
+server the engine runs on this machine as ours) and knows what makes it untrustworthy
+(:meth:`StreamingRun.problems`, :meth:`OfflineRun.problems`).
 """
 
 from __future__ import annotations
@@ -94,8 +95,10 @@ class StreamingRun:
     #: the reference kernel timed right before and right after the measured window
     machine: tuple[Probe | None, Probe | None] = (None, None)
 
-    def problems(self, max_foreign_cores: float = validity.MAX_FOREIGN_CORES) -> list[str]:
-        """Why these figures cannot be trusted (empty when they can)."""
+    def problems(self, max_foreign_cores: float = validity.MAX_FOREIGN_LOAD) -> list[str]:
+        """Why these figures cannot be trusted (empty when they can). ``max_foreign_cores`` is
+        ``--slm-max-foreign-load``: a share of the machine's cores (the name is from when it
+        counted cores; :class:`pytest_slm.measure.context.Window` callers pass it by that name)."""
         out: list[str] = []
         traces = [t for rep in self.repetitions for t in rep]
         delivery = [
@@ -132,8 +135,8 @@ class OfflineRun:
     #: the reference kernel timed right before and right after the measured window
     machine: tuple[Probe | None, Probe | None] = (None, None)
 
-    def problems(self, max_foreign_cores: float = validity.MAX_FOREIGN_CORES) -> list[str]:
-        """Why these figures cannot be trusted (empty when they can)."""
+    def problems(self, max_foreign_cores: float = validity.MAX_FOREIGN_LOAD) -> list[str]:
+        """Why these figures cannot be trusted (empty when they can); the limit as :meth:`StreamingRun.problems`'."""
         rates = [b.output.output_tokens / b.wall_s for b in self.batches if b.wall_s > 0]
         reasons = [
             validity.warmup_trend(rates, "output tokens/s"),
@@ -249,7 +252,8 @@ def run_streaming(engine: Engine, workload: Workload, prober: Prober | None = No
     ones. ``prober`` times the reference kernel right before and right after the measured window."""
     for _ in range(workload.num_warmup):
         engine.stream(workload.prompts(), workload.sampling)
-    with machine.Bracket(prober) as kernel, validity.CpuWindow() as window:
+    server = validity.server_processes_of(engine)  # looked up before the window: it reads every socket
+    with machine.Bracket(prober) as kernel, validity.CpuWindow(server=server) as window:
         reps, ci = _repeat(
             workload, lambda _: tuple(engine.stream(workload.prompts(), workload.sampling)), STREAMING_STATISTICS
         )
@@ -271,6 +275,7 @@ def run_offline(
         out = engine.generate(prompts, sampling)
         return TimedBatch(clock() - t0, out)
 
-    with machine.Bracket(prober) as kernel, validity.CpuWindow() as window:
+    server = validity.server_processes_of(engine)  # looked up before the window: it reads every socket
+    with machine.Bracket(prober) as kernel, validity.CpuWindow(server=server) as window:
         batches, ci = _repeat(workload, once, {"output_tokens_per_s": lambda b: b.output.output_tokens / b.wall_s})
     return OfflineRun(workload, tuple(batches), ci, window.usage, kernel.probes)

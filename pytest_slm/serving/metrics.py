@@ -149,15 +149,19 @@ def goodput_metrics(run: ServingRun, slos: Sequence[SLO], info: Mapping[str, Any
 
 
 def client_check(
-    run: ServingRun, margin_s: float = DEFAULT_CLIENT_MARGIN_S, max_foreign_cores: float | None = None
+    run: ServingRun, margin_s: float = DEFAULT_CLIENT_MARGIN_S, max_foreign_load: float | None = None
 ) -> tuple[list[Metric], list[str]]:
     """The client's own distortion (event-loop lag, send-time skew) as metrics, and the reasons the
     run is invalid: lag or skew at p99 beyond ``margin_s`` means the client, not the server, was late;
-    other processes busy on the machine (beyond ``max_foreign_cores``), or a machine whose reference
-    kernel ran at another speed after the run than before it, mean neither can be trusted."""
+    other processes busy on the machine (beyond ``max_foreign_load``, a share of its cores), or a
+    machine whose reference kernel ran at another speed after the run than before it, mean neither
+    can be trusted."""
     metrics: list[Metric] = []
     reasons: list[str] = []
-    if run.cpu is not None and max_foreign_cores is not None and (problem := run.cpu.problem(max_foreign_cores)):
+    # the window's CPU reading (foreign load, which processes counted as ours, contention) rides on the
+    # client's own figures: the serving rows say what the machine did while the client was checked
+    cpu = {"cpu": run.cpu.describe()} if run.cpu is not None else {}
+    if run.cpu is not None and max_foreign_load is not None and (problem := run.cpu.problem(max_foreign_load)):
         reasons.append(problem)
     reasons.extend(machine.window_problems(*run.machine))
     lag = run.loop_lag
@@ -169,7 +173,7 @@ def client_check(
                 "s",
                 higher_is_better=False,
                 n=int(lag.get("ticks") or 0),
-                info={"loop_lag": lag, "margin_s": margin_s},
+                info={"loop_lag": lag, "margin_s": margin_s, **cpu},
             )
         )
         if lag["p99_s"] > margin_s:
@@ -187,7 +191,7 @@ def client_check(
                 "s",
                 higher_is_better=False,
                 n=len(skews),
-                info={"max_s": max(skews), "margin_s": margin_s, "skew_is_client": run.skew_is_client},
+                info={"max_s": max(skews), "margin_s": margin_s, "skew_is_client": run.skew_is_client, **cpu},
             )
         )
         if run.skew_is_client and p99 > margin_s:

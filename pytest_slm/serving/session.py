@@ -13,9 +13,11 @@ from typing import Any
 
 from pytest_slm.engines.base import Engine, SamplingSpec
 from pytest_slm.measure import machine
+from pytest_slm.measure.context import HandOut
 from pytest_slm.measure.prompts import PromptSet, load_prompt_set, with_shared_prefix
-from pytest_slm.measure.validity import CpuWindow
+from pytest_slm.measure.validity import MAX_FOREIGN_LOAD, CpuWindow, server_processes_of
 from pytest_slm.serving.load import LoadSpec, PlannedRequest, ServingRun, levels, run_load
+from pytest_slm.serving.metrics import client_check
 from pytest_slm.serving.slo import SLO, parse_slo
 from pytest_slm.settings import Settings
 
@@ -26,16 +28,33 @@ def load_levels(settings: Settings) -> list[LoadSpec]:
     return levels(s.concurrency, s.request_rate, requests=s.serving_requests, max_s=s.serving_max_s)
 
 
-class ServingSession:
-    """Load levels on one engine: ``run(level)`` serves it once and remembers the run."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class LevelWindow:
+    """One served level as a measured window: its problems are the client's own check (p99 loop lag or
+    send skew beyond ``margin_s``), other processes' CPU load and the reference kernel, each labelled
+    with the level (``c8: ...``) so a test that takes several levels says which one was voided."""
 
-    def __init__(self, engine: Engine, settings: Settings, chat_tokenizer: Any = None) -> None:
+    run: ServingRun
+    margin_s: float
+
+    def problems(self, max_foreign_cores: float = MAX_FOREIGN_LOAD) -> list[str]:
+        return [f"{self.run.load.id}: {r}" for r in client_check(self.run, self.margin_s, max_foreign_cores)[1]]
+
+
+class ServingSession:
+    """Load levels on one engine: ``run(level)`` serves it once and remembers the run; every run
+    handed out goes to ``on_handout`` as a :class:`LevelWindow` (validity by default)."""
+
+    def __init__(
+        self, engine: Engine, settings: Settings, chat_tokenizer: Any = None, on_handout: HandOut | None = None
+    ) -> None:
         self.engine = engine
         self.settings = settings
         #: the tokenizer whose chat template wraps each prompt (None: raw prompts), as the latency benches do
         self.chat_tokenizer = chat_tokenizer
+        self.on_handout = on_handout
         self._prompts: PromptSet | None = None
-        self._runs: dict[LoadSpec, ServingRun] = {}
+        self._runs: dict[LoadSpec, LevelWindow] = {}
         self._warm = False
         # the reference kernel, where the engine has one and it is wanted
         self.prober = machine.session_prober(engine, not settings.no_machine_check)
@@ -102,10 +121,14 @@ class ServingSession:
         if load not in self._runs:
             plans = self.plans(load.requests)  # before warming: a too-small prompt set fails here first
             self.warm_up()
-            with machine.Bracket(self.prober) as kernel, CpuWindow() as window:
+            with machine.Bracket(self.prober) as kernel, CpuWindow(server=server_processes_of(self.engine)) as window:
                 run = run_load(self.engine, plans, load)
-            self._runs[load] = dataclasses.replace(run, cpu=window.usage, machine=kernel.probes)
-        return self._runs[load]
+            run = dataclasses.replace(run, cpu=window.usage, machine=kernel.probes)
+            self._runs[load] = LevelWindow(run, self.settings.client_margin_s)
+        level = self._runs[load]
+        if self.on_handout is not None:
+            self.on_handout(level)
+        return level.run
 
     def workload(self, load: LoadSpec) -> dict[str, Any]:
         """What was measured, as flat JSON scalars for ``info["workload"]`` (baselines key on it)."""

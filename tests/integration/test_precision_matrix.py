@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pytest_slm.measure.validity import machine_made
+from tests.integration.voided import assert_the_machine_voided_at_most_its_share
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -65,7 +66,8 @@ def test_matrix_runs_and_only_the_retention_rule_may_fail(matrix_run) -> None:  
     than the default floor (0.95) with confidence: with 32 calibration samples that is a real finding
     about the model, and the failure must say so with both figures. Machine-made invalid figures
     (other processes, the hypervisor, the reference kernel changing speed around a window: seen on
-    this VM as 13 to 19 % within one window) are not the plugin's failures either."""
+    this VM as 13 to 19 % within one window) are not the plugin's failures either, as long as they
+    void at most half of the checked tests (``tests/integration/voided.py``)."""
     proc, doc, _ = matrix_run
     engines = doc["environment"]["engines"]
     for r in doc["records"]:
@@ -74,6 +76,7 @@ def test_matrix_runs_and_only_the_retention_rule_may_fail(matrix_run) -> None:  
         if r["outcome"] == "invalid" and machine_made(r["invalid_reasons"]):
             continue
         assert "test_retention" in r["test"] and r["outcome"] == "failed", (r["test"], proc.stdout[-4000:])
+    assert_the_machine_voided_at_most_its_share(doc)  # some windows, never most
     failed_retention = {
         r["test"] for r in doc["records"] if r["metric"].endswith(".retention") and r["info"]["verdict"] == "fails"
     }
@@ -183,7 +186,9 @@ def test_bandwidth_and_mbu_on_this_cpu(matrix_run) -> None:  # type: ignore[no-u
     assert 1e9 < bw["value"] < 1e12 and "copy and triad" in bw["info"]["method"]
     for precision in ("bf16", "int4", "int8", "sparse-2of4", "wanda-50"):
         mbu = rec(doc, precision, "mbu")
-        assert mbu["outcome"] == "passed" and 0 < mbu["value"] <= 1, mbu
+        # MBU shares the single-stream latency run's verdict: the machine may void it (never MBU above 1)
+        assert mbu["outcome"] == "passed" or machine_made(mbu["invalid_reasons"]), mbu
+        assert 0 < mbu["value"] <= 1, mbu
         assert len(mbu["samples"]) == 2
         b = rec(doc, precision, "decode_bytes_per_token")
         assert rec(doc, precision, "roofline_tpot_s")["value"] == pytest.approx(b["value"] / bw["value"])

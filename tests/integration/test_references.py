@@ -5,6 +5,8 @@
   transformers' own logits (the two runtimes' bf16 kernels round differently; at a near-tie that
   can flip a greedy choice, and nothing after a flip is comparable).
 - The plugin's streaming client against the same engine's non-streaming output: the same text.
+- The plugin's accuracy path (lm-eval through this engine) against lm-eval's own ``hf`` backend on the same
+  checkpoint, with and without the chat template: the same prompts, and scores within a stated tolerance.
 """
 
 from __future__ import annotations
@@ -117,3 +119,164 @@ def test_streamed_text_equals_non_streamed_text(engine: Any) -> None:
     assert [t.text for t in streamed] == list(offline.texts)
     assert [t.token_ids for t in streamed] == list(offline.token_ids)
     assert all(t.output_tokens == TOKENS for t in streamed)
+
+
+# -- accuracy: the plugin's lm-eval path on this engine against lm-eval's own hf backend ---------------
+
+#: a zero-shot short-answer task written for this check: sentence completions whose first word is the
+#: answer. A base-style continuation of the raw text answers in its first word; the instruct model asked
+#: through its chat template answers in a sentence ("The capital of France is Paris."), so the template
+#: changes the figure a lot and a plugin that used it where lm-eval does not would be caught
+PARITY_ITEMS = [
+    ("The capital of France is", "Paris"),
+    ("The capital of Japan is", "Tokyo"),
+    ("The capital of Italy is", "Rome"),
+    ("The capital of Germany is", "Berlin"),
+    ("The capital of Spain is", "Madrid"),
+    ("The opposite of hot is", "cold"),
+    ("The opposite of up is", "down"),
+    ("The opposite of day is", "night"),
+    ("On a clear day the colour of the sky is", "blue"),
+    ("The colour of fresh grass is", "green"),
+    ("Frozen water is called", "ice"),
+    ("The farm animal that says moo is the", "cow"),
+    ("The largest planet in the solar system is", "Jupiter"),
+    ("The star at the centre of our solar system is the", "Sun"),
+    ("The largest ocean on Earth is the", "Pacific"),
+    ("Romeo and Juliet was written by William", "Shakespeare"),
+    ("The main language spoken in Brazil is", "Portuguese"),
+    ("The chemical symbol for gold is", "Au"),
+    ("3 + 4 =", "7"),
+    ("The first man to walk on the Moon was Neil", "Armstrong"),
+]
+PARITY_TASK = "slm_parity_qa"
+PARITY_YAML = {
+    "task": PARITY_TASK,
+    "dataset_path": "json",
+    "output_type": "generate_until",
+    "test_split": "test",
+    "doc_to_text": "{{prompt}}",
+    "doc_to_target": "{{answer}}",
+    "generation_kwargs": {"until": ["\n"], "do_sample": False, "max_gen_toks": 16},
+    "filter_list": [
+        {
+            "name": "first_word",
+            "filter": [{"function": "regex", "regex_pattern": "^\\s*([A-Za-z0-9]+)"}, {"function": "take_first"}],
+        }
+    ],
+    "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True, "ignore_case": True}],
+    "metadata": {"version": 1.0},
+}
+#: the item-level metric each task is compared on (lm-eval's "metric,filter" key)
+PARITY_METRICS = {PARITY_TASK: "exact_match,first_word", "slm_mc": "acc,none"}
+PARITY_LIMIT = 20
+#: items whose score may differ between the two backends. Both decode greedily (or rank choices by
+#: log-likelihood) with the same bf16 weights, but vLLM's CPU/CUDA kernels and transformers' eager PyTorch
+#: round differently: at a near-tie a greedy token, or the ranking of two close choices, can flip (see the
+#: near-tie test above). An item's score changes only when the flip falls before or inside its answer: a
+#: few items of 20 at most; two (10 points) is the tolerance, far below the gap the template makes
+PARITY_TOLERANCE_ITEMS = 2
+
+
+@pytest.fixture(scope="module")
+def parity_tasks(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """lm-eval's TaskManager with the parity task and pytest-slm's local tasks (``slm_mc``)."""
+    import json
+
+    import yaml
+
+    from pytest_slm.accuracy.evaluate import task_manager
+    from pytest_slm.accuracy.tasks import write_local_tasks
+
+    folder = tmp_path_factory.mktemp("parity-tasks")
+    data = folder / "parity.jsonl"
+    data.write_text("".join(json.dumps({"prompt": q, "answer": a}) + "\n" for q, a in PARITY_ITEMS))
+    config = {**PARITY_YAML, "dataset_kwargs": {"data_files": {"test": str(data)}}}
+    (folder / f"{PARITY_TASK}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return task_manager([write_local_tasks(folder / "local", None, None), folder])
+
+
+def _plugin_accuracy(engine: Any, manager: Any, task: str, chat: bool) -> dict[str, Any]:
+    """lm-eval's output of the plugin's accuracy path (``slm_accuracy``'s runner) on this engine."""
+    import dataclasses
+
+    from pytest_slm.accuracy.runner import AccuracyRunner
+    from pytest_slm.settings import Settings
+
+    settings = dataclasses.replace(
+        Settings(), num_fewshot=0, accuracy_limit=PARITY_LIMIT, apply_chat_template=chat, fewshot_as_multiturn=chat
+    )
+    result = AccuracyRunner(engine, manager, settings, {}).run(task)
+    workload = next(m for m in result.metrics if m.info.get("kind") == "quality").info["workload"]
+    assert workload["apply_chat_template"] is chat and workload["fewshot_as_multiturn"] is chat
+    return result.raw
+
+
+@pytest.fixture(scope="module")
+def hf_lm(engine: Any) -> Any:
+    """lm-eval's own hf backend on the engine's checkpoint, built once for the four parity cases (as
+    ``lm_eval --model hf --model_args pretrained=...,dtype=bfloat16`` builds it)."""
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return HFLM(pretrained=str(engine.checkpoint.path), dtype="bfloat16", device=device)
+
+
+def _lm_eval_hf(lm: Any, manager: Any, task: str, chat: bool) -> dict[str, Any]:
+    """lm-eval's own hf backend on the same checkpoint, evaluated as its CLI does
+    (``lm_eval --model hf ... [--apply_chat_template]``)."""
+    import lm_eval
+
+    out = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=[task],
+        task_manager=manager,
+        num_fewshot=0,
+        limit=PARITY_LIMIT,
+        apply_chat_template=chat,
+        fewshot_as_multiturn=chat,  # the CLI's rule: on with the chat template
+        log_samples=True,
+        bootstrap_iters=0,
+    )
+    assert out is not None
+    return dict(out)
+
+
+def _answer(sample: dict[str, Any]) -> Any:
+    """An item's answer: the generated text, or the index of the choice with the highest log-likelihood."""
+    if sample["filtered_resps"] and isinstance(sample["filtered_resps"][0], (list, tuple)):
+        lls = [float(r[0]) for r in sample["filtered_resps"]]
+        return lls.index(max(lls))
+    return sample["resps"]
+
+
+@pytest.mark.parametrize("task", [PARITY_TASK, "slm_mc"])
+@pytest.mark.parametrize("chat", [False, True], ids=["no-template", "chat-template"])
+def test_accuracy_matches_lm_eval_hf_backend(engine: Any, hf_lm: Any, parity_tasks: Any, task: str, chat: bool) -> None:
+    """The plugin's accuracy (lm-eval through this engine, as ``slm_accuracy`` runs it) against lm-eval's hf
+    backend on the same checkpoint and items, without the chat template (both defaults) and with it: the
+    same prompts item for item, and at most ``PARITY_TOLERANCE_ITEMS`` items scored differently."""
+    ours = _plugin_accuracy(engine, parity_tasks, task, chat)
+    theirs = _lm_eval_hf(hf_lm, parity_tasks, task, chat)
+    key = PARITY_METRICS[task]
+    name = key.split(",")[0]
+    mine = sorted((s for s in ours["samples"][task] if s["filter"] == key.split(",")[1]), key=lambda s: s["doc_id"])
+    ref = sorted((s for s in theirs["samples"][task] if s["filter"] == key.split(",")[1]), key=lambda s: s["doc_id"])
+    assert len(mine) == len(ref) == PARITY_LIMIT
+    # the same requests: prompts (templated or not) and generation arguments, item for item
+    assert [s["arguments"] for s in mine] == [s["arguments"] for s in ref]
+    assert ("<|im_start|>" in mine[0]["arguments"][0][0]) is chat  # SmolLM2's template is ChatML
+    differ = [s["doc_id"] for s, r in zip(mine, ref, strict=True) if s[name] != r[name]]
+    same = sum(_answer(s) == _answer(r) for s, r in zip(mine, ref, strict=True))
+    figure, reference = ours["results"][task][key], theirs["results"][task][key]
+    print(
+        f"{task} {'with' if chat else 'without'} the chat template, {PARITY_LIMIT} items, zero-shot: "
+        f"plugin (vLLM) {key} {figure:.3f}, lm-eval hf {reference:.3f}; items scored differently: {differ}; "
+        f"same answer: {same}/{PARITY_LIMIT}"
+    )
+    assert len(differ) <= PARITY_TOLERANCE_ITEMS, (
+        f"{task}: the plugin scored {figure:.3f} and lm-eval's hf backend {reference:.3f}; items {differ} differ "
+        f"(tolerance {PARITY_TOLERANCE_ITEMS} of {PARITY_LIMIT})"
+    )
+    assert abs(figure - reference) <= PARITY_TOLERANCE_ITEMS / PARITY_LIMIT + 1e-9

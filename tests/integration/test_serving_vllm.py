@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pytest_slm.measure.validity import machine_made
+from tests.integration.voided import assert_the_machine_voided_at_most_its_share
 
 pytestmark = pytest.mark.integration
 CELL = "smollm2-135m-bf16"
@@ -63,6 +64,8 @@ def test_benches_pass_through_the_server(served) -> None:  # type: ignore[no-unt
     failed = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))}
     invalid = {test for test, (outcome, _) in outcomes.items() if outcome == "invalid"}
     assert failed <= invalid, failed - invalid
+    # ... but only some of them: a validity check that voids every level and window fails here
+    assert_the_machine_voided_at_most_its_share(doc)
     facts = doc["environment"]["engines"][CELL]
     assert facts["engine"] == "openai" and facts["managed_server"] is True and facts["server_version"]
     assert facts["token_count_source"] == {"usage": facts["token_count_source"]["usage"]}
