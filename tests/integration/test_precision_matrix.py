@@ -67,7 +67,7 @@ def test_matrix_runs_and_only_the_retention_rule_may_fail(matrix_run) -> None:  
     about the model, and the failure must say so with both figures. Machine-made invalid figures
     (other processes, the hypervisor, the reference kernel changing speed around a window: seen on
     this VM as 13 to 19 % within one window) are not the plugin's failures either, as long as they
-    void at most half of the checked tests (``tests/integration/voided.py``)."""
+    void at most three quarters of the checked tests (``tests/integration/voided.py``)."""
     proc, doc, _ = matrix_run
     engines = doc["environment"]["engines"]
     for r in doc["records"]:
