@@ -18,7 +18,7 @@ import pytest
 from pytest_slm import options, stash
 from pytest_slm.compare import confirm, identity
 from pytest_slm.compare.policy import is_gated
-from pytest_slm.compare.session import Gate, SaveReport, stood
+from pytest_slm.compare.session import STRICT_PREFIX, Gate, SaveReport, stood, strict_failures
 from pytest_slm.engines.base import EngineSpec
 from pytest_slm.fixtures import device_for
 from pytest_slm.modelconfig import ModelConfigError, ModelsConfig, select, tasks_for
@@ -353,28 +353,6 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
     return result
-
-
-#: how a failure of ``--slm-strict`` starts
-STRICT_PREFIX = "--slm-strict: "
-
-
-def strict_failures(
-    metrics: Any, comparisons: dict[str, Any], missing: list[dict[str, Any]], *, compared: bool
-) -> list[str]:
-    """``--slm-strict``: each gated figure that passed without evidence of no regression, and each
-    figure the baseline holds that the test did not record."""
-    out = []
-    for m in metrics:
-        if not is_gated(m.name):
-            continue
-        row = comparisons.get(m.name)
-        if row is None and compared:
-            out.append(f"{STRICT_PREFIX}{m.name}: no baseline to compare with")
-        elif row is not None and row.get("verdict") in ("inconclusive", "incomparable", "skipped"):
-            out.append(f"{STRICT_PREFIX}{m.name} {row['verdict']}: {row.get('note') or ''}".rstrip(": "))
-    out += [f"{STRICT_PREFIX}{u['metric']} is in the baseline ({u['file']}) but was not measured" for u in missing]
-    return out
 
 
 #: fixtures whose tests are pytest-slm's: their skips are reported with the reason

@@ -14,6 +14,13 @@ from typing import Any
 #: user_properties key under which a test's records travel to the xdist controller.
 USER_PROPERTY_KEY = "slm_records"
 
+#: a collected test's outcome in ``results.json``'s ``tests`` before any report of it arrived (a run
+#: killed later leaves it so), and while only its setup has passed
+NOT_RUN = "not run"
+STARTED = "started"
+#: the outcomes of a test that never finished: an error in setup or teardown, a crash, a killed run
+ERRORED = frozenset({"error", NOT_RUN, STARTED})
+
 
 @dataclass(frozen=True)
 class Metric:

@@ -167,7 +167,11 @@ def test_the_integration_tier_fails_a_check_that_voids_most_of_a_session() -> No
     session = [row("a", "invalid", "invalid"), row("a", "invalid", "invalid"), row("b", "passed", "checked")]
     session += [row("size", "passed", "unchecked")]  # no window behind it: not in the share
     assert_the_machine_voided_at_most_its_share({"records": session})  # 1 of 2 checked tests
-    with pytest.raises(AssertionError, match="2 of 3 checked tests invalid"):
-        assert_the_machine_voided_at_most_its_share({"records": [*session, row("c", "invalid", "invalid")]})
+    # two windows of three voided (55 % of a real session's tests on 2026-12-06): the machine's doing
+    assert_the_machine_voided_at_most_its_share({"records": [*session, row("c", "invalid", "invalid")]})
+    every_window = [*session, row("c", "invalid", "invalid"), row("d", "invalid", "invalid")]
+    every_window = [r if r["test"] != "b" else row("b", "invalid", "invalid") for r in every_window]
+    with pytest.raises(AssertionError, match="4 of 4 checked tests invalid"):
+        assert_the_machine_voided_at_most_its_share({"records": every_window})
     with pytest.raises(AssertionError, match="no test's figures rest on a checked window"):
         assert_the_machine_voided_at_most_its_share({"records": [row("size", "passed", "unchecked")]})

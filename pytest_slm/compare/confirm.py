@@ -40,13 +40,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_slm.record import ERRORED
+
 #: earlier verdicts that make a test worth measuring again
 TO_CONFIRM = frozenset({"regressed", "improved", "inconclusive", "invalid"})
 #: the comparison rules whose figures are pooled across sessions (timings, throughput, energy, memory)
 SESSION_RULES = frozenset({"sessions-t", "within-session"})
 #: a test's pytest outcome (``results.json``'s ``tests``) that makes it run again: it failed or erred,
 #: or the run never saw it finish (a crash, a killed job): see :mod:`pytest_slm.report.collector`
-UNFINISHED = frozenset({"failed", "error", "not run", "started"})
+UNFINISHED = ERRORED | {"failed"}
 
 
 class ConfirmError(Exception):

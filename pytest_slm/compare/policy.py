@@ -70,6 +70,10 @@ EXACT: tuple[str, ...] = (
 )
 
 
+#: baseline verdicts that let a test pass without evidence of no regression (``--slm-strict`` fails them)
+NO_EVIDENCE: tuple[str, ...] = ("inconclusive", "incomparable", "skipped")
+
+
 def _any(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatchcase(name, p) for p in patterns)
 

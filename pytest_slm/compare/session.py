@@ -339,3 +339,29 @@ class Gate:
 def stood(comparisons: Mapping[str, Mapping[str, Any]]) -> bool:
     """Whether a test's rows are an earlier run's verdicts standing for an invalid confirmation."""
     return bool(comparisons) and all(row.get("stood") for row in comparisons.values())
+
+
+#: how a failure of ``--slm-strict`` starts
+STRICT_PREFIX = "--slm-strict: "
+
+
+def strict_failures(
+    metrics: Iterable[Metric],
+    comparisons: Mapping[str, Mapping[str, Any]],
+    missing: Sequence[Mapping[str, Any]],
+    *,
+    compared: bool,
+) -> list[str]:
+    """``--slm-strict``: each gated figure that passed without evidence of no regression, and each
+    figure the baseline holds that the test did not record."""
+    out = []
+    for m in metrics:
+        if not policy.is_gated(m.name):
+            continue
+        row = comparisons.get(m.name)
+        if row is None and compared:
+            out.append(f"{STRICT_PREFIX}{m.name}: no baseline to compare with")
+        elif row is not None and row.get("verdict") in policy.NO_EVIDENCE:
+            out.append(f"{STRICT_PREFIX}{m.name} {row['verdict']}: {row.get('note') or ''}".rstrip(": "))
+    out += [f"{STRICT_PREFIX}{u['metric']} is in the baseline ({u['file']}) but was not measured" for u in missing]
+    return out

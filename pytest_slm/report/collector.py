@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_slm import atomic
-from pytest_slm.record import USER_PROPERTY_KEY
+from pytest_slm.record import NOT_RUN, STARTED, USER_PROPERTY_KEY
 from pytest_slm.report import environment, writers
 
 ENGINE_PROPERTY_KEY = "slm_engine"
@@ -24,11 +24,6 @@ ATTACHMENT_PROPERTY_KEY = "slm_attachment"
 SLM_TEST_PROPERTY_KEY = "slm_test"
 #: figures a test's baseline holds that this run did not measure (the test skipped, or did not record them)
 UNMEASURED_PROPERTY_KEY = "slm_unmeasured"
-
-#: a collected test's outcome before any report arrived (a killed run leaves it so in results.json)
-NOT_RUN = "not run"
-#: a test whose setup passed and whose call was never reported (the process died in the test)
-STARTED = "started"
 
 
 def strip_xdist_group(nodeid: str) -> str:

@@ -8,6 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_slm.compare.policy import NO_EVIDENCE
+from pytest_slm.record import ERRORED
+
 VERDICTS = ("pass", "regressed", "improved", "inconclusive", "incomparable", "invalid", "skipped", "error")
 
 
@@ -42,8 +45,6 @@ WITHOUT_EVIDENCE = {
     "not measured": "in the baseline but not measured",
     "newly skipped": "in the baseline but skipped",
 }
-#: test outcomes that mean a test never finished (a setup error, a crash, a killed run)
-ERRORED = frozenset({"error", "not run", "started"})
 
 
 def without_evidence(
@@ -61,7 +62,7 @@ def without_evidence(
         if row is None:
             if r.get("model") and r.get("compared", True):
                 out["no baseline"] += 1
-        elif row.get("verdict") in ("inconclusive", "incomparable", "skipped"):
+        elif row.get("verdict") in NO_EVIDENCE:
             out[row["verdict"]] += 1
     for u in unmeasured:
         out["newly skipped" if u.get("why") == "skipped" else "not measured"] += 1
