@@ -37,9 +37,10 @@ from pytest_slm.checkpoints.params import (
     parse_parameter_count,
 )
 from pytest_slm.checkpoints.resolve import EMBEDDED
+from pytest_slm.options import KV_CACHE_DTYPES
 from pytest_slm.parallel import EXECUTOR_BACKENDS, ParallelLayout
 from pytest_slm.precisions import Precision, UnknownPrecision, resolve_precisions
-from pytest_slm.settings import KV_CACHE_DTYPES, Settings
+from pytest_slm.settings import Settings
 
 #: A config's parameter count may differ from the checkpoint's by this fraction. Stated counts are
 #: rounded (Qwen2.5-0.5B holds 494M, SmolLM2-360M 362M, Phi-3.5-mini 3.82B) and safetensors count

@@ -144,3 +144,18 @@ def test_every_option_but_models_and_precision_is_prefixed() -> None:
 
     unprefixed = [o.flag for o in OPTIONS if not o.flag.startswith("--slm-")]
     assert sorted(unprefixed) == ["--models", "--precision"]
+
+
+def test_every_option_is_a_settings_field_with_the_option_default() -> None:
+    """One declaration: each option's default is the Settings default, and each field is an option."""
+    import dataclasses
+
+    from pytest_slm.settings import Settings
+
+    settings = Settings()
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert {spec.attribute for spec in OPTIONS} == fields - {"accuracy_task_limits", "sources"}
+    for spec in OPTIONS:
+        assert getattr(settings, spec.attribute) == spec.default_value(), spec.flag
+        if spec.default is not None:  # a declared default is a value the option accepts, and --help shows it
+            assert "(default: " in spec.describe() or spec.default is False, spec.flag

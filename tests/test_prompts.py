@@ -58,7 +58,7 @@ def test_fixed_is_the_single_prompt_repeated() -> None:
 
 
 def test_fixed_defaults_to_the_settings_prompt() -> None:
-    from pytest_slm.settings import DEFAULT_PROMPT
+    from pytest_slm.options import DEFAULT_PROMPT
 
     assert P.load_prompt_set("fixed").prompts == (DEFAULT_PROMPT,)
 

@@ -123,7 +123,7 @@ def load_prompt_set(
     source, _, arg = spec.partition(":")
     if source == "fixed" and not arg:
         if default_prompt is None:
-            from pytest_slm.settings import DEFAULT_PROMPT
+            from pytest_slm.options import DEFAULT_PROMPT
 
             default_prompt = DEFAULT_PROMPT
         return _finish("fixed", (default_prompt,), (None,), {"prompt_source": "fixed"}, cycle)
