@@ -18,18 +18,11 @@ from pytest_slm.checkpoints.params import (
     parse_parameter_count,
     safetensors_parameters,
 )
-from pytest_slm.modelconfig import (
-    ModelConfigError,
-    apply_chat_template,
-    check_parameters,
-    engine_args_for,
-    hub_token,
-    load,
-    precisions_for,
-    select,
-    settings_for,
-    tasks_for,
-)
+from pytest_slm.configs.chat_template import apply_chat_template
+from pytest_slm.configs.checkpoint import check_parameters, hub_token
+from pytest_slm.configs.load import load
+from pytest_slm.configs.matrix import engine_args_for, precisions_for, select, settings_for, tasks_for
+from pytest_slm.configs.schema import ModelConfigError
 from pytest_slm.precisions import get_precision, resolve_precisions
 from pytest_slm.settings import Settings
 from tests.conftest import FAKE_ENGINE
