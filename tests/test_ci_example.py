@@ -1,4 +1,4 @@
-"""The GitHub Actions example parses, and its jobs are wired the way the README says."""
+"""The GitHub Actions example parses, and its jobs are wired the way docs/configs-and-ci.md says."""
 
 from __future__ import annotations
 

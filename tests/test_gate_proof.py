@@ -169,7 +169,7 @@ def test_a_third_session_still_helps_on_the_noisy_sets(proof) -> None:  # type: 
 
 
 def test_consecutive_sessions_are_not_correlated() -> None:
-    """The README's reason a confirmation run minutes later is a fresh draw: in the recorded sets
+    """The reason docs/gates.md gives that a confirmation run minutes later is a fresh draw: in the recorded sets
     (sessions about 3 minutes apart) a session's median latencies and throughput do not follow the
     session before (lag-1 correlation of the per-session figures, averaged over metrics and sets)."""
     lags = []
