@@ -32,9 +32,9 @@ LISTED_CONFLICTS = 10
 
 
 def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from pytest_slm.analysis.build import build
     from pytest_slm.analysis.merge import merge
-    from pytest_slm.analysis.report import build
-    from pytest_slm.report.gate_summary import false_alarm_bound
+    from pytest_slm.report.verdicts import false_alarm_bound
 
     merged = merge(args.results)
     for e in merged.errors:
@@ -81,7 +81,7 @@ def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from tabulate import tabulate
 
     from pytest_slm.analysis.diff import DiffError, diff_rows, gate_text, load_sides
-    from pytest_slm.analysis.tables import fmt
+    from pytest_slm.results import Verdict, fmt
 
     if args.vs is None and len(args.a) != 2:
         print("pytest-slm diff: error: give A B, or A's sessions then --vs and B's sessions", file=err)
@@ -142,7 +142,7 @@ def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
     counts = Counter(r["verdict"] for r in rows)
     print("verdicts: " + ", ".join(f"{k} {n}" for k, n in counts.most_common()), file=out)
-    for side in ("only in A", "only in B"):
+    for side in (Verdict.ONLY_IN_A, Verdict.ONLY_IN_B):
         alone = [f"{r['model']} · {r['precision']} {r['test']}::{r['metric']}" for r in rows if r["verdict"] == side]
         if alone:
             print(f"{side} ({len(alone)}): " + ", ".join(alone[:10]) + (" …" if len(alone) > 10 else ""), file=out)
@@ -153,7 +153,7 @@ def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         atomic.write_text(args.csv, pd.DataFrame(rows).to_csv(index=False))
         print(f"wrote {args.csv}", file=out)
-    regressed = counts.get("regressed", 0)
+    regressed = counts.get(Verdict.REGRESSED, 0)
     return 1 if args.fail_on_regression and regressed else EXIT_OK
 
 

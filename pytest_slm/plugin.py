@@ -15,17 +15,18 @@ from typing import Any
 
 import pytest
 
-from pytest_slm import options, stash
+from pytest_slm import options, results, stash
+from pytest_slm.accuracy.power import detectability, items_of
 from pytest_slm.compare import confirm, identity
-from pytest_slm.compare.policy import is_gated
-from pytest_slm.compare.session import STRICT_PREFIX, Gate, SaveReport, stood, strict_failures
-from pytest_slm.engines.base import EngineSpec
+from pytest_slm.compare.gate import STRICT_PREFIX, Gate, SaveReport, strict_failures
+from pytest_slm.configs.load import load as load_models_config
+from pytest_slm.configs.matrix import select
+from pytest_slm.configs.schema import ModelConfigError, ModelsConfig
+from pytest_slm.engine_api import EngineSpec
 from pytest_slm.fixtures import device_for
-from pytest_slm.modelconfig import ModelConfigError, ModelsConfig, select, tasks_for
-from pytest_slm.modelconfig import load as load_models_config
-from pytest_slm.parametrize import accuracy_tasks, engine_specs, session_gpus
+from pytest_slm.parametrize import ON_REQUEST_MARKERS, accuracy_tasks, engine_specs, not_requested, session_gpus
 from pytest_slm.record import USER_PROPERTY_KEY
-from pytest_slm.report import environment
+from pytest_slm.report import environment, timing
 from pytest_slm.report.collector import (
     ATTACHMENT_PROPERTY_KEY,
     ENGINE_PROPERTY_KEY,
@@ -34,14 +35,11 @@ from pytest_slm.report.collector import (
     ReportCollector,
     strip_xdist_group,
 )
-from pytest_slm.report.gate_summary import gate_lines
-from pytest_slm.report.summary import terminal_lines
+from pytest_slm.report.terminal import header_lines, terminal_lines
+from pytest_slm.report.verdicts import gate_lines
 from pytest_slm.settings import Settings, SettingsError, resolve
-from pytest_slm.shard import ShardPlan
+from pytest_slm.shard import ShardPlan, runs_here
 from pytest_slm.thresholds import ThresholdError, ThresholdTable, check, marker_limits
-
-#: how an invalid measurement's failure message starts (the report tells it from a regression by it)
-INVALID_PREFIX = "invalid measurement: "
 
 
 def is_xdist_worker(config: pytest.Config) -> bool:
@@ -64,6 +62,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "slm_tolerance(**taus): per-metric regression tolerance for baseline comparison, e.g. "
         "slm_tolerance(ttft_p50_s=0.10) (a fraction; accuracy metrics in points as a fraction).",
     )
+    for name, what in ON_REQUEST_MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {what}; run on request only (see --help)")
     config.addinivalue_line(
         "markers",
         "slm(**settings): per-test run sizes (num_warmup, num_runs, batch_size, max_new_tokens, prompt); "
@@ -162,31 +162,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     s = config.stash[stash.SETTINGS]
     models_config = config.stash[stash.MODELS_CONFIG]
     models = [e.name if e else m for m, e in select(s, models_config)] if models_config else s.models
-    lines = [
-        f"slm: models={' '.join(models)} precisions={' '.join(p.name for p in s.precisions)} "
-        f"engine={s.engine} profile={s.profile} (warmup {s.num_warmup}, runs {s.num_runs}, batch {s.batch_size}, "
-        f"{s.max_new_tokens} tokens) output={s.output}"
-    ]
-    plan = config.stash[stash.SHARD]
-    if plan is not None:
-        lines.append(f"slm: shard {plan.index}/{plan.count}: {' '.join(sorted(plan.models))}")
-    earlier = config.stash[stash.GATE].earlier_run
-    if earlier is not None:
-        commit = (
-            earlier.git_commit or "unknown: not a git checkout, so that both runs measured the same code is unchecked"
-        )
-        lines.append(
-            f"slm: confirming {earlier.path} (commit {commit}): {len(earlier.tests)} "
-            f"test(s) to measure again, {len(earlier.settled)} settled there and left out"
-        )
     workers = getattr(config.option, "numprocesses", None)
-    if isinstance(workers, int) and workers > 1:
-        lines.append(
-            f"slm: {workers} xdist workers: engines that run on the CPU share its cores, so each worker's "
-            f"engine is the others' foreign load; overlapping timings are invalid above "
-            f"--slm-max-foreign-load ({s.max_foreign_load:g} of the machine's cores)"
-        )
-    return lines
+    return header_lines(
+        s,
+        models,
+        config.stash[stash.SHARD],
+        config.stash[stash.GATE].earlier_run,
+        workers if isinstance(workers, int) else 0,
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -210,7 +193,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         loads = load_levels(settings)
         metafunc.parametrize("slm_load", loads, ids=[load.id for load in loads])
     if "slm_slo" in metafunc.fixturenames:
-        from pytest_slm.serving.slo import parse_slo
+        from pytest_slm.slo import parse_slo
 
         slos = [parse_slo(text) for text in settings.slo]
         metafunc.parametrize("slm_slo", slos, ids=[slo.name for slo in slos])
@@ -225,6 +208,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if spec is not None:
             item.add_marker(pytest.mark.xdist_group(spec.model_name))
     keep, drop = _outside_matrix(config, items)
+    left_out = not_requested(config.stash[stash.SETTINGS])
+    marked = {m: [i for i in keep if i.get_closest_marker(m)] for m in left_out}
+    config.stash[stash.LEFT_OUT_ON_REQUEST] = {m: len(found) for m, found in marked.items() if found}
+    out = {id(i) for found in marked.values() for i in found}
+    drop += [i for i in keep if id(i) in out]
+    keep = [i for i in keep if id(i) not in out]
     earlier = config.stash[stash.GATE].earlier_run
     if earlier is not None:  # --slm-confirm: only what the earlier run left unsettled
         drop += [i for i in keep if strip_xdist_group(i.nodeid) not in earlier.tests]
@@ -232,6 +221,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """Which tests the run left out because no option asked for them, and why (each on-request marker);
+    for each accuracy task collected, the smallest drop the gate can call with its items."""
+    settings = config.stash[stash.SETTINGS]
+    why = not_requested(settings)
+    counts = config.stash.get(stash.LEFT_OUT_ON_REQUEST, {})
+    lines = [f"slm: {n} test(s) marked {name} left out: {why[name]}" for name, n in counts.items()]
+    tasks = dict.fromkeys(task for item in items if isinstance(task := _param(item, "slm_task"), str))
+    alpha = config.stash[stash.GATE].alpha if stash.GATE in config.stash else settings.alpha
+    for task in tasks:
+        limit = settings.accuracy_task_limits.get(task, settings.accuracy_limit)
+        lines.append("slm: accuracy " + detectability(task, items_of(task, limit, settings.local_data), alpha))
+    return lines
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -243,23 +247,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def _outside_matrix(config: pytest.Config, items: list[pytest.Item]) -> tuple[list[pytest.Item], list[pytest.Item]]:
     """Split off items of other shards (``--slm-shard``) and of tasks a model's config does not run."""
-    settings = config.stash[stash.SETTINGS]
-    plan = config.stash[stash.SHARD]
+    settings, plan = config.stash[stash.SETTINGS], config.stash[stash.SHARD]
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        params = callspec.params if callspec is not None else {}
-        spec = params.get("slm_engine")
-        if not isinstance(spec, EngineSpec):
-            (keep if plan is None or plan.runs_unbound else drop).append(item)
-            continue
-        runs = tasks_for(settings, spec.model_config)
-        other_task = ("slm_task" in params and params["slm_task"] not in runs) or (
-            "slm_retention_task" in params and params["slm_retention_task"] not in (*runs, "slm_ppl")
-        )
-        other_shard = plan is not None and spec.model_name not in plan.models
-        (drop if other_shard or other_task else keep).append(item)
+        (keep if runs_here(callspec.params if callspec is not None else {}, settings, plan) else drop).append(item)
     return keep, drop
 
 
@@ -283,6 +276,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return max(1, len(gpus) // per_process)
 
 
+@pytest.hookimpl(tryfirst=True)  # before the terminal reports the collection (the accuracy lines use it)
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Size the gate's family: the gated baseline entries the collected tests can meet."""
     if not session.items or session.config.option.collectonly:
@@ -306,8 +300,7 @@ def _other_shards(config: pytest.Config) -> list[tuple[str, str, str | None]]:
     plan = config.stash[stash.SHARD]
     if plan is None:
         return []
-    specs = engine_specs(config.stash[stash.SETTINGS], config.stash[stash.MODELS_CONFIG])
-    return [(s.model_name, s.precision.name, s.layout.label) for s in specs if s.model_name not in plan.models]
+    return plan.other_cells(engine_specs(config.stash[stash.SETTINGS], config.stash[stash.MODELS_CONFIG]))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -334,9 +327,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     applied, breaches = check(ctx.metrics, limits)
     gate: Gate = item.config.stash[stash.GATE]
     key = baseline_key(item, ctx.spec.base_id if ctx.spec is not None else ctx.context.get("engine_id"))
-    identities = _identities(item, ctx)
-    comparisons, problems = gate.compare(ctx, key, _tolerances(item), identities)
-    _attach(item, ctx, {name: str(limit) for name, limit in applied.items()}, comparisons, key, identities)
+    identities = identity.figure_identities(_engine_facts(item, ctx), ctx.metrics)
+    judged = gate.compare(ctx.metrics, ctx.context, key, _tolerances(item), identities, ctx.invalid_reasons)
+    for reason in judged.invalid:  # the machine moved since the baseline: this window decides nothing
+        ctx.invalid(reason)
+    _attach(item, ctx, {name: str(limit) for name, limit in applied.items()}, judged.rows, key, identities)
     missing: list[dict[str, Any]] = []
     if ctx.spec is not None and "model" in ctx.context:
         missing = gate.unmeasured(ctx.context["model"], ctx.context["precision"], ctx.context.get("parallel"), key,
@@ -344,12 +339,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         if missing:
             item.user_properties.append((UNMEASURED_PROPERTY_KEY, missing))
     if ctx.invalid_reasons:
-        if stood(comparisons):  # a confirmation's void window: the earlier run's passing verdicts stand
+        if judged.stood:  # a confirmation's void window: the earlier run's passing verdicts stand
             return result
-        pytest.fail(INVALID_PREFIX + "; ".join(ctx.invalid_reasons), pytrace=False)
-    failures = [b.message() for b in breaches] + problems
+        pytest.fail(results.INVALID_PREFIX + "; ".join(ctx.invalid_reasons), pytrace=False)
+    failures = [b.message() for b in breaches] + judged.problems
     if gate.settings.strict:
-        failures += strict_failures(ctx.metrics, comparisons, missing, compared=not gate.settings.no_compare)
+        failures += strict_failures(ctx.metrics, judged.rows, missing, compared=not gate.settings.no_compare)
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
     return result
@@ -383,18 +378,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def _engine_spec(item: pytest.Item) -> EngineSpec | None:
+def _param(item: pytest.Item, name: str) -> Any:
+    """The value ``item`` is parametrized with for ``name``, or None."""
     callspec = getattr(item, "callspec", None)
-    spec = callspec.params.get("slm_engine") if callspec is not None else None
+    return callspec.params.get(name) if callspec is not None else None
+
+
+def _engine_spec(item: pytest.Item) -> EngineSpec | None:
+    spec = _param(item, "slm_engine")
     return spec if isinstance(spec, EngineSpec) else None
 
 
-def _identities(item: pytest.Item, ctx: Any) -> dict[str, dict[str, Any]]:
-    """Each metric's workload identity: the engine's arguments plus the measurement's own workload."""
+def _engine_facts(item: pytest.Item, ctx: Any) -> dict[str, Any] | None:
     engine_id = ctx.context.get("engine_id")
-    facts = item.config.stash[stash.ENGINE_FACTS].get(engine_id) if engine_id else None
-    session = identity.session_identity(facts, {})
-    return {m.name: identity.metric_identity(session, m.info) for m in ctx.metrics}
+    return item.config.stash[stash.ENGINE_FACTS].get(engine_id) if engine_id else None
 
 
 def _tolerances(item: pytest.Item) -> dict[str, float]:
@@ -405,14 +402,10 @@ def _tolerances(item: pytest.Item) -> dict[str, float]:
 
 
 def baseline_key(item: pytest.Item, engine_id: str | None) -> str:
-    """The test's identity across engines: ``file::function[other params]`` (``engine_id``, the model and
-    precision part of the test id, removed; a KV-cache dtype other than auto stays: ``[kvfp8-single]``)."""
+    """The test's identity across engines (:func:`pytest_slm.compare.identity.baseline_key`)."""
     callspec = getattr(item, "callspec", None)
     params = callspec.id if callspec is not None else ""
-    if engine_id and params.startswith(engine_id):
-        params = params[len(engine_id) :].lstrip("-")
-    name = getattr(item, "originalname", item.name)
-    return f"{item.path.name}::{name}" + (f"[{params}]" if params else "")
+    return identity.baseline_key(item.path.name, getattr(item, "originalname", item.name), params, engine_id)
 
 
 def _attach(
@@ -423,31 +416,23 @@ def _attach(
     key: str | None = None,
     identities: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    comparisons = comparisons or {}
-    identities = identities or {}
-    rows = [
-        {
-            **ctx.context,
-            **{k: v for k, v in m.to_dict().items() if k != "name"},
-            "metric": m.name,
-            "gated": is_gated(m.name),
-            "threshold": applied.get(m.name),
-            "baseline": comparisons.get(m.name),
-            "baseline_key": f"{key}::{m.name}" if key else None,
-            "workload": identities.get(m.name),
-            "workload_id": identity.digest(identities[m.name]) if m.name in identities else None,
-            "invalid_reasons": list(ctx.invalid_reasons) or None,
-            # whether a measured window's validity stands behind the figure (a figure with no run is unchecked)
-            "validity": "invalid" if ctx.invalid_reasons else ("checked" if ctx.checked_windows else "unchecked"),
-            **({"compared": False} if item.config.stash[stash.SETTINGS].no_compare else {}),
-        }
-        for m in ctx.metrics
-    ]
+    """The test's rows (:func:`pytest_slm.results.record_rows`), attachments and engine facts travel to
+    the report as user properties (xdist replays them on the controller)."""
+    rows = results.record_rows(
+        ctx.context,
+        ctx.metrics,
+        invalid_reasons=ctx.invalid_reasons,
+        checked=bool(ctx.checked_windows),
+        compared=not item.config.stash[stash.SETTINGS].no_compare,
+        thresholds=applied,
+        comparisons=comparisons,
+        key=key,
+        identities=identities,
+    )
     item.user_properties.append((USER_PROPERTY_KEY, rows))
     for relpath, data in ctx.attachments.items():
         item.user_properties.append((ATTACHMENT_PROPERTY_KEY, {"path": relpath, "rows": data}))
-    engine_id = ctx.context.get("engine_id")
-    facts = item.config.stash[stash.ENGINE_FACTS].get(engine_id) if engine_id else None
+    facts = _engine_facts(item, ctx)
     if facts is not None:
         item.user_properties.append((ENGINE_PROPERTY_KEY, facts))
 
@@ -475,7 +460,9 @@ class ReportHooks:
         reason = None
         if report.skipped and isinstance(report.longrepr, tuple):
             reason = str(report.longrepr[2]).removeprefix("Skipped: ")
-        self.collector.add_report(report.nodeid, report.when, report.outcome, list(report.user_properties), reason)
+        self.collector.add_report(
+            report.nodeid, report.when, report.outcome, list(report.user_properties), reason, report.duration
+        )
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         gate: Gate = session.config.stash[stash.GATE]
@@ -504,6 +491,9 @@ class ReportHooks:
         terminalreporter.write_sep("=", "pytest-slm results")
         for line in terminal_lines(self.collector.records, self.collector.skipped, self.collector.output):
             terminalreporter.write_line(line)
+        cost = timing.terminal_line(self.collector.tests)
+        if cost:
+            terminalreporter.write_line(cost)
         if self.gate_lines:
             terminalreporter.write_sep("-", "pytest-slm gate")
             for line in self.gate_lines:

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_slm.settings import Settings
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -120,6 +123,10 @@ class ShardPlan:
         """Tests that use no model (no ``slm_engine``) run in shard 1 only, so shards add up to one run."""
         return self.index == 1
 
+    def other_cells(self, specs: Iterable[Any]) -> list[tuple[str, str, str | None]]:
+        """The (model, precision, layout) cells of the matrix (``EngineSpec``) the other shards run."""
+        return [(s.model_name, s.precision.name, s.layout.label) for s in specs if s.model_name not in self.models]
+
     def loads(self) -> list[int]:
         return [sum(m.cost for m in s) for s in self.shards]
 
@@ -141,3 +148,20 @@ class ShardPlan:
                 for m in s
             },
         }
+
+
+def runs_here(params: Mapping[str, Any], settings: Settings, plan: ShardPlan | None) -> bool:
+    """Whether a test with these parameters runs on this runner: its model is in this shard (a test
+    without a model runs in shard 1 only), and the model's config runs its accuracy task."""
+    from pytest_slm.configs.matrix import tasks_for
+    from pytest_slm.engine_api import EngineSpec
+
+    spec = params.get("slm_engine")
+    if not isinstance(spec, EngineSpec):
+        return plan is None or plan.runs_unbound
+    runs = tasks_for(settings, spec.model_config)
+    other_task = ("slm_task" in params and params["slm_task"] not in runs) or (
+        "slm_retention_task" in params and params["slm_retention_task"] not in (*runs, "slm_ppl")
+    )
+    other_shard = plan is not None and spec.model_name not in plan.models
+    return not (other_shard or other_task)

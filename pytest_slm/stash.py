@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from pytest_slm.compare.session import Gate
+from pytest_slm.compare.gate import Gate
+from pytest_slm.configs.schema import ModelsConfig
 from pytest_slm.devices import DeviceChoice
 from pytest_slm.measure.context import BenchContext
-from pytest_slm.modelconfig import ModelsConfig
 from pytest_slm.settings import Settings
 from pytest_slm.shard import ShardPlan
 from pytest_slm.thresholds import ThresholdTable
@@ -35,3 +35,5 @@ SPEED_REFERENCES = pytest.StashKey[dict[tuple[str, str], float]]()
 MODELS_CONFIG = pytest.StashKey[ModelsConfig | None]()
 #: this runner's ``--slm-shard`` (None: the whole matrix)
 SHARD = pytest.StashKey[ShardPlan | None]()
+#: on-request marker -> how many collected tests it left out of this run (pytest_slm.parametrize.not_requested)
+LEFT_OUT_ON_REQUEST = pytest.StashKey[dict[str, int]]()

@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pytest_slm.compare.gate import metric_se_log  # noqa: E402
+from pytest_slm.compare.judge import metric_se_log  # noqa: E402
 from pytest_slm.compare.policy import is_gated  # noqa: E402
 from pytest_slm.record import Metric  # noqa: E402
 

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_slm.compare.gate import baseline_spread, compare_metric, machine_check
+from pytest_slm.compare.judge import baseline_spread, compare_metric, machine_check
 from pytest_slm.compare.rules import compare_paired_items
 from pytest_slm.measure.machine import SHIFT_REASON_PREFIX
 from pytest_slm.record import Metric

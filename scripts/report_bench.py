@@ -95,8 +95,8 @@ def main() -> None:
             cli_s.append(time.perf_counter() - t0)
             if proc.returncode != 0:
                 raise SystemExit(proc.stdout + proc.stderr)
+        from pytest_slm.analysis.build import build
         from pytest_slm.analysis.merge import merge
-        from pytest_slm.analysis.report import build
 
         build(merge(shards), Path(tmp) / "warm", html=True)  # imports and font cache, not timed
         for i in range(args.repeat):

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pytest_slm.report.writers import SCHEMA
+from pytest_slm.results import SCHEMA
 
 
 def rec(precision: str, test: str, metric: str, value: float, **kw: Any) -> dict[str, Any]:

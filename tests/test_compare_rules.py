@@ -11,7 +11,7 @@ from scipy import special, stats
 
 from pytest_slm.compare import identity, policy
 from pytest_slm.compare.baseline import HISTORY, merge_entry, sessions_of
-from pytest_slm.compare.gate import baseline_spread, compare_metric, incomparable
+from pytest_slm.compare.judge import baseline_spread, compare_metric, incomparable
 from pytest_slm.compare.rules import (
     MAX_DF,
     SpreadPrior,

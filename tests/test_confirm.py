@@ -17,6 +17,7 @@ from pytest_slm.analysis.merge import merge
 from pytest_slm.compare.confirm import ConfirmError, load
 from pytest_slm.compare.rules import compare_sessions
 from pytest_slm.report.environment import git_commit, git_diff
+from pytest_slm.results import SCHEMA
 
 LATENCY = (Path(__file__).resolve().parents[1] / "benches" / "test_latency.py").read_text()
 ARGS = ("-k", "test_tpot or test_ttft", "--slm-num-runs", "6")
@@ -67,7 +68,7 @@ def test_a_confirmation_keeps_the_false_alarm_level() -> None:
 
 def results_file(tmp_path: Path, records: list[dict], commit: str | None = "abc123", **env: Any) -> Path:  # type: ignore[type-arg]
     path = tmp_path / "earlier.json"
-    path.write_text(json.dumps({"environment": {"git_commit": commit, **env}, "records": records}))
+    path.write_text(json.dumps({"schema": SCHEMA, "environment": {"git_commit": commit, **env}, "records": records}))
     return path
 
 
@@ -129,7 +130,7 @@ def test_what_stands_for_an_invalid_confirmation(tmp_path: Path) -> None:
     assert run.standing("m", "bf16", keys("t::b", "tpot_p50_s"), other, "x") is None  # another workload
     # the next confirmation reads a stood row's pooled figures, never the void window's value
     origin = {"measured_in": "first.json", "note": "5 saved sessions"}
-    path.write_text(json.dumps({"environment": {"git_commit": "abc123"}, "records": [
+    path.write_text(json.dumps({"schema": SCHEMA, "environment": {"git_commit": "abc123"}, "records": [
         {**record("t::b", "tpot_p50_s", "inconclusive", earlier=[0.02, 0.021], stood=origin,
                   note="invalid here (y): ..."), "value": 0.05, "outcome": "invalid"}]}))  # fmt: skip
     again = load(path, "abc123")

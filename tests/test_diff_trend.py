@@ -13,7 +13,7 @@ import pytest
 from pytest_slm.cli import main
 from pytest_slm.compare import policy
 from pytest_slm.compare.baseline import BaselineStore
-from pytest_slm.compare.gate import baseline_entry, compare_metric
+from pytest_slm.compare.judge import baseline_entry, compare_metric
 from pytest_slm.record import Metric
 from tests.report_docs import document, rec, write
 

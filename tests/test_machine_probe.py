@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from pytest_slm.compare.baseline import merge_entry
-from pytest_slm.compare.gate import baseline_entry, machine_check
+from pytest_slm.compare.judge import baseline_entry, machine_check
+from pytest_slm.compare.shift import SHIFT_TOLERANCE, machine_shift
 from pytest_slm.measure import machine
-from pytest_slm.measure.machine import Probe, machine_shift, summarize, window_change
+from pytest_slm.measure.machine import Probe, summarize, window_change
 from pytest_slm.record import Metric
 from tests.test_baselines import LATENCY, baseline_files, run, verdicts
 
@@ -111,7 +112,7 @@ def test_machine_shift_needs_three_sessions_then_uses_their_spread_or_the_tolera
         assert shift is not None and shift.ratio == pytest.approx(1.08) and not shift.exceeded
     # three steady sessions: the 3 % tolerance applies
     tight = machine_shift(cur, _saved(0.005, 0.005, 0.005))
-    assert tight is not None and tight.allowed == machine.SHIFT_TOLERANCE and tight.exceeded
+    assert tight is not None and tight.allowed == SHIFT_TOLERANCE and tight.exceeded
     assert (
         "8.0 % slower than when the baseline was saved" in tight.reason() and "--slm-baseline-accept" in tight.reason()
     )

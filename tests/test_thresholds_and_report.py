@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_slm.report.writers import SCHEMA
+from pytest_slm.results import SCHEMA
 from pytest_slm.thresholds import Limit, ThresholdError, ThresholdTable
 
 LATENCY_TESTS = """

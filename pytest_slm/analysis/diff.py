@@ -1,5 +1,8 @@
 """``pytest-slm diff A B``: two results side by side, per metric the ratio B ÷ A and the gate's verdict
-of B against A (the gate's own rule: ``pytest_slm.compare.gate.compare_metric``; nothing re-derived here).
+of B against A: the gate's own ladder (:func:`pytest_slm.compare.judge.judge`: invalid, not gated, a
+changed unit, another workload, a machine that moved, then the decision rule) with the gate's
+family (:func:`pytest_slm.compare.policy.family`) and the baseline file's spread; nothing re-derived
+here. Results files as A are judged as the baseline that saving them would have written.
 
 A (the reference) is a results.json, a directory holding one, or a baseline directory
 (``<dir>/<fingerprint>/<model>/<precision>.json``, the files ``--slm-save-baseline`` writes); B is a
@@ -22,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_slm.analysis.merge import RESULTS_NAME, ResultsFileError, find_results, read_document
-from pytest_slm.analysis.tables import test_function, variant_of
+from pytest_slm import results
+from pytest_slm.results import RESULTS_NAME, Verdict, metric_of, record_key
 
 
 class DiffError(Exception):
@@ -41,17 +44,6 @@ class Side:
     sessions: dict[tuple[str, str, str], list[Mapping[str, Any]]] = field(default_factory=dict)
 
 
-def record_key(record: Mapping[str, Any]) -> str:
-    """The record's identity across runs and engines, as the gate keys baselines:
-    ``file::function[params without the engine id]::metric``."""
-    if record.get("baseline_key"):
-        return str(record["baseline_key"])
-    test = str(record.get("test") or "")
-    variant = variant_of(record)
-    name = Path(test.split("::")[0]).name
-    return f"{name}::{test_function(record)}" + (f"[{variant}]" if variant else "") + f"::{record['metric']}"
-
-
 def is_baseline_dir(path: Path) -> bool:
     """``<fingerprint>/<model>/<precision>.json`` files and no results.json anywhere below."""
     return path.is_dir() and any(path.glob("*/*/*.json")) and not any(path.rglob(RESULTS_NAME))
@@ -59,7 +51,7 @@ def is_baseline_dir(path: Path) -> bool:
 
 def results_side(paths: Path | Sequence[Path]) -> Side:
     """The records of one or more results files, each a session of the same code."""
-    files, errors = find_results([paths] if isinstance(paths, Path) else paths)
+    files, errors = results.find([paths] if isinstance(paths, Path) else paths)
     if errors:
         raise DiffError(str(errors[0]))
     entries: dict[tuple[str, str, str], Mapping[str, Any]] = {}
@@ -68,14 +60,14 @@ def results_side(paths: Path | Sequence[Path]) -> Side:
     commits: list[str] = []
     for file in files:
         try:
-            doc, _ = read_document(file)
-        except ResultsFileError as exc:
+            doc = results.read(file)
+        except results.ResultsFileError as exc:
             raise DiffError(str(exc)) from None
-        environment = doc["environment"]
+        environment = doc.environment
         commits.append(str(environment.get("git_commit") or "unknown")[:12])
         mine: dict[tuple[str, str, str], Mapping[str, Any]] = {}
-        for r in doc["records"]:
-            mine.setdefault((str(r.get("model")), str(r.get("precision")), record_key(r)), r)
+        for record in doc.records:
+            mine.setdefault((str(record.get("model")), str(record.get("precision")), record_key(record)), record)
         for key, r in mine.items():
             if r.get("outcome") != "invalid":
                 sessions.setdefault(key, []).append(r)
@@ -85,7 +77,7 @@ def results_side(paths: Path | Sequence[Path]) -> Side:
     label = str(files[0]) if len(files) == 1 else f"{len(files)} sessions: {', '.join(map(str, files))}"
     if len(set(commits)) > 1:  # sessions of one side should be one code; say so when they are not
         label += f" (of {len(set(commits))} commits: {', '.join(dict.fromkeys(commits))})"
-    return Side(label, entries, environment, sessions if len(files) > 1 else {})
+    return Side(label, entries, environment, sessions)
 
 
 def _engine_kind(environment: Mapping[str, Any]) -> str:
@@ -148,22 +140,9 @@ def load_sides(
 
 
 def _geometric_mean(values: Sequence[float]) -> float:
+    if len(values) == 1:  # one session: its figure as it is (exp(log(x)) need not give x back)
+        return values[0]
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values and min(values) > 0 else values[-1]
-
-
-def _metric(record: Mapping[str, Any]) -> Any:
-    from pytest_slm.record import Metric
-
-    return Metric(
-        name=str(record["metric"]),
-        value=float(record["value"]),
-        unit=str(record.get("unit") or "1"),
-        higher_is_better=bool(record.get("higher_is_better")),
-        n=record.get("n"),
-        stderr=record.get("stderr"),
-        samples=tuple(float(x) for x in record.get("samples") or ()),
-        info=dict(record.get("info") or {}),
-    )
 
 
 def _finite(x: float | None) -> float | None:
@@ -183,6 +162,31 @@ def gate_text(row: Mapping[str, Any]) -> str:
     return f"×{stat:.3f}{ci}"
 
 
+def _references(reference: Side) -> dict[tuple[str, str, str], Mapping[str, Any]]:
+    """A's entries as the gate reads a baseline: a baseline directory's as they are; results files' as
+    the entries saving their valid sessions one after the other would have written (an invalid
+    figure measured in no valid session stays as it is: its verdict comes from B's side)."""
+    from pytest_slm.compare.judge import history_entry
+
+    out: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+    for key, entry in reference.entries.items():
+        sessions = reference.sessions.get(key)
+        out[key] = {**history_entry(sessions), "metric": entry["metric"]} if sessions else entry
+    return out
+
+
+def _family(reference: Mapping[tuple[str, str, str], Any], current: Side) -> int:
+    """The gate's family: A's gated entries of the tests B ran, per model × precision (a baseline file)."""
+    from pytest_slm.compare import policy
+
+    ran: dict[tuple[str, str], set[str]] = {}
+    for model, precision, bkey in current.entries:
+        ran.setdefault((model, precision), set()).add(bkey.rpartition("::")[0])
+    return sum(
+        policy.family([bkey for m, p, bkey in reference if (m, p) == cell], tests) for cell, tests in ran.items()
+    )
+
+
 def diff_rows(
     reference: Side,
     current: Side,
@@ -194,89 +198,81 @@ def diff_rows(
 ) -> list[dict[str, Any]]:
     """One row per metric on both sides (and one per metric on one side only, without a verdict).
 
-    As the gate does: only gated metrics get a verdict ("not gated" otherwise), a changed workload is
-    "incomparable", a changed unit an "error", and each of the m gated comparisons is made at
-    ``alpha_family / m`` (Bonferroni), with the gate's session rule (``min_sessions``)."""
-    from pytest_slm.compare import policy
-    from pytest_slm.compare.gate import compare_metric, incomparable, metric_se_log
+    Each figure on both sides goes through the gate's ladder (:func:`pytest_slm.compare.judge.judge`):
+    B's invalid measurement is "invalid", a diagnostic "not gated", a changed unit an "error", a changed
+    workload "incomparable", a machine that moved "invalid"; else the gate's rule decides, at
+    ``alpha_family / m`` for the m gated entries of A that B's tests meet (Bonferroni), with A's
+    spread per model × precision (a baseline file's) and B's sessions pooled."""
+    from pytest_slm.compare.judge import Level, baseline_spread, judge
     from pytest_slm.compare.rules import MIN_SESSIONS
 
-    keys = sorted(set(reference.entries) | set(current.entries))
-    both = [k for k in keys if k in reference.entries and k in current.entries]
-    family = sum(1 for k in both if policy.is_gated(str(current.entries[k]["metric"])))
-    alpha = alpha_family / max(1, family)
+    references = _references(reference)
+    alpha = alpha_family / max(1, _family(references, current))
+    level = Level(alpha, tau, tau_accuracy, MIN_SESSIONS if min_sessions is None else min_sessions)
+    spreads = {
+        cell: baseline_spread({bkey: e for (m, p, bkey), e in references.items() if (m, p) == cell})
+        for cell in {(m, p) for m, p, _ in references}
+    }
     rows = []
-    for key in keys:
-        model, precision, bkey = key
-        a, b = reference.entries.get(key), current.entries.get(key)
-        a_sessions = [float(r["value"]) for r in reference.sessions.get(key, ())]
-        b_sessions = [float(r["value"]) for r in current.sessions.get(key, ())]
-        test, _, metric = bkey.rpartition("::")
-        row: dict[str, Any] = {
-            "model": model,
-            "precision": precision,
-            "test": test,
-            "metric": metric,
-            "unit": (b or a or {}).get("unit"),
-            # a side of several sessions shows their geometric mean, the figure its rule compares
-            "a": None if a is None else _geometric_mean(a_sessions) if a_sessions else float(a["value"]),
-            "b": None if b is None else _geometric_mean(b_sessions) if b_sessions else float(b["value"]),
-            "sessions_a": len(a_sessions) or (None if a is None else 1),
-            "sessions_b": len(b_sessions) or (None if b is None else 1),
-            "ratio": None,
-            "gate_statistic": None,
-            "verdict": "only in A" if b is None else "only in B" if a is None else None,
-            "p_value": None,
-            "ci_low": None,
-            "ci_high": None,
-            "rule": None,
-            "alpha": None,
-            "note": "",
-        }
+    for key in sorted(set(reference.entries) | set(current.entries)):
+        row = _row(key, reference, current)
         rows.append(row)
+        a, b = references.get(key), current.entries.get(key)
         if a is None or b is None:
             continue
-        row["ratio"] = row["b"] / row["a"] if row["a"] else None
-        current_workload = b.get("workload") if isinstance(b.get("workload"), Mapping) else None
-        stored_workload = a.get("workload") if isinstance(a.get("workload"), Mapping) else None
-        if not policy.is_gated(metric):
-            row["verdict"] = "not gated"
-        elif a.get("unit") not in (None, b.get("unit")):
-            row.update(verdict="error", note=f"unit changed from {a.get('unit')} to {b.get('unit')}")
-        elif b.get("outcome") == "invalid":
-            row.update(verdict="invalid", note="; ".join(b.get("invalid_reasons") or []))
-        elif (
-            stored_workload is not None
-            and (mismatch := incomparable(metric, stored_workload, current_workload or {})) is not None
-        ):
-            row.update(verdict="incomparable", note=mismatch["note"])
-        else:
-            if len(a_sessions) > 1:  # A's sessions are its history, as a baseline's saved sessions are
-                history = [
-                    {"value": float(r["value"]), "se_log": metric_se_log(_metric(r))} for r in reference.sessions[key]
-                ]
-                a = {**a, "sessions": history}
-            try:
-                c = compare_metric(
-                    _metric(b),
-                    a,
-                    tau=tau,
-                    tau_accuracy=tau_accuracy,
-                    alpha=alpha,
-                    min_sessions=MIN_SESSIONS if min_sessions is None else min_sessions,
-                    earlier=b_sessions[:-1],  # B's other sessions, pooled (session rule only)
-                )
-            except ValueError as exc:
-                row.update(verdict="error", note=str(exc))
-            else:
-                row.update(
-                    verdict=c.verdict,
-                    gate_statistic=_finite(c.ratio),
-                    p_value=c.p_value,
-                    ci_low=_finite(c.ci_low),
-                    ci_high=_finite(c.ci_high),
-                    rule=c.rule,
-                    alpha=alpha,
-                    note=c.note or "",
-                )
+        b_sessions = [float(r["value"]) for r in current.sessions.get(key, ())]
+        found = judge(
+            metric_of(b),
+            a,
+            level,
+            invalid_reasons=(b.get("invalid_reasons") or ["invalid"]) if b.get("outcome") == "invalid" else (),
+            workload=b.get("workload") if isinstance(b.get("workload"), Mapping) else {},
+            spread=spreads[key[:2]],
+            earlier=b_sessions[:-1],  # B's other sessions, pooled (session rule only)
+        )
+        assert found is not None  # an entry on both sides is always judged
+        row.update(verdict=found.verdict, note=found.row.get("note") or "")
+        c = found.comparison
+        if c is not None:
+            row.update(
+                gate_statistic=_finite(c.ratio),
+                p_value=c.p_value,
+                ci_low=_finite(c.ci_low),
+                ci_high=_finite(c.ci_high),
+                rule=c.rule,
+                alpha=alpha,
+            )
     return rows
+
+
+def _row(key: tuple[str, str, str], reference: Side, current: Side) -> dict[str, Any]:
+    """The figures of one metric on each side (a side of several sessions shows their geometric
+    mean, the figure its rule compares), without a verdict yet."""
+    model, precision, bkey = key
+    a, b = reference.entries.get(key), current.entries.get(key)
+    a_sessions = [float(r["value"]) for r in reference.sessions.get(key, ())]
+    b_sessions = [float(r["value"]) for r in current.sessions.get(key, ())]
+    test, _, metric = bkey.rpartition("::")
+    row: dict[str, Any] = {
+        "model": model,
+        "precision": precision,
+        "test": test,
+        "metric": metric,
+        "unit": (b or a or {}).get("unit"),
+        "a": None if a is None else _geometric_mean(a_sessions) if a_sessions else float(a["value"]),
+        "b": None if b is None else _geometric_mean(b_sessions) if b_sessions else float(b["value"]),
+        "sessions_a": len(a_sessions) or (None if a is None else 1),
+        "sessions_b": len(b_sessions) or (None if b is None else 1),
+        "ratio": None,
+        "gate_statistic": None,
+        "verdict": Verdict.ONLY_IN_A if b is None else Verdict.ONLY_IN_B if a is None else None,
+        "p_value": None,
+        "ci_low": None,
+        "ci_high": None,
+        "rule": None,
+        "alpha": None,
+        "note": "",
+    }
+    if a is not None and b is not None:
+        row["ratio"] = row["b"] / row["a"] if row["a"] else None
+    return row

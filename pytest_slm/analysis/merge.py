@@ -17,29 +17,16 @@ another schema is named in an :class:`InputError`; the other inputs still merge.
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_slm.report.gate_summary import stood_tests as stood_tests_of
-from pytest_slm.report.writers import SCHEMA
+from pytest_slm import results
+from pytest_slm.results import InputError, workload_of
 
 MERGED_SCHEMA = "pytest-slm-merged/1"
-RESULTS_NAME = "results.json"
-
-
-@dataclass(frozen=True)
-class InputError:
-    """An input that could not be used (or a record in it); ``message`` names the file."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True)
@@ -157,35 +144,6 @@ def conflicts_document(conflicts: Sequence[Conflict]) -> list[dict[str, Any]]:
     ]
 
 
-def find_results(paths: Iterable[Path]) -> tuple[list[Path], list[InputError]]:
-    """Files as given; directories searched recursively for ``results.json`` (sorted, so the order is stable)."""
-    found: list[Path] = []
-    errors: list[InputError] = []
-    for p in paths:
-        if p.is_dir():
-            inside = sorted(p.rglob(RESULTS_NAME))
-            if not inside:
-                errors.append(InputError(str(p), f"{p}: directory contains no {RESULTS_NAME}"))
-            found.extend(inside)
-        elif p.is_file():
-            found.append(p)
-        else:
-            errors.append(InputError(str(p), f"{p}: no such file or directory"))
-    return found, errors
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def workload_of(record: Mapping[str, Any]) -> Any:
-    """The record's workload: the top-level field, else the measurement's ``info["workload"]``, else None."""
-    if record.get("workload") is not None:
-        return record["workload"]
-    info = record.get("info")
-    return info.get("workload") if isinstance(info, Mapping) else None
-
-
 def identity(record: Mapping[str, Any]) -> tuple[Any, ...]:
     """(fingerprint, workload, model, precision, test, metric); the workload as canonical JSON."""
     workload = workload_of(record)
@@ -197,48 +155,6 @@ def identity(record: Mapping[str, Any]) -> tuple[Any, ...]:
         record.get("test"),
         record.get("metric"),
     )
-
-
-def read_document(path: Path) -> tuple[dict[str, Any], list[InputError]]:
-    """One results.json, checked; raises :class:`ResultsFileError` for a file that cannot be used at all.
-
-    Records without a metric name or a finite numeric value are dropped with an error naming the
-    file and the record's index; the file's other records are kept.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsFileError(f"{path}: cannot be read ({exc})") from None
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise ResultsFileError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ResultsFileError(f"{path}: expected a JSON object with schema {SCHEMA!r}, found {type(doc).__name__}")
-    if doc.get("schema") != SCHEMA:
-        raise ResultsFileError(
-            f"{path}: schema {doc.get('schema')!r} is not a pytest-slm results file (expected {SCHEMA!r})"
-        )
-    records = doc.get("records")
-    if not isinstance(records, list):
-        raise ResultsFileError(f"{path}: 'records' must be a list")
-    problems: list[InputError] = []
-    good = []
-    for i, r in enumerate(records):
-        if not isinstance(r, dict) or not isinstance(r.get("metric"), str) or not _is_number(r.get("value")):
-            problems.append(InputError(str(path), f"{path}: record {i} has no metric name or no finite value; dropped"))
-            continue
-        good.append(r)
-    doc["records"] = good
-    if not isinstance(doc.get("environment"), dict):
-        doc["environment"] = {}
-    if not isinstance(doc.get("skipped"), list):
-        doc["skipped"] = []
-    return doc, problems
-
-
-class ResultsFileError(Exception):
-    """A results file that cannot be used; the message names it."""
 
 
 def run_started_at(path: Path, environment: Mapping[str, Any]) -> tuple[str, str]:
@@ -261,7 +177,7 @@ def _rank(record: Mapping[str, Any], session: int, stood_tests: set[Any]) -> tup
 
 def merge(paths: Sequence[Path]) -> Merged:
     """Merge the results files and directories in ``paths`` (earlier inputs win conflicts)."""
-    files, errors = find_results(paths)
+    files, errors = results.find(paths)
     out = Merged(errors=list(errors))
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     #: identity -> (chain, session number, index in out.records) of the record kept
@@ -270,19 +186,19 @@ def merge(paths: Sequence[Path]) -> Merged:
     stood_tests: dict[str, set[Any]] = {}  # source -> its tests whose earlier verdicts stood (see _rank)
     for path in files:
         try:
-            doc, problems = read_document(path)
-        except ResultsFileError as exc:
+            doc = results.read(path)
+        except results.ResultsFileError as exc:
             out.errors.append(InputError(str(path), str(exc)))
             continue
-        out.errors.extend(problems)
-        env = doc["environment"]
+        out.errors.extend(doc.problems)
+        env = doc.environment
         fp = env.get("fingerprint") if isinstance(env.get("fingerprint"), str) else None
         started, time_source = run_started_at(path, env)
         chain, session = chain_of(env)
-        stood = stood_tests[str(path)] = stood_tests_of(doc["records"])
-        out.sources.append(Source(str(path), started, time_source, fp, env, len(doc["records"])))
-        for raw in doc["records"]:
-            rec = {**raw, "fingerprint": raw.get("fingerprint") or fp, "source": str(path)}
+        stood = stood_tests[str(path)] = results.stood_tests(doc.records)
+        out.sources.append(Source(str(path), started, time_source, fp, env, len(doc.records)))
+        for raw in doc.records:
+            rec: dict[str, Any] = {**raw, "fingerprint": raw.get("fingerprint") or fp, "source": str(path)}
             key = identity(rec)
             kept = seen.get(key)
             if kept is None:
@@ -308,9 +224,7 @@ def merge(paths: Sequence[Path]) -> Merged:
             out.conflicts.append(
                 Conflict(ident, float(kept["value"]), kept["source"], float(rec["value"]), str(path), rec)
             )
-        for s in doc["skipped"]:
-            if not isinstance(s, dict):
-                continue
+        for s in doc.skipped:
             skey = (fp, s.get("test"), s.get("reason"))
             if skey not in seen_skips:
                 seen_skips.add(skey)

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_slm.analysis.merge import workload_of
+from pytest_slm.results import (
+    COLUMNS,
+    GATE_VERDICTS,
+    column_values,
+    fmt,
+    test_function,
+    variant_of,
+    verdict_counts,
+    workload_of,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,27 +55,6 @@ PEAK_METRICS = ("cuda_peak_allocated_bytes", "peak_rss_bytes")
 ENERGY_METRICS = ("j_per_output_token",)
 
 
-def variant_of(record: Mapping[str, Any]) -> str:
-    """The test's parameters other than the engine id, e.g. ``single`` for ``test_ttft[m-bf16-single]``."""
-    test = str(record.get("test") or "")
-    match = re.search(r"\[(.*)\]$", test)
-    if not match:
-        return ""
-    params = match.group(1)
-    engine_id = record.get("engine_id") or f"{record.get('model')}-{record.get('precision')}"
-    if params == engine_id:
-        return ""
-    if params.startswith(f"{engine_id}-"):
-        return params[len(engine_id) + 1 :]
-    return params
-
-
-def test_function(record: Mapping[str, Any]) -> str:
-    """``benches/test_latency.py::test_ttft[m-bf16-single]`` -> ``test_ttft``."""
-    test = str(record.get("test") or "")
-    return test.split("::")[-1].split("[")[0]
-
-
 def _concurrency(record: Mapping[str, Any]) -> float:
     workload = workload_of(record)
     value = workload.get("concurrency") if isinstance(workload, Mapping) else None
@@ -93,8 +80,27 @@ def stderr_of(record: Mapping[str, Any]) -> float:
     return math.nan
 
 
+#: the frame's columns after the record's own (:data:`pytest_slm.results.COLUMNS`): what tables group on
+DERIVED_COLUMNS = (
+    "fingerprint",
+    "function",
+    "variant",
+    "se",
+    "samples",
+    "stood",
+    "gated",
+    "task",
+    "task_metric",
+    "task_filter",
+    "concurrency",
+    "max_new_tokens",
+    "workload",
+    "source",
+)
+
+
 def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per record with the columns the tables and plots group on."""
+    """One row per record: its :data:`~pytest_slm.results.COLUMNS`, then :data:`DERIVED_COLUMNS`."""
     import pandas as pd
 
     rows = []
@@ -104,22 +110,16 @@ def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         workload = workload_of(r)
         rows.append(
             {
-                "fingerprint": r.get("fingerprint"),
+                **column_values(r),
                 "model": str(r.get("model")),
                 "precision": str(r.get("precision")),
-                "test": r.get("test"),
+                "value": float(r["value"]),
+                "higher_is_better": bool(r.get("higher_is_better")),
+                "fingerprint": r.get("fingerprint"),
                 "function": test_function(r),
                 "variant": variant_of(r),
-                "metric": r["metric"],
-                "value": float(r["value"]),
-                "unit": r.get("unit"),
-                "higher_is_better": bool(r.get("higher_is_better")),
-                "n": r.get("n"),
-                "stderr": r.get("stderr"),
                 "se": stderr_of(r),
                 "samples": [float(x) for x in r.get("samples") or ()],
-                "outcome": r.get("outcome"),
-                "verdict": baseline.get("verdict"),
                 "stood": bool(baseline.get("stood")),  # an invalid confirmation kept the earlier verdict
                 "gated": bool(r.get("gated", True)),
                 "task": info.get("task") if "metric" in info else None,
@@ -131,34 +131,7 @@ def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 "source": r.get("source"),
             }
         )
-    columns = [
-        "fingerprint",
-        "model",
-        "precision",
-        "test",
-        "function",
-        "variant",
-        "metric",
-        "value",
-        "unit",
-        "higher_is_better",
-        "n",
-        "stderr",
-        "se",
-        "samples",
-        "outcome",
-        "verdict",
-        "stood",
-        "gated",
-        "task",
-        "task_metric",
-        "task_filter",
-        "concurrency",
-        "max_new_tokens",
-        "workload",
-        "source",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=[*COLUMNS, *DERIVED_COLUMNS])
 
 
 def main_task_metrics(df: pd.DataFrame) -> dict[str, str]:
@@ -239,15 +212,13 @@ def cell_value(rows: pd.DataFrame, metrics: Sequence[str], scale: float = 1.0) -
 
 def _verdicts(rows: pd.DataFrame) -> str:
     """The gate's verdict counts (an invalid measurement counts as "invalid"), in the gate's order."""
-    from pytest_slm.report.gate_summary import VERDICTS, verdict_counts
-
     records = [
         {"baseline": {"verdict": v if isinstance(v, str) else None, "stood": bool(s)}, "outcome": o, "gated": g}
         for v, o, s, g in zip(rows["verdict"], rows["outcome"], rows["stood"], rows["gated"], strict=True)
     ]
     counts = verdict_counts(records)
-    parts = [f"{v} {counts[v]}" for v in VERDICTS if counts[v]]
-    parts += [f"{v} {n}" for v, n in counts.items() if v not in VERDICTS]
+    parts = [f"{v} {counts[v]}" for v in GATE_VERDICTS if counts[v]]
+    parts += [f"{v} {n}" for v, n in counts.items() if v not in GATE_VERDICTS]
     return ", ".join(parts) if parts else "no baseline"
 
 
@@ -292,16 +263,6 @@ class CompactTable:
         if self.frame.empty:
             return "No model × precision recorded a metric."
         return str(self.display().to_markdown(index=False, tablefmt="github", disable_numparse=True))
-
-
-def fmt(value: Any) -> str:
-    """A figure for reading: 4 significant digits, '–' for not measured."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    v = float(value)
-    if v == 0 or 1e-3 <= abs(v) < 1e6:
-        return f"{v:.4g}"
-    return f"{v:.3e}"
 
 
 def retention(value: float, reference: float, higher_is_better: bool) -> float:

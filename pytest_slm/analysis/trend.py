@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_slm.analysis.merge import InputError, ResultsFileError, find_results, read_document, run_started_at
-from pytest_slm.analysis.tables import stderr_of, variant_of
+from pytest_slm import results
+from pytest_slm.analysis.merge import run_started_at
+from pytest_slm.analysis.tables import stderr_of
+from pytest_slm.results import InputError, variant_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,17 +38,17 @@ def collect(
 ) -> Trend:
     import pandas as pd
 
-    files, errors = find_results(paths)
+    files, errors = results.find(paths)
     rows: list[dict[str, Any]] = []
     for path in files:
         try:
-            doc, problems = read_document(path)
-        except ResultsFileError as exc:
+            doc = results.read(path)
+        except results.ResultsFileError as exc:
             errors.append(InputError(str(path), str(exc)))
             continue
-        errors.extend(problems)
-        started, how = run_started_at(path, doc["environment"])
-        for r in doc["records"]:
+        errors.extend(doc.problems)
+        started, how = run_started_at(path, doc.environment)
+        for r in doc.records:
             if r["metric"] != metric:
                 continue
             if model is not None and r.get("model") != model:
@@ -61,7 +63,7 @@ def collect(
                     "started_at": started,
                     "time_source": how,
                     "file": str(path),
-                    "git_commit": doc["environment"].get("git_commit"),
+                    "git_commit": doc.environment.get("git_commit"),
                     "series": f"{r.get('model')} · {r.get('precision')}" + (f" · {variant}" if variant else ""),
                     "test": r.get("test"),
                     "value": float(r["value"]),

@@ -34,16 +34,17 @@ clear it and fails as invalid.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_slm import results
 from pytest_slm.record import ERRORED
+from pytest_slm.results import ComparisonRow, Verdict
 
 #: earlier verdicts that make a test worth measuring again
-TO_CONFIRM = frozenset({"regressed", "improved", "inconclusive", "invalid"})
+TO_CONFIRM = frozenset({Verdict.REGRESSED, Verdict.IMPROVED, Verdict.INCONCLUSIVE, Verdict.INVALID})
 #: the comparison rules whose figures are pooled across sessions (timings, throughput, energy, memory)
 SESSION_RULES = frozenset({"sessions-t", "within-session"})
 #: a test's pytest outcome (``results.json``'s ``tests``) that makes it run again: it failed or erred,
@@ -120,13 +121,13 @@ class EarlierRun:
 
     def standing(
         self, model: str, precision: str, keys: Mapping[str, str], workloads: Mapping[str, Mapping[str, Any]], why: str
-    ) -> dict[str, dict[str, Any]] | None:
+    ) -> dict[str, ComparisonRow] | None:
         """The rows an invalid confirmation of a test reports instead of its own (metric -> row): the
         earlier run's, where it compared the test's gated figures and the test passed there, on the
         same workload; None when any of them failed there or was measured otherwise, or none was
         compared (the test then fails as invalid). ``keys``: metric -> baseline key; ``why``: the
         invalid reasons."""
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, ComparisonRow] = {}
         for metric, key in keys.items():
             if (model, precision, key) not in self.rows:
                 continue  # not compared there: nothing to stand
@@ -147,7 +148,7 @@ class EarlierRun:
             sessions = f"{len(pooled.values)} earlier session(s)" if pooled is not None else "the earlier run"
             row["note"] = (f"invalid here ({why}): the verdict of {sessions} stands ({row['stood']['measured_in']}); "
                            f"{row['stood']['note']}").rstrip("; ")  # fmt: skip
-            out[metric] = row
+            out[metric] = row  # type: ignore[assignment]  # the earlier run's row, as it was written
         return out or None
 
 
@@ -157,7 +158,7 @@ def _young(row: Mapping[str, Any]) -> bool:
     measure it again to the same verdict."""
     n, needed = row.get("n_baseline"), row.get("min_sessions")
     return (
-        row.get("verdict") == "inconclusive"
+        row.get("verdict") == Verdict.INCONCLUSIVE
         and row.get("rule") == "within-session"
         and isinstance(n, int)
         and isinstance(needed, int)
@@ -173,14 +174,12 @@ def load(path: Path, git_commit: str | None, git_diff: str | None = None) -> Ear
     """Read an earlier ``results.json``; it must come from the same code: the same ``git_commit``
     and the same uncommitted changes to tracked files (``git_diff``, a digest; None: none)."""
     try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
+        data = results.read(Path(path))
+    except results.MissingResultsFile:
         raise ConfirmError(f"--slm-confirm: {path} does not exist") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfirmError(f"--slm-confirm: {path} is not a readable results file ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-        raise ConfirmError(f"--slm-confirm: {path} is not a pytest-slm results.json (no 'records' list)")
-    env = data.get("environment") or {}
+    except results.ResultsFileError as exc:
+        raise ConfirmError(f"--slm-confirm: {path} is not a pytest-slm results.json ({exc})") from None
+    env = data.environment
     theirs = env.get("git_commit")
     if theirs != git_commit:
         raise ConfirmError(
@@ -206,17 +205,16 @@ def load(path: Path, git_commit: str | None, git_diff: str | None = None) -> Ear
             run.figures[where] = Earlier(tuple(float(v) for v in carried["values"]), carried.get("workload") or {})
         except (KeyError, TypeError, ValueError):
             continue
-    records = [r for r in data["records"] if isinstance(r, dict) and isinstance(r.get("test"), str)]
-    stood = {r["test"] for r in records if (r.get("baseline") or {}).get("stood")}
+    records: list[Mapping[str, Any]] = [r for r in data.records if isinstance(r.get("test"), str)]
+    stood = results.stood_tests(records)
     seen: set[str] = set()
-    listed = data.get("tests")
-    tests: dict[str, Any] = listed if isinstance(listed, dict) else {}
+    tests: dict[str, Any] = data.tests or {}
     for test, info in tests.items():  # every collected test: one that erred, crashed or never ran goes again
         seen.add(test)
         if isinstance(info, dict) and info.get("outcome") in UNFINISHED:
             run.tests.add(test)
     for r in records:
-        test = r["test"]
+        test = str(r["test"])
         seen.add(test)
         outcome = r.get("outcome")
         # a failed record, gated or not (a retention floor, a threshold on a diagnostic), must fail again;
@@ -233,7 +231,7 @@ def load(path: Path, git_commit: str | None, git_diff: str | None = None) -> Ear
         if not (r.get("model") and r.get("baseline_key")):
             continue
         where = (r["model"], r.get("precision", ""), r["baseline_key"])
-        if row.get("verdict") and row.get("verdict") != "invalid":
+        if row.get("verdict") and row.get("verdict") != Verdict.INVALID:
             passed = outcome == "passed" or test in stood
             run.rows[where] = (row, r.get("workload") or {}) if passed else None
         if row.get("stood") and row.get("rule") in SESSION_RULES and row.get("earlier"):

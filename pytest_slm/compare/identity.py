@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from pytest_slm.record import Metric
 
 #: identity fields that describe *where* a figure came from but do not change it
 IGNORED = frozenset({"target_rel_ci", "max_runs"})
@@ -70,3 +72,19 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any], limit: in
     if len(out) > limit:
         out = [*out[:limit], f"and {len(out) - limit} more"]
     return out
+
+
+def figure_identities(engine_facts: Mapping[str, Any] | None, figures: Iterable[Metric]) -> dict[str, dict[str, Any]]:
+    """Each figure's workload identity (name -> identity): the engine's arguments plus the
+    measurement's own workload."""
+    session = session_identity(engine_facts, {})
+    return {m.name: metric_identity(session, m.info) for m in figures}
+
+
+def baseline_key(file_name: str, function: str, params: str, engine_id: str | None) -> str:
+    """A test's identity across engines: ``file::function[other params]`` (``engine_id``, the model and
+    precision part of the test's parameter id ``params``, removed; a KV-cache dtype other than auto
+    stays: ``[kvfp8-single]``)."""
+    if engine_id and params.startswith(engine_id):
+        params = params[len(engine_id) :].lstrip("-")
+    return f"{file_name}::{function}" + (f"[{params}]" if params else "")

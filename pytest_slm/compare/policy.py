@@ -13,6 +13,7 @@ figures take. The README's list of gated figures is checked against :data:`GATED
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from fnmatch import fnmatchcase
 
 #: the gated figures (fnmatch patterns over metric names); a name that matches none is a diagnostic
@@ -70,10 +71,6 @@ EXACT: tuple[str, ...] = (
 )
 
 
-#: baseline verdicts that let a test pass without evidence of no regression (``--slm-strict`` fails them)
-NO_EVIDENCE: tuple[str, ...] = ("inconclusive", "incomparable", "skipped")
-
-
 def _any(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatchcase(name, p) for p in patterns)
 
@@ -112,3 +109,14 @@ def spread_pool(name: str, unit: str | None) -> str | None:
     if unit == "bytes":
         return "memory"
     return None
+
+
+def family(entries: Iterable[str], test_keys: Container[str]) -> int:
+    """The Bonferroni family one baseline file adds: its gated entries (``test key::metric``) whose
+    test is among ``test_keys`` (the tests the session runs, whether or not they record the figure)."""
+    count = 0
+    for name in entries:
+        test_key, _, metric = name.rpartition("::")
+        if test_key in test_keys and is_gated(metric):
+            count += 1
+    return count

@@ -27,7 +27,8 @@ change the comparison could have detected (``mde``).
   discordant items and the change in points; identical items are "pass".
 
 ``alpha`` is the per-comparison level: the session divides its family-wise level by the number
-of gated comparisons (Bonferroni), see :mod:`pytest_slm.compare.session`.
+of gated comparisons (Bonferroni), see :mod:`pytest_slm.compare.gate`;
+the ladder of checks before a rule is reached is :mod:`pytest_slm.compare.judge`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from pytest_slm.results import Verdict
 
 ALPHA = 0.01
 POWER = 0.80  # the detectable change is the one found with this probability
@@ -68,7 +71,7 @@ class Comparison:
     """
 
     metric: str
-    verdict: str  # "pass" | "regressed" | "improved" | "inconclusive"
+    verdict: Verdict  # pass, regressed, improved or inconclusive
     rule: str
     baseline_value: float
     current_value: float
@@ -109,16 +112,16 @@ class Comparison:
         return text
 
 
-def _verdict(p_worse: float, p_better: float, worse_by: float, tau: float, worse_upper: float, alpha: float) -> str:
+def _verdict(p_worse: float, p_better: float, worse_by: float, tau: float, worse_upper: float, alpha: float) -> Verdict:
     """``worse_by``: the observed change in the bad direction (a fraction, or points);
     ``worse_upper``: its one-sided :data:`PASS_CONFIDENCE` upper bound."""
     if p_worse < alpha and worse_by > tau:
-        return "regressed"
+        return Verdict.REGRESSED
     if p_better < alpha and -worse_by > tau:
-        return "improved"
+        return Verdict.IMPROVED
     if worse_upper < tau:
-        return "pass"
-    return "inconclusive"
+        return Verdict.PASS
+    return Verdict.INCONCLUSIVE
 
 
 def se_log(samples: Sequence[float]) -> float | None:
@@ -252,12 +255,12 @@ def compare_sessions(
     worse_by = (1 - ratio) if higher_is_better else (ratio - 1)
     worse_upper = -math.expm1(x_c - mu - margin) if higher_is_better else math.expm1(x_c - mu + margin)
     verdict = _verdict(p_worse, p_better, worse_by, tau, worse_upper, alpha)
-    if not decisive and verdict in ("regressed", "improved"):
+    if not decisive and verdict in (Verdict.REGRESSED, Verdict.IMPROVED):
         note = f"a {100 * (ratio - 1):+.1f} % change beyond this session's own noise, but {note}"
-        verdict = "inconclusive"
-    elif not decisive and verdict == "pass":  # within one session's noise says little about the next session
+        verdict = Verdict.INCONCLUSIVE
+    elif not decisive and verdict == Verdict.PASS:  # within one session's noise says little about the next session
         note = f"within this session's own noise, but {note}"
-        verdict = "inconclusive"
+        verdict = Verdict.INCONCLUSIVE
     return Comparison(
         metric, verdict, rule, base, current, ratio, lo, hi, min(p_worse, p_better), tau, mde, k, m, note, alpha
     )
@@ -283,9 +286,11 @@ def compare_exact(
             change = current / baseline
         worse_by = (1 - change) if higher_is_better else (change - 1)
         shown = f"{100 * (change - 1):+.3g} %"
-    verdict = "regressed" if worse_by > tau else "improved" if -worse_by > tau else "pass"
+    verdict = Verdict.REGRESSED if worse_by > tau else Verdict.IMPROVED if -worse_by > tau else Verdict.PASS
     note = (
-        "identical" if baseline == current else f"changed by {shown}" + (" (within tau)" if verdict == "pass" else "")
+        "identical"
+        if baseline == current
+        else f"changed by {shown}" + (" (within tau)" if verdict == Verdict.PASS else "")
     )
     rule = "exact-points" if points else "exact"
     return Comparison(metric, verdict, rule, baseline, current, change, change, change, None, tau, 0.0, 1, 1, note)
@@ -308,8 +313,8 @@ def compare_paired_items(
     diff = (gained - lost) / n  # current − baseline, as a fraction (0.01 = one point)
     note = f"{lost} items lost, {gained} gained"
     if lost + gained == 0:  # the same answers item for item: nothing changed
-        return Comparison(metric, "pass", "mcnemar", float(b.mean()), float(c.mean()), 0.0, 0.0, 0.0, 1.0, tau_points,
-                          0.0, n, n, note + " (identical items)", alpha)  # fmt: skip
+        return Comparison(metric, Verdict.PASS, "mcnemar", float(b.mean()), float(c.mean()), 0.0, 0.0, 0.0, 1.0,
+                          tau_points, 0.0, n, n, note + " (identical items)", alpha)  # fmt: skip
     bad_p = float(stats.binomtest(lost, lost + gained, 0.5, alternative="greater").pvalue)
     good_p = float(stats.binomtest(gained, lost + gained, 0.5, alternative="greater").pvalue)
     d = c - b

@@ -241,11 +241,15 @@ def _read_json(path: Path) -> Any:
 
 
 def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from pytest_slm import atomic
+    from pytest_slm import atomic, results
 
-    path = args.results / "results.json" if args.results.is_dir() else args.results
+    path = args.results / results.RESULTS_NAME if args.results.is_dir() else args.results
     try:
-        doc, left_out = to_benchmark_json(_read_json(path))
+        try:
+            read = results.read(path)
+        except results.ResultsFileError as exc:
+            raise BenchmarkJSONError(f"not a pytest-slm results document: {exc}") from None
+        doc, left_out = to_benchmark_json(read.document())
     except BenchmarkJSONError as exc:
         print(f"pytest-slm export: error: {exc}", file=err)
         return 2

@@ -16,21 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_slm.report.collector import ReportCollector
-
-COLUMNS = (
-    "test",
-    "model",
-    "precision",
-    "engine_id",
-    "metric",
-    "value",
-    "unit",
-    "higher_is_better",
-    "n",
-    "stderr",
-    "outcome",
-    "verdict",
-)
+from pytest_slm.results import COLUMNS, column_values
 
 
 class WandbUnavailable(RuntimeError):
@@ -50,12 +36,8 @@ def require_wandb() -> Any:
 
 
 def table_rows(records: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    """One row per record, in :data:`COLUMNS` order."""
-    rows = []
-    for r in records:
-        verdict = (r.get("baseline") or {}).get("verdict")
-        rows.append([r.get(c) if c != "verdict" else verdict for c in COLUMNS])
-    return rows
+    """One row per record, in :data:`pytest_slm.results.COLUMNS` order."""
+    return [list(column_values(r).values()) for r in records]
 
 
 def log_session(

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_slm import atomic
+from pytest_slm import atomic, results
 from pytest_slm.record import NOT_RUN, STARTED, USER_PROPERTY_KEY
 from pytest_slm.report import environment, writers
 
@@ -39,9 +39,11 @@ class ReportCollector:
     def __init__(self, output: Path, environment: dict[str, Any]) -> None:
         self.output = output
         self.environment = environment
-        self.records: list[dict[str, Any]] = []
+        self.records: list[results.Record] = []
         self.skipped: list[dict[str, Any]] = []
-        #: node id -> {"outcome": ...}: every collected test and pytest's outcome for it (see :func:`outcome_after`)
+        #: node id -> {"outcome": ..., "duration_s": ...}: every collected test, pytest's outcome for it (see
+        #: :func:`outcome_after`) and its wall time so far (setup + call + teardown: an engine load or a
+        #: quantization counts on the first test that needed it)
         self.tests: dict[str, dict[str, Any]] = {}
         #: figures the baseline holds that this run did not measure (see ``UNMEASURED_PROPERTY_KEY``)
         self.unmeasured: list[dict[str, Any]] = []
@@ -60,11 +62,18 @@ class ReportCollector:
             self.flush()
 
     def add_report(
-        self, nodeid: str, when: str, outcome: str, user_properties: list[tuple[str, Any]], skip_reason: str | None
+        self,
+        nodeid: str,
+        when: str,
+        outcome: str,
+        user_properties: list[tuple[str, Any]],
+        skip_reason: str | None,
+        duration: float = 0.0,
     ) -> None:
         nodeid = strip_xdist_group(nodeid)
         entry = self.tests.setdefault(nodeid, {"outcome": NOT_RUN})
         entry["outcome"] = outcome_after(entry["outcome"], when, outcome)
+        entry["duration_s"] = round(entry.get("duration_s", 0.0) + duration, 3)
         changed = False
         for key, value in user_properties:
             if key == ENGINE_PROPERTY_KEY and isinstance(value, Mapping):
@@ -80,10 +89,7 @@ class ReportCollector:
                 changed = True
             elif key == USER_PROPERTY_KEY and when == "call":
                 for rec in value:
-                    # an invalid measurement fails its test, but it is not a failed model: say which (a
-                    # confirmation's invalid window passes where the earlier run's verdicts stand)
-                    shown = "invalid" if outcome in ("failed", "passed") and rec.get("invalid_reasons") else outcome
-                    self.records.append({**rec, "test": nodeid, "outcome": shown})
+                    self.records.append(results.finished(rec, nodeid, outcome))
                     changed = True
         ours = any(key == SLM_TEST_PROPERTY_KEY for key, _ in user_properties)
         if ours and not self.ours:
@@ -106,7 +112,7 @@ class ReportCollector:
         GitHub Actions."""
         path = environ.get("GITHUB_STEP_SUMMARY")
         if path and self.markdown:
-            from pytest_slm.report.summary import compact_markdown
+            from pytest_slm.report.terminal import compact_markdown
 
             lines = "".join(f"- {line}\n" for line in gate)
             with open(path, "a", encoding="utf-8") as f:

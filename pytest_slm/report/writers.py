@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_slm import atomic, naming
-from pytest_slm.report.gate_summary import evidence_lines, run_verdict, stood_tests
-
-SCHEMA = "pytest-slm/1"
+from pytest_slm.report import timing
+from pytest_slm.report.verdicts import evidence_lines, run_verdict
+from pytest_slm.results import SCHEMA, Verdict, fmt, stood_tests
 
 
 def results_document(
@@ -30,12 +30,6 @@ def results_document(
     return doc
 
 
-def _fmt(value: float) -> str:
-    if value == 0 or 1e-3 <= abs(value) < 1e6:
-        return f"{value:.4g}"
-    return f"{value:.4e}"
-
-
 def markdown(
     environment: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]],
@@ -44,9 +38,21 @@ def markdown(
 ) -> str:
     """The compact table (one row per model × precision), then one detail table per model × precision,
     the baseline comparisons and the skipped tests with their reasons."""
-    from tabulate import tabulate
+    lines = [
+        *_head(environment, records, unmeasured),
+        *_detail_tables(records),
+        *_comparisons(records),
+        *_invalid(records),
+        *_skipped(skipped),
+    ]
+    return "\n".join(lines)
 
-    from pytest_slm.report.summary import compact_markdown
+
+def _head(
+    environment: Mapping[str, Any], records: Sequence[Mapping[str, Any]], unmeasured: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """The device and profile, the compact table, and what the gate could not tell."""
+    from pytest_slm.report.terminal import compact_markdown
 
     profile = environment.get("run_profile", {})
     hw = environment.get("hardware", {})
@@ -67,9 +73,17 @@ def markdown(
     evidence = evidence_lines(records, unmeasured)
     if evidence:
         lines += ["## What the gate could not tell", "", *(f"- {line}" for line in evidence), ""]
+    return lines
+
+
+def _detail_tables(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One table of every figure per model × precision."""
+    from tabulate import tabulate
+
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for r in records:
         groups.setdefault((str(r.get("model")), str(r.get("precision"))), []).append(r)
+    lines: list[str] = []
     for (model, precision), rows in groups.items():
         lines.append(f"## {model} · {precision}" if model != "None" else "## Without an engine")
         lines.append("")
@@ -77,7 +91,7 @@ def markdown(
             [
                 r["test"].split("::")[-1],
                 r["metric"],
-                _fmt(r["value"]),
+                fmt(r["value"]),
                 r["unit"],
                 "↑" if r["higher_is_better"] else "↓",
                 r.get("threshold") or "",
@@ -94,50 +108,66 @@ def markdown(
             )
         )
         lines.append("")
-    compared = [r for r in records if (r.get("baseline") or {}).get("verdict") not in (None, "skipped", "invalid")]
-    if compared:
-        lines.append("## Against the baseline")
-        lines.append("")
-        lines.append(
-            tabulate(
-                [_comparison_row(r) for r in compared],
-                headers=["cell", "metric", "baseline", "current", "Δ", "95 % CI", "p", "verdict"],
-                tablefmt="github",
-                disable_numparse=True,
-            )
-        )
-        lines.append("")
+    return lines
+
+
+def _comparisons(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The figures compared with a baseline, with their change, interval, p and verdict."""
+    from tabulate import tabulate
+
+    compared = [
+        r for r in records if (r.get("baseline") or {}).get("verdict") not in (None, Verdict.SKIPPED, Verdict.INVALID)
+    ]
+    if not compared:
+        return []
+    table = tabulate(
+        [_comparison_row(r) for r in compared],
+        headers=["cell", "metric", "baseline", "current", "Δ", "95 % CI", "p", "verdict"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
+    return ["## Against the baseline", "", table, ""]
+
+
+def _invalid(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The invalid measurements, a test a line, with why."""
+    from tabulate import tabulate
+
     invalid: dict[str, str] = {}
     stood = stood_tests(records)
     for r in records:
         if r.get("outcome") == "invalid":
             stands = " (a confirmation: the earlier run's verdicts stand)" if r["test"] in stood else ""
             invalid.setdefault(r["test"], "; ".join(r.get("invalid_reasons") or []) + stands)
-    if invalid:
-        lines.append("## Invalid measurements")
-        lines.append("")
-        lines.append("Recorded, but not trustworthy: never compared with a baseline, never saved as one.")
-        lines.append("")
-        lines.append(tabulate(list(invalid.items()), headers=["test", "why"], tablefmt="github"))
-        lines.append("")
-    if skipped:
-        lines.append("## Skipped")
-        lines.append("")
-        lines.append(
-            tabulate([[s["test"], s["reason"]] for s in skipped], headers=["test", "reason"], tablefmt="github")
-        )
-        lines.append("")
-    return "\n".join(lines)
+    if not invalid:
+        return []
+    return [
+        "## Invalid measurements",
+        "",
+        "Recorded, but not trustworthy: never compared with a baseline, never saved as one.",
+        "",
+        tabulate(list(invalid.items()), headers=["test", "why"], tablefmt="github"),
+        "",
+    ]
+
+
+def _skipped(skipped: Sequence[Mapping[str, Any]]) -> list[str]:
+    from tabulate import tabulate
+
+    if not skipped:
+        return []
+    table = tabulate([[s["test"], s["reason"]] for s in skipped], headers=["test", "reason"], tablefmt="github")
+    return ["## Skipped", "", table, ""]
 
 
 def _comparison_row(r: Mapping[str, Any]) -> list[str]:
     b = r["baseline"]
-    if b.get("verdict") == "error" or b.get("ratio") is None:
+    if b.get("verdict") == Verdict.ERROR or b.get("ratio") is None:
         return [
             f"{r.get('model')}-{r.get('precision')}",
             r["metric"],
             "",
-            _fmt(r["value"]),
+            fmt(r["value"]),
             "",
             "",
             "",
@@ -154,17 +184,17 @@ def _comparison_row(r: Mapping[str, Any]) -> list[str]:
         ci = f"[{100 * (lo - 1):+.1f}, {100 * (hi - 1):+.1f}] %"
     p = "" if b.get("p_value") is None else f"{b['p_value']:.2g}"
     mark = {
-        "regressed": "❌ regressed",
-        "improved": "✅ improved",
-        "pass": "pass",
-        "inconclusive": "⚠ inconclusive",
-        "incomparable": "≠ incomparable",
+        Verdict.REGRESSED: "❌ regressed",
+        Verdict.IMPROVED: "✅ improved",
+        Verdict.PASS: "pass",
+        Verdict.INCONCLUSIVE: "⚠ inconclusive",
+        Verdict.INCOMPARABLE: "≠ incomparable",
     }
     return [
         f"{r.get('model')}-{r.get('precision')}",
         r["metric"],
-        _fmt(b["baseline_value"]),
-        _fmt(r["value"]),
+        fmt(b["baseline_value"]),
+        fmt(r["value"]),
         delta,
         ci,
         p,
@@ -210,7 +240,8 @@ def write(
     """Write both files; return the markdown (for the terminal and the CI step summary)."""
     atomic.write_json(output / "results.json", results_document(environment, records, skipped, tests, unmeasured))
     md = markdown(environment, records, skipped, unmeasured)
-    atomic.write_text(output / "results.md", md)
+    cost = timing.markdown(tests or {})
+    atomic.write_text(output / "results.md", md + ("\n" + cost if cost else ""))
     gab = github_action_benchmark(records)
     for tool, entries in gab.items():
         atomic.write_json(output / f"github-action-benchmark-{tool}.json", entries)

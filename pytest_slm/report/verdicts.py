@@ -8,33 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_slm.compare.policy import NO_EVIDENCE
 from pytest_slm.record import ERRORED
-
-VERDICTS = ("pass", "regressed", "improved", "inconclusive", "incomparable", "invalid", "skipped", "error")
-
-
-def stood_tests(records: Sequence[Mapping[str, Any]]) -> set[Any]:
-    """The tests of a confirmation whose void window kept the earlier run's verdicts (any of their
-    records carries a ``stood`` row: diagnostics of the same test carry none)."""
-    return {r.get("test") for r in records if (r.get("baseline") or {}).get("stood")}
-
-
-def verdict_counts(records: Sequence[Mapping[str, Any]]) -> Counter[str]:
-    """Baseline verdicts of the gated records (invalid measurements count as "invalid", except in a
-    confirmation whose earlier verdicts stand for its invalid window: those count as the verdict)."""
-    out: Counter[str] = Counter()
-    for r in records:
-        if not r.get("gated", True):  # diagnostics: recorded, never judged
-            continue
-        row = r.get("baseline") or {}
-        verdict = row.get("verdict")
-        if r.get("outcome") == "invalid" and not row.get("stood"):
-            verdict = "invalid"
-        if verdict:
-            out[verdict] += 1
-    return out
-
+from pytest_slm.results import GATE_VERDICTS, NO_EVIDENCE, Verdict, stood_tests, verdict_counts
 
 #: what a figure that passed without evidence is called, by kind (``without_evidence``'s keys)
 WITHOUT_EVIDENCE = {
@@ -116,7 +91,7 @@ def false_alarm_bound(records: Sequence[Mapping[str, Any]]) -> tuple[int, float]
         for r in records
         if r.get("gated", True)
         and isinstance((row := r.get("baseline") or {}).get("alpha"), (int, float))
-        and row.get("verdict") not in (None, "invalid", "skipped", "incomparable", "error")
+        and row.get("verdict") not in (None, Verdict.INVALID, Verdict.SKIPPED, Verdict.INCOMPARABLE, Verdict.ERROR)
     ]
     return len(alphas), sum(alphas)
 
@@ -135,7 +110,7 @@ def run_verdict(
     failed = {name for name, t in tests.items() if t.get("outcome") == "failed"}
     stood = stood_tests(records)
     invalid = {r.get("test") for r in records if r.get("outcome") == "invalid" and r.get("test") not in stood}
-    regressed = {r.get("test") for r in records if (r.get("baseline") or {}).get("verdict") == "regressed"}
+    regressed = {r.get("test") for r in records if (r.get("baseline") or {}).get("verdict") == Verdict.REGRESSED}
     if any(outcomes[o] for o in ERRORED):
         status = "error"
     elif regressed & failed:
@@ -170,7 +145,7 @@ def gate_lines(
     if counts:
         alphas = [a for r in records if isinstance(a := (r.get("baseline") or {}).get("alpha"), float) and a > 0]
         family = round(alpha_family / min(alphas)) if alphas else 0
-        shown = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
+        shown = ", ".join(f"{counts[v]} {v}" for v in GATE_VERDICTS if counts[v])
         lines.append(f"gate: {shown}")
         if family:
             where = f"across the {shards} shards of this run" if shards > 1 else "in this session"
@@ -192,7 +167,7 @@ def gate_lines(
             lines.append(f"invalid, the earlier run's verdicts stand: {r['test']}: {why}")
         else:
             lines.append(f"invalid: {r['test']}: {why}")
-    for verdict in ("regressed", "improved", "inconclusive", "incomparable"):
+    for verdict in (Verdict.REGRESSED, Verdict.IMPROVED, Verdict.INCONCLUSIVE, Verdict.INCOMPARABLE):
         rows = [r for r in records if (r.get("baseline") or {}).get("verdict") == verdict]
         for r in rows[:max_items]:
             note = r["baseline"].get("note") or ""
