@@ -17,16 +17,16 @@ import pytest
 
 from pytest_slm import options, results, stash
 from pytest_slm.accuracy.power import detectability, items_of
-from pytest_slm.compare import confirm, identity
+from pytest_slm.compare import confirm, identity, policy
 from pytest_slm.compare.gate import STRICT_PREFIX, Gate, SaveReport, strict_failures
 from pytest_slm.configs.load import load as load_models_config
-from pytest_slm.configs.matrix import select
+from pytest_slm.configs.matrix import select, tasks_for
 from pytest_slm.configs.schema import ModelConfigError, ModelsConfig
 from pytest_slm.engine_api import EngineSpec
 from pytest_slm.fixtures import device_for
 from pytest_slm.parametrize import ON_REQUEST_MARKERS, accuracy_tasks, engine_specs, not_requested, session_gpus
 from pytest_slm.record import USER_PROPERTY_KEY
-from pytest_slm.report import environment, timing
+from pytest_slm.report import timing
 from pytest_slm.report.collector import (
     ATTACHMENT_PROPERTY_KEY,
     ENGINE_PROPERTY_KEY,
@@ -37,6 +37,7 @@ from pytest_slm.report.collector import (
 )
 from pytest_slm.report.terminal import header_lines, terminal_lines
 from pytest_slm.report.verdicts import gate_lines
+from pytest_slm.results import environment
 from pytest_slm.settings import Settings, SettingsError, resolve
 from pytest_slm.shard import ShardPlan, runs_here
 from pytest_slm.thresholds import ThresholdError, ThresholdTable, check, marker_limits
@@ -252,7 +253,14 @@ def _outside_matrix(config: pytest.Config, items: list[pytest.Item]) -> tuple[li
     drop: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        (keep if runs_here(callspec.params if callspec is not None else {}, settings, plan) else drop).append(item)
+        params = callspec.params if callspec is not None else {}
+        spec = params.get("slm_engine")
+        if isinstance(spec, EngineSpec):
+            tasks = tasks_for(settings, spec.model_config)
+            here = runs_here(plan, spec.model_name, tasks, params.get("slm_task"), params.get("slm_retention_task"))
+        else:
+            here = runs_here(plan, None)
+        (keep if here else drop).append(item)
     return keep, drop
 
 
@@ -421,6 +429,8 @@ def _attach(
     rows = results.record_rows(
         ctx.context,
         ctx.metrics,
+        is_gated=policy.is_gated,
+        workload_id=identity.digest,
         invalid_reasons=ctx.invalid_reasons,
         checked=bool(ctx.checked_windows),
         compared=not item.config.stash[stash.SETTINGS].no_compare,

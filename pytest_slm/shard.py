@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from pytest_slm.settings import Settings
+from typing import Any
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -150,18 +147,20 @@ class ShardPlan:
         }
 
 
-def runs_here(params: Mapping[str, Any], settings: Settings, plan: ShardPlan | None) -> bool:
-    """Whether a test with these parameters runs on this runner: its model is in this shard (a test
-    without a model runs in shard 1 only), and the model's config runs its accuracy task."""
-    from pytest_slm.configs.matrix import tasks_for
-    from pytest_slm.engine_api import EngineSpec
-
-    spec = params.get("slm_engine")
-    if not isinstance(spec, EngineSpec):
+def runs_here(
+    plan: ShardPlan | None,
+    model: str | None,
+    tasks: Collection[str] = (),
+    task: str | None = None,
+    retention_task: str | None = None,
+) -> bool:
+    """Whether a test runs on this runner: its ``model`` is in this shard (a test without a model runs
+    in shard 1 only), and its accuracy ``task`` (or ``retention_task``: those or ``slm_ppl``) is among
+    the ``tasks`` the model's config runs."""
+    if model is None:
         return plan is None or plan.runs_unbound
-    runs = tasks_for(settings, spec.model_config)
-    other_task = ("slm_task" in params and params["slm_task"] not in runs) or (
-        "slm_retention_task" in params and params["slm_retention_task"] not in (*runs, "slm_ppl")
+    other_task = (task is not None and task not in tasks) or (
+        retention_task is not None and retention_task not in (*tasks, "slm_ppl")
     )
-    other_shard = plan is not None and spec.model_name not in plan.models
+    other_shard = plan is not None and model not in plan.models
     return not (other_shard or other_task)

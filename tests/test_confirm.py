@@ -16,8 +16,8 @@ import pytest
 from pytest_slm.analysis.merge import merge
 from pytest_slm.compare.confirm import ConfirmError, load
 from pytest_slm.compare.rules import compare_sessions
-from pytest_slm.report.environment import git_commit, git_diff
 from pytest_slm.results import SCHEMA
+from pytest_slm.results.environment import git_commit, git_diff
 
 LATENCY = (Path(__file__).resolve().parents[1] / "benches" / "test_latency.py").read_text()
 ARGS = ("-k", "test_tpot or test_ttft", "--slm-num-runs", "6")

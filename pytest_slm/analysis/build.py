@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_slm import atomic
-from pytest_slm.analysis import tables
 from pytest_slm.analysis.merge import Merged, conflicts_document
+from pytest_slm.report import tables
 
 #: how many conflicts the executive summary lists (all of them are in conflicts.json)
 LISTED_CONFLICTS = 20

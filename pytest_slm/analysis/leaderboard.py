@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_slm import atomic
-from pytest_slm.analysis import tables
 from pytest_slm.analysis.merge import Merged
+from pytest_slm.report import tables
 
 PLACEHOLDER = "/*SLM_DATA*/"
 

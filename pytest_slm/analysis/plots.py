@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_slm.analysis import tables
+from pytest_slm.report import tables
 
 if TYPE_CHECKING:
     import pandas as pd

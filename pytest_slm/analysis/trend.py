@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_slm import results
 from pytest_slm.analysis.merge import run_started_at
-from pytest_slm.analysis.tables import stderr_of
+from pytest_slm.report.tables import stderr_of
 from pytest_slm.results import InputError, variant_of
 
 if TYPE_CHECKING:

@@ -29,8 +29,8 @@ from pytest_slm.compare.confirm import EarlierRun
 from pytest_slm.measure.machine import SHIFT_REASON_PREFIX
 from pytest_slm.parallel import fingerprint_suffix
 from pytest_slm.record import Metric
-from pytest_slm.report.environment import add_gpus
 from pytest_slm.results import NO_EVIDENCE, ComparisonRow, Verdict
+from pytest_slm.results.environment import add_gpus
 from pytest_slm.settings import Settings
 
 

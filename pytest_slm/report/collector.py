@@ -16,7 +16,8 @@ from typing import Any
 
 from pytest_slm import atomic, results
 from pytest_slm.record import NOT_RUN, STARTED, USER_PROPERTY_KEY
-from pytest_slm.report import environment, writers
+from pytest_slm.report import writers
+from pytest_slm.results import environment
 
 ENGINE_PROPERTY_KEY = "slm_engine"
 ATTACHMENT_PROPERTY_KEY = "slm_attachment"

@@ -20,7 +20,7 @@ TERMINAL_LIST_ITEMS = 4
 
 def compact_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     """The compact table (one row per model × precision) and the notes on its columns."""
-    from pytest_slm.analysis.tables import compact_table
+    from pytest_slm.report.tables import compact_table
 
     table = compact_table(records)
     return "\n".join([table.markdown(), "", *table.notes])

@@ -22,13 +22,12 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
-from pytest_slm.compare import identity, policy
 from pytest_slm.record import Metric
 
 #: the schema of ``results.json`` (a reader refuses any other)
@@ -155,6 +154,8 @@ def record_rows(
     context: Mapping[str, Any],
     metrics: Iterable[Metric],
     *,
+    is_gated: Callable[[str], bool],
+    workload_id: Callable[[Mapping[str, Any]], str],
     invalid_reasons: Sequence[str] = (),
     checked: bool = False,
     compared: bool = True,
@@ -165,7 +166,9 @@ def record_rows(
 ) -> list[Record]:
     """The rows of one test's figures, as the process that ran it knows them: the engine cell
     (``context``), each figure, its limit, its comparison, its baseline key and workload identity,
-    and whether a checked window stands behind it (``checked``; none: "unchecked")."""
+    and whether a checked window stands behind it (``checked``; none: "unchecked"). ``is_gated``
+    and ``workload_id``: the gate's policy and identity digest
+    (:func:`pytest_slm.compare.policy.is_gated`, :func:`pytest_slm.compare.identity.digest`)."""
     thresholds = thresholds or {}
     comparisons = comparisons or {}
     identities = identities or {}
@@ -176,12 +179,12 @@ def record_rows(
             **context,
             **{k: v for k, v in m.to_dict().items() if k != "name"},
             "metric": m.name,
-            "gated": policy.is_gated(m.name),
+            "gated": is_gated(m.name),
             "threshold": thresholds.get(m.name),
             "baseline": _plain(comparisons.get(m.name)),
             "baseline_key": f"{key}::{m.name}" if key else None,
             "workload": identities.get(m.name),
-            "workload_id": identity.digest(identities[m.name]) if m.name in identities else None,
+            "workload_id": workload_id(identities[m.name]) if m.name in identities else None,
             "invalid_reasons": list(invalid_reasons) or None,
             "validity": validity,
         }

@@ -1,4 +1,5 @@
-"""The environment block of ``results.json``: hardware, software versions, git commit.
+"""The environment block of ``results.json``: hardware, software versions, git commit (the gate's
+baseline fingerprint is computed from it).
 
 Cheap and import-light: versions come from package metadata, not from importing torch or
 vLLM; the GPU comes from NVML only when it can be loaded.
