@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_slm.engines.base import SamplingSpec
+from pytest_slm.engine_api import SamplingSpec
 
 pytest.importorskip("pytest_benchmark", reason="pytest-benchmark is optional (pip install pytest-benchmark)")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_slm.measure import machine
+from pytest_slm.serving.goodput import saturation_point
 from pytest_slm.serving.metrics import (
     attainments,
     client_check,
@@ -20,7 +21,6 @@ from pytest_slm.serving.metrics import (
     server_crosscheck_metrics,
     throughput_level_metrics,
 )
-from pytest_slm.serving.slo import saturation_point
 
 
 def _info(slm_serving, run):

@@ -109,7 +109,7 @@ def test_harness_overhead(slm_engine, slm):
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
-    from pytest_slm.engines.vllm_args import sampling_params
+    from pytest_slm.engines.vllm.args import sampling_params
 
     offline = slm.offline_workload()
     streaming = slm.workload("batch")

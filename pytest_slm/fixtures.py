@@ -8,17 +8,14 @@ reports what it recorded).
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from pytest_slm import devices, stash
-from pytest_slm.engines.base import Engine, EngineSpec
+from pytest_slm.engine_api import Engine, EngineSpec, Scorable, tokenizer_of
 from pytest_slm.measure.context import BenchContext, HandOut, RunCache, Window
 from pytest_slm.settings import Settings, SettingsError
 
@@ -75,111 +72,23 @@ def slm_engine(
     ``smollm2-135m-bf16``. Loaded once per session per cell and closed before the next
     cell's engine starts; tests using the same cell run together.
     """
-    spec = getattr(request, "param", None)
+    spec = getattr(request, "param", None)  # a FixtureRequest has ``param`` only when parametrized
     if not isinstance(spec, EngineSpec):
         raise pytest.UsageError("slm_engine is parametrized by pytest-slm; do not parametrize it yourself")
-    from pytest_slm.checkpoints.resolve import resolve
-    from pytest_slm.engines.registry import load_engine_class
-    from pytest_slm.modelconfig import check_parameters, hub_token, settings_for
-
-    entry = spec.model_config
-    slm_settings = settings_for(slm_settings, entry)  # the model's calibration and accuracy settings
-    engine_cls = load_engine_class(slm_settings.engine)
-    configure = getattr(engine_cls, "for_settings", None)  # e.g. openai: own server or an endpoint
-    if configure is not None:
-        engine_cls = configure(slm_settings)
-    checkpoint = resolve(
-        spec.model, slm_settings.cache_dir, revision=entry.revision if entry else None, token=hub_token(entry)
-    )
-    config_facts = {**entry.facts(), "parameter_check": check_parameters(entry, checkpoint.path)} if entry else None
-    gate = getattr(engine_cls, "unsupported_reason", None)
-    reason = gate(spec.precision, slm_device, checkpoint.path) if gate is not None else None
-    if reason:
-        pytest.skip(reason)
-    checkpoint_meta: dict[str, Any] = {}
-    if spec.precision.quantized and getattr(engine_cls, "needs_quantized_checkpoint", True):
-        from pytest_slm.checkpoints.quantize import quantized_checkpoint, read_meta
-
-        source_bytes = checkpoint.size_bytes()
-        stats: dict[str, Any] = {}
-        checkpoint = quantized_checkpoint(
-            checkpoint,
-            spec.precision,
-            slm_settings,
-            progress=_live_printer(request.config),
-            python=slm_settings.quantize_python,
-            stats=stats,
-        )
-        checkpoint_meta = {**read_meta(checkpoint.path), "source_bytes": source_bytes, **stats}
-    import_s = _timed_preload(engine_cls)
-    t0 = time.perf_counter()
-    engine: Engine = engine_cls(spec, checkpoint, slm_settings, slm_device)
-    load_time_s = time.perf_counter() - t0
-    facts: dict[str, Any] = {
-        "id": spec.id,
-        "model": spec.model,
-        "precision": spec.precision.name,
-        "checkpoint": str(checkpoint.path),
-        "checkpoint_sha256": checkpoint.sha256,
-        "checkpoint_origin": checkpoint.origin,
-        "checkpoint_bytes": checkpoint.size_bytes(),
-        "load_time_s": load_time_s,
-        "import_s": import_s,
-        "device_choice": slm_device.describe(),
-        "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
-        "quantized_checkpoint": checkpoint_meta or None,
-        "parallel": spec.layout.to_dict(),
-        "model_config": config_facts,
-    }
-    described: dict[str, Any] = {}
-    try:
-        described = engine.describe()
-        facts.update(described)
-    except Exception as exc:  # a fact we could not read never stops the measurements
-        facts["describe_error"] = repr(exc)
-    from pytest_slm.measure.chat import ChatTemplateError, use_chat_template
-    from pytest_slm.modelconfig import apply_chat_template
-
-    # a config's chat_template frames the workloads' and lm-eval's prompts too, not only vLLM's chat()
-    apply_chat_template(engine, spec.engine_args)
+    from pytest_slm.engines.loading import EngineUnsupported, load_engine
+    from pytest_slm.measure.chat import ChatTemplateError
 
     try:
-        facts["chat_template"] = use_chat_template(
-            slm_settings.chat_template, getattr(engine, "tokenizer", None), spec.model_name
-        )
+        loaded = load_engine(spec, slm_settings, slm_device, progress=_live_printer(request.config))
+    except EngineUnsupported as exc:
+        pytest.skip(str(exc))
     except ChatTemplateError as exc:
-        engine.close()
         raise pytest.UsageError(str(exc)) from None
-    # facts travel to the xdist controller and into results.json: plain JSON values only
-    facts = json.loads(json.dumps(facts, default=str))
-    # tallies the engine keeps filling in as it serves (plain JSON already): kept live, not copied
-    facts.update({k: described[k] for k in getattr(engine, "live_facts", ()) if k in described})
-    request.config.stash.setdefault(stash.ENGINE_FACTS, {})[spec.id] = facts
+    request.config.stash.setdefault(stash.ENGINE_FACTS, {})[spec.id] = loaded.facts
     try:
-        yield engine
+        yield loaded.engine
     finally:
-        engine.close()
-
-
-#: per engine class, seconds its first preload (``import vllm``) took in this process
-_PRELOAD_S: dict[str, float | None] = {}
-
-
-def _timed_preload(engine_cls: type) -> float | None:
-    """Import the engine's library apart from loading the model, timed once per process: later
-    engines of the process report that first import. None where something else imported the
-    library first (an import that took no time is not an import time)."""
-    preload = getattr(engine_cls, "preload", None)
-    if preload is None:
-        return None
-    key = f"{engine_cls.__module__}.{engine_cls.__qualname__}"
-    if key not in _PRELOAD_S:
-        module = getattr(engine_cls, "preload_module", None)
-        already = module is not None and module in sys.modules
-        t0 = time.perf_counter()
-        preload()
-        _PRELOAD_S[key] = None if already else time.perf_counter() - t0
-    return _PRELOAD_S[key]
+        loaded.engine.close()
 
 
 def _live_printer(config: pytest.Config) -> Callable[[str], None]:
@@ -237,7 +146,7 @@ def slm_serving(request: pytest.FixtureRequest, slm_engine: Engine, slm_settings
     return ServingSession(
         slm_engine,
         slm_settings,
-        chat_tokenizer=getattr(slm_engine, "tokenizer", None) if chat else None,
+        chat_tokenizer=tokenizer_of(slm_engine) if chat else None,
         on_handout=_to_running_test(request.config),
     )
 
@@ -297,8 +206,13 @@ def slm_accuracy(
     Prompts follow lm-eval's convention: no chat template unless ``--slm-apply-chat-template``
     (``--slm-chat-template`` is for the speed workloads only)."""
     from pytest_slm.accuracy.runner import AccuracyRunner
-    from pytest_slm.modelconfig import settings_for
+    from pytest_slm.configs.matrix import settings_for
 
+    if not isinstance(slm_engine, Scorable):
+        raise TypeError(
+            f"the {slm_engine.kind!r} engine cannot answer lm-eval's requests: accuracy needs an engine with a "
+            "tokenizer, max_model_len, score() and complete() (pytest_slm.engine_api.Scorable)"
+        )
     references = request.config.stash.setdefault(stash.ACCURACY_REFERENCES, {})
     settings = settings_for(slm_settings, slm_engine.spec.model_config)  # the model's tasks and limits
     return AccuracyRunner(slm_engine, slm_task_manager, settings, references)
@@ -352,7 +266,7 @@ def slm(request: pytest.FixtureRequest, slm_settings: Settings) -> Iterator[Benc
     if isinstance(spec, EngineSpec) and "slm_engine" in request.fixturenames:
         engine = request.getfixturevalue("slm_engine")  # session-scoped: already loaded for this cell
         if request.config.stash[stash.ENGINE_FACTS].get(spec.id, {}).get("chat_template"):
-            chat_tokenizer = engine.tokenizer
+            chat_tokenizer = tokenizer_of(engine)
     ctx = BenchContext(
         context=context,
         settings=settings,

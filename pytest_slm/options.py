@@ -190,7 +190,7 @@ def request_rates(name: str, raw: Any) -> tuple[float, ...]:
 
 def slos(name: str, raw: Any) -> tuple[str, ...]:
     """SLO presets or ``ttft=S,tpot=S[,e2e=S][,p=P]`` entries, each checked by the serving module."""
-    from pytest_slm.serving.slo import SLOError, parse_slo
+    from pytest_slm.slo import SLOError, parse_slo
 
     for entry in raw:
         try:

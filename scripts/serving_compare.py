@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def ours(engine: Any, plans: list[Any], load: Any) -> dict[str, Any]:
     from pytest_slm.measure.latency import EXTRACTORS
-    from pytest_slm.measure.workloads import percentile
+    from pytest_slm.stats import percentile
 
     run = engine.serve(plans, load)
     done = [r.trace for r in run.completed if r.trace is not None]
@@ -86,8 +86,8 @@ def main() -> None:
 
     from pytest_slm.checkpoints.resolve import resolve
     from pytest_slm.devices import DeviceChoice
-    from pytest_slm.engines.base import EngineSpec, SamplingSpec
-    from pytest_slm.engines.openai_engine import OpenAIEngine
+    from pytest_slm.engine_api import EngineSpec, SamplingSpec
+    from pytest_slm.engines.openai.engine import OpenAIEngine
     from pytest_slm.measure.prompts import load_prompt_set
     from pytest_slm.precisions import resolve_precisions
     from pytest_slm.serving.load import LoadSpec, PlannedRequest

@@ -19,8 +19,8 @@ from typing import Any
 
 from pytest_slm.checkpoints.resolve import Checkpoint
 from pytest_slm.devices import DeviceChoice
-from pytest_slm.engines.base import BatchOutput, EngineSpec, Samplings, StreamTrace, per_prompt
-from pytest_slm.engines.gating import unsupported_reason
+from pytest_slm.engine_api import BatchOutput, EngineSpec, Samplings, StreamTrace, per_prompt
+from pytest_slm.engines.vllm.gating import unsupported_reason
 from pytest_slm.measure.machine import Probe
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric

@@ -195,7 +195,7 @@ def test_a_busy_server_on_the_same_machine_is_not_foreign_load() -> None:
 
 
 def test_the_openai_engine_names_its_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_slm.engines.openai_engine import OpenAIEngine
+    from pytest_slm.engines.openai.engine import OpenAIEngine
 
     monkeypatch.setattr(psutil, "net_connections", lambda kind="inet": [listener(8123, 777)])
     external = object.__new__(OpenAIEngine)
@@ -210,7 +210,7 @@ def test_the_openai_engine_names_its_server(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_the_row_says_which_processes_were_ours_and_where_contention_was_read() -> None:
-    from pytest_slm.engines.base import BatchOutput, StreamTrace
+    from pytest_slm.engine_api import BatchOutput, StreamTrace
     from pytest_slm.measure.latency import run_info
     from pytest_slm.measure.throughput import throughput_metrics
     from pytest_slm.measure.workloads import OfflineRun, StreamingRun, TimedBatch, Workload

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_slm.checkpoints.recipes import choose_group_size, linear_shapes
-from pytest_slm.engines.gating import padded_layers, unsupported_reason, wna16_shape_reason
+from pytest_slm.engines.vllm.gating import padded_layers, unsupported_reason, wna16_shape_reason
 from pytest_slm.precisions import get_precision
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,17 +13,17 @@ pytest.importorskip("aiohttp")
 
 from pytest_slm.checkpoints.resolve import Checkpoint
 from pytest_slm.devices import DeviceChoice
-from pytest_slm.engines import openai_client as oc
-from pytest_slm.engines.base import EngineSpec, SamplingSpec
-from pytest_slm.engines.openai_engine import (
+from pytest_slm.engine_api import EngineSpec, SamplingSpec
+from pytest_slm.engines.openai import client as oc
+from pytest_slm.engines.openai.engine import (
     EngineSetupError,
     ExternalOpenAIEngine,
     OpenAIEngine,
     normalize_endpoint,
 )
+from pytest_slm.engines.openai.server import free_port
 from pytest_slm.engines.registry import load_engine_class
 from pytest_slm.precisions import resolve_precisions
-from pytest_slm.serving.server import free_port
 from pytest_slm.settings import Settings
 from tests.fake_openai_server import FakeOpenAIServer
 
@@ -222,7 +222,7 @@ def test_missing_key_variable_is_named_not_guessed(fake_checkpoint: Path, monkey
 def test_a_managed_server_that_died_fails_the_next_request_with_its_log(fake_checkpoint: Path, tmp_path: Path) -> None:
     import sys
 
-    from pytest_slm.serving.server import ServerError, ServerProcess
+    from pytest_slm.engines.openai.server import ServerError, ServerProcess
 
     with FakeOpenAIServer() as srv:
         engine = make_engine(fake_checkpoint, srv.url)

@@ -13,10 +13,10 @@ import pytest
 
 from pytest_slm.checkpoints.resolve import Checkpoint
 from pytest_slm.compare.baseline import fingerprint
+from pytest_slm.configs.load import load
 from pytest_slm.devices import DeviceChoice, DeviceError, Gpu, apply, choose
-from pytest_slm.engines import vllm_args
-from pytest_slm.engines.base import EngineSpec
-from pytest_slm.modelconfig import load
+from pytest_slm.engine_api import EngineSpec
+from pytest_slm.engines.vllm import args as vllm_args
 from pytest_slm.parallel import ParallelLayout, gpus_needed
 from pytest_slm.parametrize import engine_specs, session_gpus
 from pytest_slm.precisions import get_precision
@@ -65,7 +65,7 @@ CPU = DeviceChoice("cpu", "test")
 
 
 def test_engine_args_reach_the_vllm_constructor(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pytest_slm.engines import vllm_engine
+    from pytest_slm.engines.vllm import engine as vllm_engine
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=RecordingLLM))
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")

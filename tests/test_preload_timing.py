@@ -10,12 +10,12 @@ import types
 
 import pytest
 
-from pytest_slm import fixtures
+from pytest_slm.engines import loading
 
 
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fixtures, "_PRELOAD_S", {})
+    monkeypatch.setattr(loading, "_PRELOAD_S", {})
 
 
 def make_engine(module: str, calls: list[float]) -> type:
@@ -36,17 +36,17 @@ def test_first_import_timed_and_reused_by_later_engines(monkeypatch: pytest.Monk
     monkeypatch.delitem(sys.modules, "slm_fake_lib", raising=False)
     calls: list[float] = []
     engine = make_engine("slm_fake_lib", calls)
-    first = fixtures._timed_preload(engine)
+    first = loading.timed_preload(engine)
     assert first is not None and first >= 0.05
-    assert fixtures._timed_preload(engine) == first  # the second engine of the process: same figure
+    assert loading.timed_preload(engine) == first  # the second engine of the process: same figure
     assert len(calls) == 1
     monkeypatch.delitem(sys.modules, "slm_fake_lib")
 
 
 def test_already_imported_is_not_an_import_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "slm_fake_lib2", types.ModuleType("slm_fake_lib2"))
-    assert fixtures._timed_preload(make_engine("slm_fake_lib2", [])) is None
+    assert loading.timed_preload(make_engine("slm_fake_lib2", [])) is None
 
 
 def test_engines_without_preload_have_no_import_time() -> None:
-    assert fixtures._timed_preload(type("Plain", (), {})) is None
+    assert loading.timed_preload(type("Plain", (), {})) is None

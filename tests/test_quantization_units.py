@@ -12,7 +12,7 @@ from pytest_slm.checkpoints import quantize as q
 from pytest_slm.checkpoints.calibration import CalibrationError, generated_texts, resolve_calibration
 from pytest_slm.checkpoints.recipes import choose_group_size, linear_widths, needs_calibration, recipe
 from pytest_slm.checkpoints.resolve import Checkpoint
-from pytest_slm.engines.gating import unsupported_reason
+from pytest_slm.engines.vllm.gating import unsupported_reason
 from pytest_slm.precisions import PRECISIONS, get_precision
 from pytest_slm.settings import Settings
 

@@ -86,7 +86,7 @@ def test_a_bad_endpoint_fails_its_tests_and_keeps_other_records(
 
 
 def test_a_refused_connection_errors_the_cell_and_keeps_other_records(slm_pytester: SlmPytester) -> None:
-    from pytest_slm.serving.server import free_port
+    from pytest_slm.engines.openai.server import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     slm_pytester.pytester.makepyfile(test_a_first=RECORD_FIRST, test_latency=bench("test_latency.py"))

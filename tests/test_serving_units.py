@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_slm.engines.base import SamplingSpec, StreamTrace
-from pytest_slm.serving import prom
+from pytest_slm.engine_api import SamplingSpec, StreamTrace
+from pytest_slm.engines.openai import prom
+from pytest_slm.engines.openai.server import ServerError, ServerProcess, cli_args, free_port, vllm_server_argv
+from pytest_slm.serving.goodput import attainment, saturation_point
 from pytest_slm.serving.load import LoadSpec, PlannedRequest, ServedRequest, ServingRun, arrival_offsets, drive, levels
 from pytest_slm.serving.loopmon import LoopLagMonitor
 from pytest_slm.serving.metrics import client_check, per_request_columns
-from pytest_slm.serving.server import ServerError, ServerProcess, cli_args, free_port, vllm_server_argv
-from pytest_slm.serving.slo import PRESETS, SLOError, attainment, parse_slo, request_meets, saturation_point
+from pytest_slm.slo import PRESETS, SLOError, parse_slo, request_meets
 
 
 # -- levels and arrivals ----------------------------------------------------------------------------
@@ -354,7 +355,7 @@ def _plans(n: int, tokens: int = 3) -> list[PlannedRequest]:
 
 
 def test_in_process_concurrency_keeps_c_requests_running() -> None:
-    from pytest_slm.serving.inprocess import serve_llm_engine
+    from pytest_slm.engines.vllm.serve import serve_llm_engine
 
     engine = StepEngine()
     run = serve_llm_engine(engine, _plans(9), LoadSpec("concurrency", 3, 9), make_params=lambda s: s)
@@ -364,7 +365,7 @@ def test_in_process_concurrency_keeps_c_requests_running() -> None:
 
 
 def test_in_process_rate_times_requests_from_their_arrival() -> None:
-    from pytest_slm.serving.inprocess import serve_llm_engine
+    from pytest_slm.engines.vllm.serve import serve_llm_engine
 
     engine = StepEngine(step_s=0.02)
     load = LoadSpec("rate", 40, 12, seed=5)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pytest_slm import cli
-from pytest_slm.engines.base import EngineSpec
-from pytest_slm.modelconfig import load
+from pytest_slm.configs.load import load
+from pytest_slm.engine_api import EngineSpec
 from pytest_slm.parametrize import engine_specs
 from pytest_slm.precisions import get_precision
 from pytest_slm.settings import Settings

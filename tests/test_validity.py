@@ -66,7 +66,8 @@ def test_cpu_window_reads_proc_stat_and_the_process_tree(tmp_path: Path, monkeyp
 def test_machine_made_names_the_machine_reasons_only() -> None:
     """The reasons the machine causes (other processes, the hypervisor, the kernel changing speed in a
     window or since the baseline) against those the measurement causes (warm-up, queueing, preemption)."""
-    from pytest_slm.measure.machine import Probe, Shift, window_change, window_problems
+    from pytest_slm.compare.shift import Shift
+    from pytest_slm.measure.machine import Probe, window_change, window_problems
 
     busy = CpuUsage(wall_s=5.0, cores=2, own_cores=1.0, busy_cores=1.8, steal_fraction=0.0).problem()
     stolen = CpuUsage(wall_s=5.0, cores=2, own_cores=1.0, busy_cores=1.0, steal_fraction=0.2).problem()

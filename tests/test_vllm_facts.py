@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from pytest_slm.devices import DeviceChoice, Gpu
-from pytest_slm.engines import vllm_engine, vllm_facts
+from pytest_slm.engines.vllm import engine as vllm_engine
+from pytest_slm.engines.vllm import facts as vllm_facts
 from pytest_slm.precisions import get_precision
 
 

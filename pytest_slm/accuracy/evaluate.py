@@ -70,23 +70,37 @@ def evaluate(
     without the chat template: always passing it keeps this the CLI's figure) and recorded in
     every metric's workload.
     """
-    from lm_eval import simple_evaluate
-
     if task not in manager.all_tasks:
         close = sorted(n for n in manager.all_tasks if task.split("_")[0] in n)[:8]
         raise UnknownTask(f"unknown lm-eval task {task!r}" + (f"; similar: {', '.join(close)}" if close else ""))
+    out = _simple_evaluate(
+        lm,
+        task,
+        manager=manager,
+        num_fewshot=num_fewshot,
+        limit=limit,
+        bootstrap_iters=bootstrap_iters,
+        apply_chat_template=apply_chat_template,
+        fewshot_as_multiturn=fewshot_as_multiturn,
+    )
+    # what a figure was measured on, beyond the subtask's own facts (its workload identity)
+    switches = {"apply_chat_template": apply_chat_template, "fewshot_as_multiturn": fewshot_as_multiturn}
+    metrics: list[Metric] = []
+    n_items = 0
+    for sub, values in out["results"].items():
+        n = out.get("n-samples", {}).get(sub, {}).get("effective")
+        n_items = max(n_items, int(n or 0))
+        metrics += _subtask_metrics(out, sub, values, n, num_fewshot, limit, {**switches, **dict(workload or {})})
+    return TaskResult(task, metrics, num_fewshot, limit, n_items, raw=out)
+
+
+def _simple_evaluate(lm: Any, task: str, **kwargs: Any) -> dict[str, Any]:
+    """``lm_eval.simple_evaluate`` on one task with its samples logged; a dataset that cannot be
+    loaded here is :class:`TaskUnavailable`."""
+    from lm_eval import simple_evaluate
+
     try:
-        out = simple_evaluate(
-            model=lm,
-            tasks=[task],
-            num_fewshot=num_fewshot,
-            limit=limit,
-            task_manager=manager,
-            log_samples=True,
-            bootstrap_iters=bootstrap_iters,
-            apply_chat_template=apply_chat_template,
-            fewshot_as_multiturn=fewshot_as_multiturn,
-        )
+        out = simple_evaluate(model=lm, tasks=[task], task_manager=kwargs.pop("manager"), log_samples=True, **kwargs)
     except Exception as exc:  # lm-eval surfaces dataset loading problems from `datasets`/hub clients
         if _is_data_unavailable(exc):
             raise TaskUnavailable(
@@ -95,63 +109,71 @@ def evaluate(
         raise
     if out is None:
         raise RuntimeError(f"lm-eval returned no results for {task!r}")
-    metrics: list[Metric] = []
-    n_items = 0
-    for sub, values in out["results"].items():
-        hib = out.get("higher_is_better", {}).get(sub, {})
-        n = out.get("n-samples", {}).get(sub, {}).get("effective")
-        n_items = max(n_items, int(n or 0))
-        samples = out.get("samples", {}).get(sub, [])
-        fewshot = out.get("n-shot", {}).get(sub, num_fewshot)
-        # which files a local (json) task read: the shipped GSM8K subset or a --slm-local-data copy
-        data_files = (out.get("configs", {}).get(sub, {}).get("dataset_kwargs") or {}).get("data_files")
-        data_ids = _data_identity(data_files)
-        for key, value in values.items():
-            if "," not in key or "_stderr," in key or not isinstance(value, (int, float)):
-                continue
-            name, filt = key.split(",", 1)
-            stderr = values.get(f"{name}_stderr,{filt}")
-            ordered = [s for s in sorted(samples, key=lambda s: s["doc_id"]) if s.get("filter", filt) == filt]
-            per_item = [float(s[name]) for s in ordered if isinstance(s.get(name), (int, float))]
-            # corpus metrics (perplexity) keep (log-likelihood, words or bytes) per document
-            per_doc = [
-                [float(s[name][0]), float(s[name][1])]
-                for s in ordered
-                if isinstance(s.get(name), (list, tuple)) and len(s[name]) == 2
-            ]
-            metrics.append(
-                Metric(
-                    name=metric_name(sub, name, filt),
-                    value=float(value),
-                    unit=UNITS.get(name, "1"),
-                    higher_is_better=bool(hib.get(name, True)),
-                    n=n,
-                    stderr=float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None,
-                    samples=tuple(per_item),
-                    info={
+    results: dict[str, Any] = out
+    return results
+
+
+def _subtask_metrics(
+    out: dict[str, Any],
+    sub: str,
+    values: dict[str, Any],
+    n: Any,
+    num_fewshot: int | None,
+    limit: int | float | None,
+    workload: dict[str, Any],
+) -> list[Metric]:
+    """Every metric of one (sub)task in lm-eval's results ``out``, with its stderr, direction and per-item samples."""
+    hib = out.get("higher_is_better", {}).get(sub, {})
+    samples = out.get("samples", {}).get(sub, [])
+    fewshot = out.get("n-shot", {}).get(sub, num_fewshot)
+    # which files a local (json) task read: the shipped GSM8K subset or a --slm-local-data copy
+    data_files = (out.get("configs", {}).get(sub, {}).get("dataset_kwargs") or {}).get("data_files")
+    data_ids = _data_identity(data_files)
+    metrics = []
+    for key, value in values.items():
+        if "," not in key or "_stderr," in key or not isinstance(value, (int, float)):
+            continue
+        name, filt = key.split(",", 1)
+        stderr = values.get(f"{name}_stderr,{filt}")
+        ordered = [s for s in sorted(samples, key=lambda s: s["doc_id"]) if s.get("filter", filt) == filt]
+        per_item = [float(s[name]) for s in ordered if isinstance(s.get(name), (int, float))]
+        # corpus metrics (perplexity) keep (log-likelihood, words or bytes) per document
+        per_doc = [
+            [float(s[name][0]), float(s[name][1])]
+            for s in ordered
+            if isinstance(s.get(name), (list, tuple)) and len(s[name]) == 2
+        ]
+        metrics.append(
+            Metric(
+                name=metric_name(sub, name, filt),
+                value=float(value),
+                unit=UNITS.get(name, "1"),
+                higher_is_better=bool(hib.get(name, True)),
+                n=n,
+                stderr=float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None,
+                samples=tuple(per_item),
+                info={
+                    "task": sub,
+                    "metric": name,
+                    "filter": filt,
+                    "kind": "quality",
+                    "num_fewshot": fewshot,
+                    "limit": limit,
+                    "lm_eval_version": out.get("lm_eval_version") or out.get("config", {}).get("lm_eval_version"),
+                    **({"per_doc": per_doc} if per_doc else {}),
+                    **({"data_files": data_files} if data_ids else {}),
+                    "workload": {
                         "task": sub,
-                        "metric": name,
-                        "filter": filt,
-                        "kind": "quality",
+                        "task_version": _scalar(out.get("versions", {}).get(sub)),
                         "num_fewshot": fewshot,
                         "limit": limit,
-                        "lm_eval_version": out.get("lm_eval_version") or out.get("config", {}).get("lm_eval_version"),
-                        **({"per_doc": per_doc} if per_doc else {}),
-                        **({"data_files": data_files} if data_ids else {}),
-                        "workload": {
-                            "task": sub,
-                            "task_version": _scalar(out.get("versions", {}).get(sub)),
-                            "num_fewshot": fewshot,
-                            "limit": limit,
-                            **data_ids,
-                            "apply_chat_template": apply_chat_template,
-                            "fewshot_as_multiturn": fewshot_as_multiturn,
-                            **dict(workload or {}),
-                        },
+                        **data_ids,
+                        **workload,
                     },
-                )
+                },
             )
-    return TaskResult(task, metrics, num_fewshot, limit, n_items, raw=out)
+        )
+    return metrics
 
 
 def _data_identity(data_files: Any) -> dict[str, str]:

@@ -15,13 +15,16 @@ from typing import Any
 from lm_eval.api.model import TemplateLM
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
+from pytest_slm.engine_api import Scorable
+
 DEFAULT_MAX_GEN_TOKS = 256
 
 
 class EngineLM(TemplateLM):  # type: ignore[misc]
-    """lm-eval model backed by an engine with ``tokenizer``, ``max_model_len``, ``score`` and ``complete``."""
+    """lm-eval model backed by a :class:`~pytest_slm.engine_api.Scorable` engine (``tokenizer``,
+    ``max_model_len``, ``score`` and ``complete``)."""
 
-    def __init__(self, engine: Any, batch_size: int = 64) -> None:
+    def __init__(self, engine: Scorable, batch_size: int = 64) -> None:
         super().__init__()
         self.engine = engine
         self.tokenizer = engine.tokenizer

@@ -7,7 +7,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from pytest_slm.accuracy.evaluate import TaskResult, evaluate
-from pytest_slm.engines.base import Engine
+from pytest_slm.engine_api import ScoringEngine
 from pytest_slm.measure.chat import ChatTemplateError, has_template
 from pytest_slm.record import Metric
 from pytest_slm.settings import Settings
@@ -30,7 +30,7 @@ class AccuracyRunner:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: ScoringEngine,
         manager: Any,
         settings: Settings,
         references: MutableMapping[tuple[str, str], TaskResult],

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_slm import atomic
 from pytest_slm.checkpoints.calibration import resolve_calibration
@@ -27,9 +27,31 @@ from pytest_slm.checkpoints.recipes import needs_calibration, recipe
 from pytest_slm.checkpoints.resolve import META_FILE, Checkpoint, cached_content_hash, is_checkpoint_dir
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
-from pytest_slm.settings import Settings
 
 VERSIONED = ("llmcompressor", "compressed-tensors", "transformers")
+
+
+class QuantizeSettings(Protocol):
+    """What quantizing reads of the session's settings (:class:`pytest_slm.settings.Settings` has all of
+    it): named here so checkpoints stay below the configuration layer that reads checkpoints."""
+
+    @property
+    def cache_dir(self) -> Path: ...
+
+    @property
+    def quantized_dir(self) -> Path: ...
+
+    @property
+    def calibration_dataset(self) -> str | None: ...
+
+    @property
+    def calibration_split(self) -> str: ...
+
+    @property
+    def num_calibration_samples(self) -> int: ...
+
+    @property
+    def max_sequence_length(self) -> int: ...
 
 
 class QuantizationError(RuntimeError):
@@ -43,7 +65,7 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def cache_key(source: Checkpoint, precision: Precision, settings: Settings) -> tuple[str, dict[str, Any]]:
+def cache_key(source: Checkpoint, precision: Precision, settings: QuantizeSettings) -> tuple[str, dict[str, Any]]:
     """The key (16 hex digits) and the document it hashes. Everything that changes the output is in it."""
     steps, group = recipe(precision, source.path)
     calibrate = needs_calibration(steps)
@@ -72,14 +94,14 @@ def cache_key(source: Checkpoint, precision: Precision, settings: Settings) -> t
     return key, {**doc, "_calibration": calib}
 
 
-def cached_path(source: Checkpoint, precision: Precision, key: str, settings: Settings) -> Path:
+def cached_path(source: Checkpoint, precision: Precision, key: str, settings: QuantizeSettings) -> Path:
     return settings.quantized_dir / f"{source.name}-{precision.name}-{key}"
 
 
 def quantized_checkpoint(
     source: Checkpoint,
     precision: Precision,
-    settings: Settings,
+    settings: QuantizeSettings,
     progress: Callable[[str], None] | None = None,
     python: str | None = None,
     stats: dict[str, Any] | None = None,
@@ -114,7 +136,7 @@ def quantized_checkpoint(
 def _quantize(
     source: Checkpoint,
     precision: Precision,
-    settings: Settings,
+    settings: QuantizeSettings,
     doc: dict[str, Any],
     calib: Any,
     final: Path,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pytest_slm.measure import gpu_clocks
 
@@ -53,6 +53,13 @@ class PowerMeter(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsThrottling(Protocol):
+    """A meter whose device says what slowed it down (NVML's clock-event reasons) since the last read."""
+
+    def throttle_reasons(self) -> list[str]: ...
 
 
 # -- NVML ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pytest_slm.energy.meters import CounterReset, PowerMeter, _PowerSampler
+from pytest_slm.energy.meters import CounterReset, PowerMeter, ReportsThrottling, _PowerSampler
 from pytest_slm.measure import gpu_clocks
 from pytest_slm.record import Metric
 
@@ -119,7 +119,7 @@ def measure(
         sampler = _PowerSampler(lambda: meter.power_w() or 0.0, sample_interval_s, clock)
         sampler.start()
     temp0 = meter.temperature_c()
-    throttle = getattr(meter, "throttle_reasons", None)
+    throttle = meter.throttle_reasons if isinstance(meter, ReportsThrottling) else None
     if throttle is not None:
         throttle()  # clear: NVML reports reasons seen since the last read on some drivers
     s0, w0 = meter.energy_j(), clock()

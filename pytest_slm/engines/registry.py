@@ -6,8 +6,8 @@ import importlib
 from typing import Any
 
 ENGINES: dict[str, str] = {
-    "vllm": "pytest_slm.engines.vllm_engine:VLLMEngine",
-    "openai": "pytest_slm.engines.openai_engine:OpenAIEngine",
+    "vllm": "pytest_slm.engines.vllm.engine:VLLMEngine",
+    "openai": "pytest_slm.engines.openai.engine:OpenAIEngine",
 }
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from pytest_slm.engines.base import Engine, EngineSpec
+from pytest_slm.engine_api import Engine, EngineSpec
 from pytest_slm.measure import machine
 from pytest_slm.measure.workloads import OfflineRun, StreamingRun, Workload, run_offline, run_streaming
 from pytest_slm.record import Metric, Recorder

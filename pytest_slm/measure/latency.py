@@ -15,10 +15,11 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 
-from pytest_slm.engines.base import StreamTrace, tpot_s
+from pytest_slm.engine_api import StreamTrace, tpot_s
 from pytest_slm.measure import machine
-from pytest_slm.measure.workloads import StreamingRun, percentile
+from pytest_slm.measure.workloads import StreamingRun
 from pytest_slm.record import Metric
+from pytest_slm.stats import percentile
 
 PERCENTILES = (50, 90, 99)
 KINDS = ("ttft", "tpot", "itl", "e2e")

@@ -12,10 +12,9 @@ every measured window on the device the engine runs on.
 - :func:`window_change`: the kernel's time after a window over its time before, when they
   differ by more than :data:`WINDOW_TOLERANCE`: the machine changed speed *during* the
   measurement (the run is invalid).
-- :func:`machine_shift`: the kernel's time in this session over its time in the saved
-  baseline sessions: a shift beyond :data:`SHIFT_TOLERANCE` and outside the kernel's own
-  between-session prediction interval makes a speed comparison invalid ("the machine is 7 %
-  slower than when the baseline was saved"), never a regression of the model.
+- :func:`describe`: what a figure carries about the kernel around its window (``info["machine"]``),
+  which the gate holds against the saved sessions' (:mod:`pytest_slm.compare.shift`: "the machine
+  is 7 % slower than when the baseline was saved" makes a speed comparison invalid).
 
 The kernel is deliberately not normalised away: a figure divided by a probe would hide a real
 regression that happens to coincide with a machine shift, and the two need not scale alike.
@@ -28,10 +27,11 @@ import dataclasses
 import math
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from pytest_slm.engine_api import Engine
 from pytest_slm.measure import gpu_clocks
 
 #: the kernel's name and version: sessions compare their probes only when these are equal
@@ -61,14 +61,8 @@ WINDOW_TOLERANCE = 0.10
 CONFIRM_AFTER_S = 0.5
 #: a session's typical kernel time (which a before-probe is checked against) needs this many probes
 MIN_TYPICAL_PROBES = 3
-#: the session's kernel time is a machine shift when it falls outside the saved sessions' kernel
-#: times' SHIFT_CONFIDENCE prediction interval (t, on logs) *and* differs by more than
-#: SHIFT_TOLERANCE; with fewer than MIN_PROBE_SESSIONS saved the kernel's own spread is unknown and
-#: nothing is called a shift (the gate itself needs as many sessions to call a regression)
-SHIFT_TOLERANCE = 0.03
-SHIFT_CONFIDENCE = 0.99
-MIN_PROBE_SESSIONS = 3
-#: how a machine-shift reason starts (``--slm-baseline-accept`` re-saves such figures)
+#: how a machine-shift reason starts (:mod:`pytest_slm.compare.shift` writes it; validity reads it,
+#: and ``--slm-baseline-accept`` re-saves such figures)
 SHIFT_REASON_PREFIX = "the machine is "
 #: how the reason of a window whose kernel changed speed starts
 WINDOW_REASON_PREFIX = "the machine changed speed during the measurement"
@@ -90,6 +84,15 @@ class Probe:
 
 #: times the kernel on an engine's device (an engine's ``machine_probe``)
 Prober = Callable[[], "Probe | None"]
+
+
+@runtime_checkable
+class MachineProbed(Protocol):
+    """An engine capability (:mod:`pytest_slm.engine_api`): it times the reference kernel on the device
+    it runs on, around every measured window. None from ``machine_probe()``: no timing this time
+    (torch or the device unavailable, or a server on another machine)."""
+
+    def machine_probe(self) -> Probe | None: ...
 
 
 def _timer(device: str) -> Callable[[], float]:
@@ -246,15 +249,13 @@ def probe_before(prober: Prober) -> Probe | None:
     return min((first, again), key=lambda p: abs(math.log(p.seconds / typical)))
 
 
-def session_prober(engine: Any, enabled: bool = True) -> SessionProber | None:
-    """The engine's kernel timer (its ``machine_probe``) with a session memory, watching the engine's
+def session_prober(engine: Engine, enabled: bool = True) -> SessionProber | None:
+    """The engine's kernel timer (:class:`MachineProbed`) with a session memory, watching the engine's
     GPU where it runs on one; None where the engine has no timer or the check is off."""
-    timer = getattr(engine, "machine_probe", None) if enabled else None
-    if timer is None:
+    if not enabled or not isinstance(engine, MachineProbed):
         return None
-    device = getattr(engine, "device", None)
-    gpu = getattr(device, "gpu", None) if getattr(device, "on_cuda", False) else None
-    return SessionProber(timer, gpu_uuid=getattr(gpu, "uuid", None))
+    gpu = engine.device.gpu if engine.device.on_cuda else None
+    return SessionProber(engine.machine_probe, gpu_uuid=gpu.uuid if gpu is not None else None)
 
 
 class Bracket:
@@ -266,7 +267,7 @@ class Bracket:
     def __init__(self, prober: Prober | None, nvml: Any = None) -> None:
         self.prober = prober
         self.probes: tuple[Probe | None, Probe | None] = (None, None)
-        self._gpu = gpu_clocks.GpuWindow(getattr(prober, "gpu_uuid", None), nvml=nvml)
+        self._gpu = gpu_clocks.GpuWindow(prober.gpu_uuid if isinstance(prober, SessionProber) else None, nvml=nvml)
 
     def __enter__(self) -> Bracket:
         self.probes = (probe_before(self.prober) if self.prober is not None else None, None)
@@ -312,93 +313,3 @@ def describe(before: Probe | None, after: Probe | None) -> dict[str, Any] | None
         "device": probe_.device,
         **({"throttled": list(after.throttled)} if after and after.throttled else {}),
     }
-
-
-@dataclass(frozen=True)
-class Shift:
-    """The machine's speed in this session against the saved sessions' (kernel time ratio)."""
-
-    ratio: float  # current kernel time / geometric mean of the saved sessions' (> 1: slower now)
-    allowed: float  # the relative change allowed before the comparison is invalid (inf: too few sessions)
-    sessions: int
-
-    @property
-    def exceeded(self) -> bool:
-        return abs(math.log(self.ratio)) > math.log1p(self.allowed)
-
-    def reason(self) -> str:
-        direction = "slower" if self.ratio > 1 else "faster"
-        return (
-            f"{SHIFT_REASON_PREFIX}{100 * abs(self.ratio - 1):.1f} % {direction} than when the baseline was saved "
-            f"(reference kernel {KERNEL}: {self.ratio:.3f}x its time over {self.sessions} saved session(s), "
-            f"allowed {100 * self.allowed:.1f} %): the figures cannot tell the code from the machine; "
-            f"rerun, or re-save the baseline on this machine with --slm-baseline-accept"
-        )
-
-
-def machine_shift(
-    current: Mapping[str, Any] | None,
-    history: Sequence[Mapping[str, Any] | None],
-    *,
-    tolerance: float = SHIFT_TOLERANCE,
-    pooled: tuple[float, float] | None = None,
-) -> Shift | None:
-    """This session's kernel time against the saved sessions' (``info["machine"]`` dicts); None
-    when either side has no probe of the same kernel on the same kind of device. The change
-    allowed is the larger of ``tolerance`` and the half-width of the saved kernel times'
-    :data:`SHIFT_CONFIDENCE` prediction interval; unlimited below :data:`MIN_PROBE_SESSIONS`.
-    ``pooled``: the kernel's standard deviation (of log times) and its degrees of freedom pooled
-    over every window of the baseline file (:func:`pooled_spread`), used instead of these few
-    sessions' own when it rests on more degrees of freedom."""
-    if not current or not current.get("probe_s"):
-        return None
-    same = [
-        float(h["probe_s"])
-        for h in history
-        if h and h.get("probe_s") and h.get("kernel") == current.get("kernel")
-        and str(h.get("device", "")).split(":")[0] == str(current.get("device", "")).split(":")[0]
-    ]  # fmt: skip
-    if not same:
-        return None
-    logs = [math.log(s) for s in same]
-    k = len(logs)
-    mu = statistics.fmean(logs)
-    allowed = math.inf
-    if k >= MIN_PROBE_SESSIONS:
-        from scipy import stats
-
-        sd, df = statistics.stdev(logs), float(k - 1)
-        if pooled is not None and pooled[1] > df:
-            sd, df = pooled
-        half = float(stats.t.ppf(0.5 + SHIFT_CONFIDENCE / 2, df)) * sd * math.sqrt(1 + 1 / k)
-        allowed = max(tolerance, math.expm1(half))
-    return Shift(ratio=float(current["probe_s"]) / math.exp(mu), allowed=allowed, sessions=k)
-
-
-def pooled_spread(
-    histories: Sequence[Sequence[Mapping[str, Any] | None]], kernel: str, device: str
-) -> tuple[float, float] | None:
-    """The kernel's window-to-window spread pooled over many metrics' saved sessions: the standard
-    deviation of log kernel times around each history's own mean, and its degrees of freedom
-    (``histories``: per baseline entry, its sessions' ``info["machine"]`` dicts). Only probes of
-    ``kernel`` on ``device``'s kind count; histories with the very same times (two figures of one
-    window) count once. None without two degrees of freedom."""
-    kind = device.split(":")[0]
-    seen: set[tuple[float, ...]] = set()
-    squares, df = 0.0, 0
-    for history in histories:
-        times = tuple(
-            float(h["probe_s"])
-            for h in history
-            if h and h.get("probe_s") and h.get("kernel") == kernel and str(h.get("device", "")).split(":")[0] == kind
-        )
-        if len(times) < 2 or times in seen:
-            continue
-        seen.add(times)
-        logs = [math.log(t) for t in times]
-        mu = statistics.fmean(logs)
-        squares += sum((x - mu) ** 2 for x in logs)
-        df += len(logs) - 1
-    if df < 2:
-        return None
-    return math.sqrt(squares / df), float(df)

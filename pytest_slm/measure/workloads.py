@@ -22,9 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_slm.engines.base import BatchOutput, Engine, SamplingSpec, StreamTrace, tpot_s
+from pytest_slm.engine_api import BatchOutput, Engine, SamplingSpec, StreamTrace, tpot_s
 from pytest_slm.measure import machine, validity
 from pytest_slm.measure.machine import Probe, Prober
+from pytest_slm.stats import percentile
 
 
 def prompts_digest(prompts: Sequence[str]) -> str:
@@ -174,19 +175,6 @@ def median_ttft(rep: Sequence[StreamTrace]) -> float:
 def median_e2e(rep: Sequence[StreamTrace]) -> float:
     values = [t.token_times_s[-1] - t.submit_s for t in rep if t.token_times_s]
     return statistics.median(values) if values else math.nan
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default method), without importing numpy."""
-    if not values:
-        raise ValueError("percentile of no values")
-    xs = sorted(values)
-    if len(xs) == 1:
-        return xs[0]
-    pos = (len(xs) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 def _high(values: list[float]) -> float:

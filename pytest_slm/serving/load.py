@@ -6,10 +6,10 @@ times of a Poisson process of 4 requests/s (an open loop: arrivals do not wait f
 ``rinf`` sends every request at once). A level stops *starting* requests after ``requests``
 requests or ``max_s`` seconds, whichever comes first, and lets the ones in flight finish.
 
-Engines serve a level in the way that fits them (:func:`run_load`): an engine with its own
-``serve(plans, load)`` (the OpenAI client's asyncio loop), the in-process vLLM engine by stepping
-its ``LLMEngine`` and adding requests between steps (:mod:`.inprocess`), and any other engine by
-waves of ``concurrency`` requests through ``Engine.stream`` (concurrency levels only).
+Engines serve a level in the way that fits them (:func:`run_load`): a :class:`Servable` engine
+serves it itself (the OpenAI client's asyncio loop; the in-process vLLM engine, stepping its
+``LLMEngine`` and adding requests between steps), any other engine by waves of ``concurrency``
+requests through ``Engine.stream`` (concurrency levels only).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from pytest_slm.engines.base import Engine, SamplingSpec, StreamTrace
+from pytest_slm.engine_api import Engine, SamplingSpec, StreamTrace
 from pytest_slm.measure.machine import Probe
 from pytest_slm.measure.validity import CpuUsage
 
@@ -209,21 +209,21 @@ async def drive(
     return results
 
 
+@runtime_checkable
+class Servable(Protocol):
+    """An engine capability (:mod:`pytest_slm.engine_api`): it serves a load level itself, sending
+    requests as ``load`` says and timing each on the client clock."""
+
+    def serve(self, plans: Sequence[PlannedRequest], load: LoadSpec) -> ServingRun: ...
+
+
 def run_load(engine: Engine, plans: Sequence[PlannedRequest], load: LoadSpec) -> ServingRun:
     """Serve ``plans`` on ``engine`` at ``load`` (see the module docstring for how each engine does it)."""
-    serve = getattr(engine, "serve", None)
-    if callable(serve):
-        run: ServingRun = serve(plans, load)
-        return run
-    llm = getattr(engine, "llm", None)
-    if llm is not None and hasattr(llm, "llm_engine"):
-        from pytest_slm.serving.inprocess import serve_llm_engine
-
-        return serve_llm_engine(llm.llm_engine, plans, load)
+    if isinstance(engine, Servable):
+        return engine.serve(plans, load)
     if load.kind != "concurrency":
         raise LoadUnsupported(
-            f"the {getattr(engine, 'kind', type(engine).__name__)!r} engine cannot take requests at a rate "
-            "(it has no serve() and no vLLM engine to step); use concurrency levels"
+            f"the {engine.kind!r} engine cannot take requests at a rate (it has no serve()); use concurrency levels"
         )
     return serve_in_waves(engine, plans, load)
 

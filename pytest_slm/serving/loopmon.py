@@ -14,7 +14,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from pytest_slm.measure.workloads import percentile
+from pytest_slm.stats import percentile
 
 DEFAULT_INTERVAL_S = 0.005
 

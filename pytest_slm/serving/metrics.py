@@ -15,10 +15,11 @@ from typing import Any
 
 from pytest_slm.measure import machine
 from pytest_slm.measure.latency import EXTRACTORS
-from pytest_slm.measure.workloads import percentile
 from pytest_slm.record import Metric
+from pytest_slm.serving.goodput import Attainment, attainment
 from pytest_slm.serving.load import ServedRequest, ServingRun
-from pytest_slm.serving.slo import SLO, Attainment, attainment
+from pytest_slm.slo import SLO
+from pytest_slm.stats import percentile
 
 #: blocks of consecutive requests whose statistics are a metric's samples
 BLOCKS = 5

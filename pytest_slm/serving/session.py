@@ -11,15 +11,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pytest_slm.engines.base import Engine, SamplingSpec
+from pytest_slm.engine_api import Engine, SamplingSpec, tokenizer_of
 from pytest_slm.measure import machine
 from pytest_slm.measure.context import HandOut
 from pytest_slm.measure.prompts import PromptSet, load_prompt_set, with_shared_prefix
 from pytest_slm.measure.validity import MAX_FOREIGN_LOAD, CpuWindow, server_processes_of
 from pytest_slm.serving.load import LoadSpec, PlannedRequest, ServingRun, levels, run_load
 from pytest_slm.serving.metrics import client_check
-from pytest_slm.serving.slo import SLO, parse_slo
 from pytest_slm.settings import Settings
+from pytest_slm.slo import SLO, parse_slo
 
 
 def load_levels(settings: Settings) -> list[LoadSpec]:
@@ -70,7 +70,7 @@ class ServingSession:
         if self._prompts is None:
             s = self.settings
             needs_tokenizer = s.prompt_set.startswith("synthetic:") or s.shared_prefix > 0
-            tokenizer = getattr(self.engine, "tokenizer", None) if needs_tokenizer else None
+            tokenizer = tokenizer_of(self.engine) if needs_tokenizer else None
             ps = load_prompt_set(s.prompt_set, tokenizer=tokenizer, default_prompt=s.prompt, cycle=s.prompt_cycle)
             if s.shared_prefix:
                 ps = with_shared_prefix(ps, s.shared_prefix, tokenizer)
@@ -139,7 +139,7 @@ class ServingSession:
             **load.describe(),
             "max_new_tokens": s.max_new_tokens,
             "num_warmup": s.num_warmup,
-            "engine": getattr(self.engine, "kind", type(self.engine).__name__),
-            "openai_api": s.openai_api if getattr(self.engine, "kind", "") == "openai" else None,
+            "engine": self.engine.kind,
+            "openai_api": s.openai_api if self.engine.kind == "openai" else None,
             "prefix_caching": s.prefix_caching,
         }

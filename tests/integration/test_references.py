@@ -44,8 +44,8 @@ def engine() -> Iterator[Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from pytest_slm.checkpoints.resolve import resolve
     from pytest_slm.devices import choose
-    from pytest_slm.engines.base import EngineSpec
-    from pytest_slm.engines.vllm_engine import VLLMEngine
+    from pytest_slm.engine_api import EngineSpec
+    from pytest_slm.engines.vllm.engine import VLLMEngine
     from pytest_slm.precisions import get_precision
     from pytest_slm.settings import Settings
 
@@ -88,7 +88,7 @@ def hf_greedy(engine: Any) -> list[tuple[list[int], list[list[float]]]]:
 
 
 def test_greedy_tokens_match_transformers_or_diverge_at_a_near_tie(engine: Any, hf_greedy: Any) -> None:
-    from pytest_slm.engines.base import SamplingSpec
+    from pytest_slm.engine_api import SamplingSpec
 
     ours = engine.generate(PROMPTS, SamplingSpec(TOKENS)).token_ids
     report = []
@@ -111,7 +111,7 @@ def test_greedy_tokens_match_transformers_or_diverge_at_a_near_tie(engine: Any, 
 
 
 def test_streamed_text_equals_non_streamed_text(engine: Any) -> None:
-    from pytest_slm.engines.base import SamplingSpec
+    from pytest_slm.engine_api import SamplingSpec
 
     sampling = SamplingSpec(TOKENS)
     offline = engine.generate(PROMPTS, sampling)

@@ -1,11 +1,10 @@
 """The vLLM backend: one in-process ``vllm.LLM`` per model × precision.
 
-This module holds the engine's life cycle and its generation entry points; the jobs around it
-live next to it: engine arguments and sampling parameters (``vllm_args``), the streaming client
-loop and the engine's own timestamps (``vllm_stream``), scoring for accuracy (``vllm_scoring``),
-memory and description facts (``vllm_facts``), and what runs inside vLLM's workers
-(``vllm_probe``). The device was chosen and applied before this module imports vLLM
-(:mod:`pytest_slm.devices`).
+This module holds the engine's life cycle and its entry points; the jobs around it live next to
+it (see :mod:`pytest_slm.engines.vllm`). Besides :class:`~pytest_slm.engine_api.Engine` it has the
+capabilities ``Preloadable``, ``PrecisionGated``, ``Scorable`` (:mod:`pytest_slm.engine_api`),
+``Servable`` (:mod:`pytest_slm.serving.load`) and ``MachineProbed`` (:mod:`pytest_slm.measure.machine`).
+The device was chosen and applied before this module imports vLLM (:mod:`pytest_slm.devices`).
 """
 
 from __future__ import annotations
@@ -18,13 +17,17 @@ from typing import Any
 
 from pytest_slm.checkpoints.resolve import Checkpoint
 from pytest_slm.devices import DeviceChoice
-from pytest_slm.engines import vllm_args, vllm_facts, vllm_scoring
-from pytest_slm.engines.base import BatchOutput, EngineSpec, Samplings, StreamTrace, per_prompt
-from pytest_slm.engines.gating import CPU_FALLBACK_NOTES, execution_note, padded_layers, unsupported_reason
-from pytest_slm.engines.vllm_stream import stream_requests
+from pytest_slm.engine_api import BatchOutput, EngineSpec, Samplings, StreamTrace, per_prompt
+from pytest_slm.engines.vllm import args as vllm_args
+from pytest_slm.engines.vllm import facts as vllm_facts
+from pytest_slm.engines.vllm import scoring as vllm_scoring
+from pytest_slm.engines.vllm.gating import CPU_FALLBACK_NOTES, execution_note, padded_layers, unsupported_reason
+from pytest_slm.engines.vllm.serve import serve_llm_engine
+from pytest_slm.engines.vllm.stream import stream_requests
 from pytest_slm.measure.machine import Probe
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
+from pytest_slm.serving.load import LoadSpec, PlannedRequest, ServingRun
 from pytest_slm.settings import Settings
 
 
@@ -80,6 +83,7 @@ class VLLMEngine:
 
         kwargs = vllm_args.engine_kwargs(spec, checkpoint, settings, on_cuda=self.on_cuda)
         self.engine_args = vllm_args.reported_args(kwargs)
+        self.llm: Any = None
         self.llm = LLM(**kwargs)
 
     # -- generation -----------------------------------------------------------------------
@@ -99,6 +103,11 @@ class VLLMEngine:
         """Submit every prompt, then step the engine, timestamping each delta as it arrives."""
         params = [vllm_args.sampling_params(s, streaming=True) for s in per_prompt(sampling, len(prompts))]
         return stream_requests(self.llm.llm_engine, prompts, params)
+
+    def serve(self, plans: Sequence[PlannedRequest], load: LoadSpec) -> ServingRun:
+        """A load level on the engine's own step loop: requests join the running ``LLMEngine``
+        between steps (:mod:`pytest_slm.engines.vllm.serve`)."""
+        return serve_llm_engine(self.llm.llm_engine, plans, load)
 
     # -- scoring, for accuracy (lm-eval) ----------------------------------------------------
     @property
@@ -157,13 +166,13 @@ class VLLMEngine:
         return desc
 
     def close(self) -> None:
-        llm = getattr(self, "llm", None)
-        if llm is None:
+        llm, self.llm = self.llm, None
+        if llm is None:  # closed already, or ``LLM(...)`` failed in the constructor
             return
         try:
             llm.llm_engine.engine_core.shutdown()
         finally:
-            del self.llm
+            del llm
             gc.collect()
             from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 

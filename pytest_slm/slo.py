@@ -1,10 +1,9 @@
-"""Service-level objectives, goodput and the saturation point of a sweep. Pytest-free.
+"""Service-level objectives: what an SLO bounds, how one is written, and whether one request met it. Pytest-free.
 
-An SLO bounds a request's TTFT, TPOT and (optionally) end-to-end latency. *Goodput* is the rate of
-requests that met every bound (requests/s over the run's wall time). A level *meets* the SLO
-when the ``percentile`` of each bounded figure over its requests is within the bound and no request
-failed (MLPerf's rule for its LLM server scenarios, at the 99th percentile). The *saturation
-point* of a sweep is the highest load level that still meets it.
+An SLO bounds a request's TTFT, TPOT and (optionally) end-to-end latency, checked at a percentile of
+a level's requests (:mod:`pytest_slm.serving.goodput` applies it to a served level). It is a value of
+the session's configuration (``--slm-slo``), like a precision, so it sits at the bottom of the package:
+the settings validate it without knowing the serving layer.
 
 Presets are MLPerf Inference's token-latency limits for Llama-3.1-8B (mlcommons/inference,
 ``loadgen/mlperf.conf``: ``llama3_1-8b.Server.ttft_latency = 2000``, ``tpot_latency = 100`` and
@@ -14,11 +13,9 @@ Presets are MLPerf Inference's token-latency limits for Llama-3.1-8B (mlcommons/
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from pytest_slm.measure.workloads import percentile
 
 LIMIT_KEYS = ("ttft", "tpot", "e2e")
 
@@ -102,50 +99,3 @@ def request_meets(slo: SLO, figures: Mapping[str, float | None]) -> bool:
         if value is not None and value > limit:
             return False
     return True
-
-
-@dataclass(frozen=True)
-class Attainment:
-    """How one level did against one SLO."""
-
-    slo: SLO
-    good: int  # requests within every bound
-    total: int  # requests sent
-    failed: int
-    wall_s: float
-    at_percentile: dict[str, float]  # the percentile of each bounded figure
-    met: bool
-
-    @property
-    def goodput_rps(self) -> float:
-        return self.good / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def good_fraction(self) -> float:
-        return self.good / self.total if self.total else 0.0
-
-
-def attainment(slo: SLO, per_request: Sequence[Mapping[str, float | None]], failed: int, wall_s: float) -> Attainment:
-    """Goodput and the percentile rule for one level (``per_request``: the completed requests' figures)."""
-    good = sum(request_meets(slo, r) for r in per_request)
-    at: dict[str, float] = {}
-    met = failed == 0 and bool(per_request)
-    for key, limit in slo.limits().items():
-        values = [v for r in per_request if (v := r.get(key)) is not None]
-        if values:
-            at[key] = percentile(values, slo.percentile)
-            met = met and at[key] <= limit
-    return Attainment(slo, good, len(per_request) + failed, failed, wall_s, at, met)
-
-
-def saturation_point(levels: Sequence[tuple[float, bool]]) -> float | None:
-    """The highest load value of a sweep that met the SLO, or None when none did.
-
-    ``levels``: (load value, met) for every level of one kind. Only levels up to the first failure
-    count: a level that meets the SLO above one that does not is a fluke of a noisy run, not capacity."""
-    best = None
-    for value, met in sorted(levels):
-        if not met:
-            break
-        best = value
-    return best

@@ -11,12 +11,12 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from pytest_slm.checkpoints.resolve import Checkpoint
-from pytest_slm.engines.base import EngineSpec, SamplingSpec
+from pytest_slm.engine_api import EngineSpec, SamplingSpec
 from pytest_slm.settings import Settings
 
 CPU_DEFAULT_MAX_MODEL_LEN = 2048
 CPU_DEFAULT_KVCACHE_GIB = "2"
-WORKER_EXTENSION = "pytest_slm.engines.vllm_probe.SlmWorkerExtension"
+WORKER_EXTENSION = "pytest_slm.engines.vllm.worker.SlmWorkerExtension"
 
 
 def prepare_cpu_environment(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:

@@ -4,14 +4,19 @@ Two modes, chosen by ``--slm-endpoint``:
 
 - no endpoint: pytest-slm starts vLLM's OpenAI server itself for each model × precision, on the
   same converted or quantized checkpoint and with the same engine arguments the in-process engine
-  uses (:mod:`pytest_slm.serving.server`), and stops it when the cell's tests are done;
+  uses (:mod:`pytest_slm.engines.openai.server`), and stops it when the cell's tests are done;
 - ``--slm-endpoint URL``: the server at URL (any OpenAI-compatible server), used as it is; the
   precision in test ids is then only a label, and nothing is quantized locally.
 
 Requests go through one asyncio event loop and one ``aiohttp`` session (connection reuse) owned
-by the engine; the request functions are :mod:`pytest_slm.engines.openai_client`. The API key
+by the engine; the request functions are :mod:`pytest_slm.engines.openai.client`. The API key
 is read from the environment variable ``--slm-api-key-env`` names, sent as a bearer token, and
 redacted from every message this engine produces.
+
+Besides :class:`~pytest_slm.engine_api.Engine` it has the capabilities ``Scorable``, ``LiveFacts``,
+``PrecisionGated`` (:mod:`pytest_slm.engine_api`), ``Servable`` (:mod:`pytest_slm.serving.load`),
+``MachineProbed`` (:mod:`pytest_slm.measure.machine`), ``ServedLocally``
+(:mod:`pytest_slm.measure.validity`) and ``ChosenBySettings`` (:mod:`pytest_slm.engines.loading`).
 """
 
 from __future__ import annotations
@@ -26,12 +31,27 @@ from typing import Any, TypeVar
 
 from pytest_slm.checkpoints.resolve import Checkpoint
 from pytest_slm.devices import DeviceChoice
-from pytest_slm.engines import openai_client as oc
-from pytest_slm.engines.base import BatchOutput, EngineSpec, Samplings, SamplingSpec, StreamTrace, per_prompt
-from pytest_slm.measure.machine import Probe
+from pytest_slm.engine_api import (
+    BatchOutput,
+    EngineSpec,
+    Samplings,
+    SamplingSpec,
+    StreamTrace,
+    TokenizerUnavailable,
+    per_prompt,
+)
+from pytest_slm.engines.openai import client as oc
+from pytest_slm.engines.openai import prom
+from pytest_slm.engines.openai.server import ServerProcess, free_port, vllm_server_argv
+from pytest_slm.engines.vllm import args as vllm_args
+from pytest_slm.engines.vllm.engine import VLLMEngine
+from pytest_slm.engines.vllm.facts import process_tree_peak_rss_bytes
+from pytest_slm.measure.machine import Probe, probe
 from pytest_slm.measure.validity import ServerProcesses, listening_server
 from pytest_slm.precisions import Precision
 from pytest_slm.record import Metric
+from pytest_slm.serving.load import LoadSpec, PlannedRequest, ServedRequest, ServingRun, drive
+from pytest_slm.serving.loopmon import LoopLagMonitor
 from pytest_slm.settings import Settings
 
 T = TypeVar("T")
@@ -41,11 +61,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
 KEEPALIVE_S = 2.0
 #: concurrent requests when scoring or completing for accuracy (one lm-eval batch at a time)
 ACCURACY_CONCURRENCY = 16
-
-
-class TokenizerUnavailable(AttributeError):
-    """The model's tokenizer cannot be loaded from the local checkpoint (an AttributeError, so
-    ``getattr(engine, "tokenizer", None)`` reads it as "this engine has no tokenizer")."""
 
 
 class EngineSetupError(RuntimeError):
@@ -72,8 +87,6 @@ class OpenAIEngine:
     @classmethod
     def unsupported_reason(cls, precision: Precision, device: DeviceChoice, checkpoint: Path | None) -> str | None:
         """The server runs vLLM on this machine: the in-process engine's gating applies."""
-        from pytest_slm.engines.vllm_engine import VLLMEngine
-
         return VLLMEngine.unsupported_reason(precision, device, checkpoint)
 
     def __init__(self, spec: EngineSpec, checkpoint: Checkpoint, settings: Settings, device: DeviceChoice) -> None:
@@ -134,9 +147,6 @@ class OpenAIEngine:
         )
 
     def _start_server(self) -> str:
-        from pytest_slm.engines import vllm_args
-        from pytest_slm.serving.server import ServerProcess, free_port, vllm_server_argv
-
         env = dict(os.environ)
         environment = {} if self.device.on_cuda else vllm_args.prepare_cpu_environment(env)
         if self._api_key:
@@ -312,13 +322,9 @@ class OpenAIEngine:
         choices = body.get("choices") or [{}]
         return dict(choices[0])
 
-    def serve(self, plans: Sequence[Any], load: Any) -> Any:
+    def serve(self, plans: Sequence[PlannedRequest], load: LoadSpec) -> ServingRun:
         """Serve a load level (:mod:`pytest_slm.serving.load`) on this engine's event loop, with the
         loop's lag measured throughout and the server's counters scraped before and after."""
-        from pytest_slm.serving import prom
-        from pytest_slm.serving.load import ServedRequest, ServingRun, drive
-        from pytest_slm.serving.loopmon import LoopLagMonitor
-
         self._check_server()
 
         async def run() -> tuple[
@@ -359,8 +365,6 @@ class OpenAIEngine:
 
     async def _scrape(self) -> dict[str, float] | None:
         """The server's Prometheus counters, or None where it exports none."""
-        from pytest_slm.serving import prom
-
         try:
             status, body = await oc.get_json(self._session, self.base_url, "/metrics", self.headers)
         except Exception:
@@ -390,9 +394,7 @@ class OpenAIEngine:
     def max_model_len(self) -> int:
         if self._max_model_len:
             return int(self._max_model_len)
-        from pytest_slm.engines.vllm_args import CPU_DEFAULT_MAX_MODEL_LEN
-
-        return int(self.settings.max_model_len or CPU_DEFAULT_MAX_MODEL_LEN)
+        return int(self.settings.max_model_len or vllm_args.CPU_DEFAULT_MAX_MODEL_LEN)
 
     def score(self, token_prompts: Sequence[Sequence[int]]) -> list[list[tuple[float, int]]]:
         """For each prompt, (log p(token_i | tokens_<i), argmax token id) for i = 1..n-1, from the
@@ -453,8 +455,6 @@ class OpenAIEngine:
         machine, not the server's."""
         if not self.managed:
             return None
-        from pytest_slm.measure.machine import probe
-
         return probe("cuda" if self.device.on_cuda else "cpu")
 
     def server_processes(self) -> ServerProcesses:
@@ -473,8 +473,6 @@ class OpenAIEngine:
         (HTTP does not say; ``describe()["memory"]`` gives the reason)."""
         if self.server is None or self.server.proc is None or not self.server.alive():
             return []
-        from pytest_slm.engines.vllm_facts import process_tree_peak_rss_bytes
-
         tree = process_tree_peak_rss_bytes(self.server.proc.pid)
         note = "sum of VmHWM over the vLLM server's processes (API server and engine core); includes the KV cache"
         return [Metric("peak_rss_bytes", sum(tree.values()), "B", False, info={"processes": tree, "note": note})]

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_slm.engines.base import StreamTrace, tpot_s
+from pytest_slm.engine_api import StreamTrace, tpot_s
 
 
 def stream_requests(engine: Any, prompts: Sequence[Any], params: Sequence[Any]) -> list[StreamTrace]:

