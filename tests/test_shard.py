@@ -64,7 +64,7 @@ def test_cost_is_parameters_times_precisions_from_config_checkpoint_name(tmp_pat
     assert estimate_parameters("org/tiny-135m") == (135_000_000, "name")
 
 
-#: README "Shards and CI runners": estimated cost per shard, billions of parameters x precisions
+#: docs/configs-and-ci.md "Shards and CI runners": estimated cost per shard, billions of parameters x precisions
 README_TABLE = {2: [36.1, 35.8], 3: [23.7, 24.0, 24.2], 4: [17.5, 17.2, 19.0, 18.2]}
 
 
@@ -78,7 +78,7 @@ def test_ten_model_example_balance() -> None:
         loads = plan.loads()
         # LPT's guarantee is 4/3 of the optimum; these ten models split far closer than that
         assert max(loads) / (sum(loads) / n) < 1.1, loads
-        assert [round(x / 1e9, 1) for x in loads] == README_TABLE[n]  # the figures the README states
+        assert [round(x / 1e9, 1) for x in loads] == README_TABLE[n]  # the figures docs/configs-and-ci.md states
 
 
 # -- on the fake engine --------------------------------------------------------------------------
