@@ -22,7 +22,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
@@ -78,10 +78,8 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from collections import Counter
 
-    from tabulate import tabulate
-
-    from pytest_slm.analysis.diff import DiffError, diff_rows, gate_text, load_sides
-    from pytest_slm.results import Verdict, fmt
+    from pytest_slm.analysis.diff import DiffError, diff_rows, load_sides
+    from pytest_slm.results import Verdict
 
     if args.vs is None and len(args.a) != 2:
         print("pytest-slm diff: error: give A B, or A's sessions then --vs and B's sessions", file=err)
@@ -103,8 +101,33 @@ def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if swapped:
         print("the baseline directory is the reference (A); the results file is compared against it", file=out)
     print(f"A (reference): {reference.label}\nB: {current.label}", file=out)
+    print(_diff_table(rows), file=out)
+    counts = Counter(r["verdict"] for r in rows)
+    print("verdicts: " + ", ".join(f"{k} {n}" for k, n in counts.most_common()), file=out)
+    for side in (Verdict.ONLY_IN_A, Verdict.ONLY_IN_B):
+        alone = [f"{r['model']} · {r['precision']} {r['test']}::{r['metric']}" for r in rows if r["verdict"] == side]
+        if alone:
+            print(f"{side} ({len(alone)}): " + ", ".join(alone[:10]) + (" …" if len(alone) > 10 else ""), file=out)
+    if args.csv:
+        import pandas as pd
+
+        from pytest_slm import atomic
+
+        atomic.write_text(args.csv, pd.DataFrame(rows).to_csv(index=False))
+        print(f"wrote {args.csv}", file=out)
+    regressed = counts.get(Verdict.REGRESSED, 0)
+    return 1 if args.fail_on_regression and regressed else EXIT_OK
+
+
+def _diff_table(rows: list[dict[str, Any]]) -> str:
+    """The figures on both sides of a diff, a row each, with the gate's statistic and verdict."""
+    from tabulate import tabulate
+
+    from pytest_slm.analysis.diff import gate_text
+    from pytest_slm.results import fmt
+
     both = [r for r in rows if r["a"] is not None and r["b"] is not None]
-    print(
+    return str(
         tabulate(
             [
                 [
@@ -137,24 +160,8 @@ def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             ],
             tablefmt="github",
             disable_numparse=True,
-        ),
-        file=out,
+        )
     )
-    counts = Counter(r["verdict"] for r in rows)
-    print("verdicts: " + ", ".join(f"{k} {n}" for k, n in counts.most_common()), file=out)
-    for side in (Verdict.ONLY_IN_A, Verdict.ONLY_IN_B):
-        alone = [f"{r['model']} · {r['precision']} {r['test']}::{r['metric']}" for r in rows if r["verdict"] == side]
-        if alone:
-            print(f"{side} ({len(alone)}): " + ", ".join(alone[:10]) + (" …" if len(alone) > 10 else ""), file=out)
-    if args.csv:
-        import pandas as pd
-
-        from pytest_slm import atomic
-
-        atomic.write_text(args.csv, pd.DataFrame(rows).to_csv(index=False))
-        print(f"wrote {args.csv}", file=out)
-    regressed = counts.get(Verdict.REGRESSED, 0)
-    return 1 if args.fail_on_regression and regressed else EXIT_OK
 
 
 def _trend(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

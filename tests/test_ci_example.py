@@ -88,7 +88,7 @@ def test_merge_job_uses_the_report_command() -> None:
     assert "pytest-slm report shards $([ -d confirmations ] && echo confirmations) --output-dir merged" in runs
     assert "GITHUB_STEP_SUMMARY" in runs
     # the files appended to the summary are ones the report writes
-    from pytest_slm.analysis import report
+    from pytest_slm.analysis import build as report
 
     source = Path(report.__file__).read_text()
     for name in re.findall(r"merged/(\S+\.md)", runs):

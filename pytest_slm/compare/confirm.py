@@ -180,6 +180,36 @@ def load(path: Path, git_commit: str | None, git_diff: str | None = None) -> Ear
     except results.ResultsFileError as exc:
         raise ConfirmError(f"--slm-confirm: {path} is not a pytest-slm results.json ({exc})") from None
     env = data.environment
+    _same_code(path, env, git_commit, git_diff)
+    before: dict[str, Any] = env["confirms"] if isinstance(env.get("confirms"), dict) else {}
+    run = EarlierRun(
+        Path(path),
+        env.get("git_commit"),
+        first_run=before.get("first_run") or env.get("run_id"),
+        session=(before["session"] if isinstance(before.get("session"), int) and before["session"] >= 1 else 1) + 1,
+    )
+    for carried in before.get("pooled") or ():  # what the sessions before that one measured validly
+        try:
+            where = (str(carried["model"]), str(carried.get("precision", "")), str(carried["baseline_key"]))
+            run.figures[where] = Earlier(tuple(float(v) for v in carried["values"]), carried.get("workload") or {})
+        except (KeyError, TypeError, ValueError):
+            continue
+    seen: set[str] = set()
+    for test, info in (data.tests or {}).items():  # every collected test: one that erred, crashed or never ran
+        seen.add(test)
+        if isinstance(info, dict) and info.get("outcome") in UNFINISHED:
+            run.tests.add(test)
+    records: list[Mapping[str, Any]] = [r for r in data.records if isinstance(r.get("test"), str)]
+    stood = results.stood_tests(records)
+    for r in records:
+        seen.add(str(r["test"]))
+        _take(run, r, str(r["test"]) in stood)
+    run.settled = seen - run.tests
+    return run
+
+
+def _same_code(path: Path, env: Mapping[str, Any], git_commit: str | None, git_diff: str | None) -> None:
+    """Refuse an earlier run of other code: another commit, or other uncommitted changes."""
     theirs = env.get("git_commit")
     if theirs != git_commit:
         raise ConfirmError(
@@ -192,57 +222,36 @@ def load(path: Path, git_commit: str | None, git_diff: str | None = None) -> Ear
             f"{_changes(git_diff)} (same commit {theirs or 'unknown'}); a confirmation pools sessions of the same "
             "code only: commit, or rerun the first session"
         )
-    before: dict[str, Any] = env["confirms"] if isinstance(env.get("confirms"), dict) else {}
-    run = EarlierRun(
-        Path(path),
-        theirs,
-        first_run=before.get("first_run") or env.get("run_id"),
-        session=(before["session"] if isinstance(before.get("session"), int) and before["session"] >= 1 else 1) + 1,
-    )
-    for carried in before.get("pooled") or ():  # what the sessions before that one measured validly
-        try:
-            where = (str(carried["model"]), str(carried.get("precision", "")), str(carried["baseline_key"]))
-            run.figures[where] = Earlier(tuple(float(v) for v in carried["values"]), carried.get("workload") or {})
-        except (KeyError, TypeError, ValueError):
-            continue
-    records: list[Mapping[str, Any]] = [r for r in data.records if isinstance(r.get("test"), str)]
-    stood = results.stood_tests(records)
-    seen: set[str] = set()
-    tests: dict[str, Any] = data.tests or {}
-    for test, info in tests.items():  # every collected test: one that erred, crashed or never ran goes again
-        seen.add(test)
-        if isinstance(info, dict) and info.get("outcome") in UNFINISHED:
-            run.tests.add(test)
-    for r in records:
-        test = str(r["test"])
-        seen.add(test)
-        outcome = r.get("outcome")
-        # a failed record, gated or not (a retention floor, a threshold on a diagnostic), must fail again;
-        # so must an invalid one, unless the earlier verdicts stood for it and its test passed
-        if outcome == "failed" or (outcome == "invalid" and test not in stood):
-            run.tests.add(test)
-        if not r.get("gated", True):
-            continue
-        row = r.get("baseline") or {}
-        if isinstance(row.get("alpha"), (int, float)) and row["alpha"] > 0:
-            run.alpha = min(run.alpha or 1.0, float(row["alpha"]))
-        if row.get("verdict") in TO_CONFIRM and not _young(row):
-            run.tests.add(test)
-        if not (r.get("model") and r.get("baseline_key")):
-            continue
-        where = (r["model"], r.get("precision", ""), r["baseline_key"])
-        if row.get("verdict") and row.get("verdict") != Verdict.INVALID:
-            passed = outcome == "passed" or test in stood
-            run.rows[where] = (row, r.get("workload") or {}) if passed else None
-        if row.get("stood") and row.get("rule") in SESSION_RULES and row.get("earlier"):
-            run.figures[where] = Earlier(tuple(float(v) for v in row["earlier"]), r.get("workload") or {})
-        elif (
-            row.get("rule") in SESSION_RULES
-            and outcome != "invalid"
-            and isinstance(r.get("value"), (int, float))
-            and r["value"] > 0
-        ):
-            values = (*(float(v) for v in row.get("earlier") or ()), float(r["value"]))
-            run.figures[where] = Earlier(values, r.get("workload") or {})
-    run.settled = seen - run.tests
-    return run
+
+
+def _take(run: EarlierRun, r: Mapping[str, Any], stood: bool) -> None:
+    """What one earlier record tells ``run``: whether its test goes again, its comparison row (for a
+    void window to stand on) and its figures to pool. ``stood``: its test's earlier verdicts stood."""
+    test, outcome = str(r["test"]), r.get("outcome")
+    # a failed record, gated or not (a retention floor, a threshold on a diagnostic), must fail again;
+    # so must an invalid one, unless the earlier verdicts stood for it and its test passed
+    if outcome == "failed" or (outcome == "invalid" and not stood):
+        run.tests.add(test)
+    if not r.get("gated", True):
+        return
+    row = r.get("baseline") or {}
+    if isinstance(row.get("alpha"), (int, float)) and row["alpha"] > 0:
+        run.alpha = min(run.alpha or 1.0, float(row["alpha"]))
+    if row.get("verdict") in TO_CONFIRM and not _young(row):
+        run.tests.add(test)
+    if not (r.get("model") and r.get("baseline_key")):
+        return
+    where = (r["model"], r.get("precision", ""), r["baseline_key"])
+    if row.get("verdict") and row.get("verdict") != Verdict.INVALID:
+        passed = outcome == "passed" or stood
+        run.rows[where] = (row, r.get("workload") or {}) if passed else None
+    if row.get("stood") and row.get("rule") in SESSION_RULES and row.get("earlier"):
+        run.figures[where] = Earlier(tuple(float(v) for v in row["earlier"]), r.get("workload") or {})
+    elif (
+        row.get("rule") in SESSION_RULES
+        and outcome != "invalid"
+        and isinstance(r.get("value"), (int, float))
+        and r["value"] > 0
+    ):
+        values = (*(float(v) for v in row.get("earlier") or ()), float(r["value"]))
+        run.figures[where] = Earlier(values, r.get("workload") or {})

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -206,25 +207,8 @@ def compare_sessions(
     within = math.sqrt(se_c**2 + (float(np.mean(np.square(se_h))) if se_h else 0.0))
     decisive = k >= min_sessions  # enough saved sessions to tell a change from drift
     if k >= 2 and decisive:
-        mu = float(np.mean(logs))
-        own = float(np.var(logs, ddof=1))
-        df: float = k - 1
-        note = f"{k} saved sessions; between-session sd {100 * math.sqrt(own):.2g} % (log)"
-        if prior is not None:  # moderated: shrunk towards the pool's prior, which counts at most as much as its own
-            weight = min(prior.df, df)
-            own = (weight * prior.variance + df * own) / (weight + df)
-            df += weight
-            note += (
-                f", moderated to {100 * math.sqrt(own):.2g} % with the spread of {prior.metrics} metrics "
-                f"({100 * math.sqrt(prior.variance):.2g} %, {weight:.3g} df)"
-            )
-        df = min(df, MAX_DF)
-        between = math.sqrt(own)
-        sd = math.sqrt(max(between, within) ** 2 * (1 / m + 1 / k))
+        mu, sd, note, dist = _between_sessions(logs, within, m, prior)
         rule = "sessions-t"
-        if m > 1:
-            note += f"; current: geometric mean of {m} sessions of this code (this one and {m - 1} earlier)"
-        dist = stats.t(df)
     else:
         mu = float(logs[-1])  # the latest saved session
         sd = within
@@ -264,6 +248,31 @@ def compare_sessions(
     return Comparison(
         metric, verdict, rule, base, current, ratio, lo, hi, min(p_worse, p_better), tau, mde, k, m, note, alpha
     )
+
+
+def _between_sessions(logs: Any, within: float, m: int, prior: SpreadPrior | None) -> tuple[float, float, str, Any]:
+    """The session rule's reference: the saved sessions' mean log figure, the prediction spread of a
+    mean of ``m`` current sessions (the between-session sd, moderated by the pool's ``prior`` and
+    floored by the ``within``-session standard error), the note saying so, and the t distribution."""
+    k = len(logs)
+    mu = float(np.mean(logs))
+    own = float(np.var(logs, ddof=1))
+    df: float = k - 1
+    note = f"{k} saved sessions; between-session sd {100 * math.sqrt(own):.2g} % (log)"
+    if prior is not None:  # moderated: shrunk towards the pool's prior, which counts at most as much as its own
+        weight = min(prior.df, df)
+        own = (weight * prior.variance + df * own) / (weight + df)
+        df += weight
+        note += (
+            f", moderated to {100 * math.sqrt(own):.2g} % with the spread of {prior.metrics} metrics "
+            f"({100 * math.sqrt(prior.variance):.2g} %, {weight:.3g} df)"
+        )
+    df = min(df, MAX_DF)
+    between = math.sqrt(own)
+    sd = math.sqrt(max(between, within) ** 2 * (1 / m + 1 / k))
+    if m > 1:
+        note += f"; current: geometric mean of {m} sessions of this code (this one and {m - 1} earlier)"
+    return mu, sd, note, stats.t(df)
 
 
 def compare_exact(
