@@ -5,6 +5,9 @@ Works on any engine: through the server with ``--slm-engine openai`` (pytest-slm
 OpenAI server, or measures ``--slm-endpoint``), or in process (the vLLM engine is stepped with
 requests joining between steps). Prompts come from ``--slm-prompt-set`` (default: the shipped set),
 distinct within a level and the same for every level.
+
+On request (marker ``slm_serving``): a run that sets ``--slm-concurrency`` or ``--slm-request-rate``, or
+the full profile; the quick default measures time to first token and per token with the latency tests.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pytest_slm.serving.metrics import (
     server_crosscheck_metrics,
     throughput_level_metrics,
 )
+
+pytestmark = pytest.mark.slm_serving
 
 
 def _info(slm_serving, run):

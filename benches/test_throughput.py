@@ -8,6 +8,9 @@
   an independent raw vLLM loop written here (same engine, prompts and sampling, interleaved
   A/B/A/B so machine drift cancels), with thresholds that fail when the harness distorts; a ratio
   gets more pairs (up to 12) while its 95 % interval still holds its limit.
+
+The last two are self-checks of the harness (marker ``slm_self_check``): they run with
+``--slm-self-check`` or ``--slm-profile full``, and in pytest-slm's own integration tier.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def test_speedup_over_bf16(slm_runs, slm, slm_speed_references):
     )
 
 
+@pytest.mark.slm_self_check
 def test_saturation_curve(slm_engine, slm):
     """Output tokens/s per concurrent request count (1 warm-up and 2 measured batches per level),
     every request of a level a distinct prompt."""
@@ -93,6 +97,7 @@ def test_saturation_curve(slm_engine, slm):
     slm.record("saturated_output_tokens_per_s", best, unit="token/s", higher_is_better=True, workload=workload)
 
 
+@pytest.mark.slm_self_check
 @pytest.mark.slm_threshold(
     harness_offline_ratio=f">= {OFFLINE_LIMIT}", harness_streaming_tpot_ratio=f"<= {STREAMING_LIMIT}"
 )

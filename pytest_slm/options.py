@@ -745,6 +745,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="RESULTS",
     ),
     OptionSpec(
+        "self_check",
+        "--slm-self-check",
+        "also run the harness's self-checks (tests marked slm_self_check: its overhead against raw vLLM loops, "
+        "the saturation curve); the project's own integration tier runs them",
+        kind="bool",
+        default=False,
+        default_note="on with --slm-profile full",
+    ),
+    OptionSpec(
         "strict",
         "--slm-strict",
         "fail the figures that pass without evidence of no regression: inconclusive, incomparable, comparison "

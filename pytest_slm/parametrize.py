@@ -51,3 +51,31 @@ def session_gpus(settings: Settings, models_config: ModelsConfig | None, plan: S
     models it runs (its shard's, under ``--slm-shard``), 1 without multi-GPU models."""
     specs = engine_specs(settings, models_config)
     return gpus_per_process(s.engine_args for s in specs if plan is None or s.model_name in plan.models)
+
+
+#: markers of tests a run has to ask for, and what each marks
+ON_REQUEST_MARKERS = {
+    "slm_self_check": "the harness checking itself (its overhead against raw vLLM loops, the saturation curve)",
+    "slm_serving": "in-process serving levels (--slm-concurrency, --slm-request-rate) and their saturation points",
+}
+
+
+def not_requested(settings: Settings) -> dict[str, str]:
+    """The on-request markers this run does not ask for, each with why its tests are left out and what
+    runs them. Self-checks run with ``--slm-self-check``; serving levels when ``--slm-concurrency`` or
+    ``--slm-request-rate`` is set from any source (the latency tests' single and batch streams answer
+    the same question, time to first token and per token, in the quick default); both in the full profile.
+    """
+    if settings.profile == "full":
+        return {}
+    out: dict[str, str] = {}
+    if not settings.self_check:
+        out["slm_self_check"] = (
+            "a self-check of the harness, not a figure of the model: --slm-self-check or --slm-profile full runs it"
+        )
+    if not {"concurrency", "request_rate"} & set(settings.sources):
+        out["slm_serving"] = (
+            "serving levels on request: the latency tests' single and batch streams measure TTFT and TPOT in the "
+            "quick default; --slm-concurrency N.. or --slm-request-rate R.. (or --slm-profile full) runs them"
+        )
+    return out

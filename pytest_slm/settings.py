@@ -97,6 +97,8 @@ class Settings:
         default_factory=OPTION["confirm"].default_value
     )  # --slm-confirm: an earlier results.json of this code
     fail_on_improvement: bool = field(default_factory=OPTION["fail_on_improvement"].default_value)
+    #: --slm-self-check: run the tests marked slm_self_check (the harness checking itself)
+    self_check: bool = field(default_factory=OPTION["self_check"].default_value)
     #: --slm-strict: a gated figure that passed without evidence (inconclusive, no baseline, ...) fails
     strict: bool = field(default_factory=OPTION["strict"].default_value)
     tolerance: float = field(default_factory=OPTION["tolerance"].default_value)
@@ -123,7 +125,7 @@ class Settings:
     wandb: str | None = field(default_factory=OPTION["wandb"].default_value)  # Weights & Biases project
     models_config: Path | None = field(default_factory=OPTION["models_config"].default_value)
     shard: tuple[int, int] | None = field(default_factory=OPTION["shard"].default_value)  # (index, count), 1-based
-    #: per-task item limits from a model's config entry (not an option; see pytest_slm.modelconfig)
+    #: per-task item limits from a model's config entry (not an option; see pytest_slm.configs.matrix)
     accuracy_task_limits: Mapping[str, int | float] = field(default_factory=dict)
     #: field name -> where its value came from (for error messages and the report)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)

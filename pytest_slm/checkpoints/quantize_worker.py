@@ -7,12 +7,50 @@ Its last stdout line is ``SLM_RESULT {json}`` with what it actually used.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 RESULT_PREFIX = "SLM_RESULT "
+#: llmcompressor's functions that update a layer's weights column by column in a Python loop of small tensor
+#: ops (module, name): on a CPU they run on one thread, since the threads' synchronisation costs more than it
+#: saves there. Measured on the 2-core machine: SparseGPT, one 1536x576 layer, 0.37 s on one thread and 0.79 s
+#: on two; GPTQ W4A16 of SmolLM2-135M, 27.5 s of GPTQ on one thread and more than 150 s on two. The
+#: calibration's forward passes keep every thread: with 512 samples a whole run on one thread took longer.
+ONE_THREAD_ON_CPU = (
+    ("llmcompressor.modifiers.gptq.base", "quantize_weight"),
+    ("llmcompressor.modifiers.pruning.sparsegpt.base", "sparsify_weight"),
+)
+
+
+def _one_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import torch
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
+
+
+def _column_loops_on_one_thread() -> None:
+    """Run :data:`ONE_THREAD_ON_CPU` on one thread (where this llmcompressor has them; else as they are)."""
+    for module_name, name in ONE_THREAD_ON_CPU:
+        module = importlib.import_module(module_name)
+        fn = getattr(module, name, None)
+        if callable(fn) and not hasattr(fn, "__wrapped__"):
+            setattr(module, name, _one_thread(fn))
+        elif fn is None:
+            print(f"[pytest-slm] {module_name} has no {name}: it runs on every thread", flush=True)
 
 
 def _modifiers(steps: list[dict[str, Any]]) -> list[Any]:
@@ -71,11 +109,8 @@ def main(spec_path: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
-    if any(step["modifier"] == "SparseGPTModifier" for step in spec["recipe"]) and not torch.cuda.is_available():
-        # SparseGPT prunes column by column in a Python loop of small tensor ops: on CPU the
-        # threads' synchronisation costs more than it saves (one 1536x576 layer: 0.37 s on one
-        # thread, 0.79 s on two, on the 2-core machine this was measured on).
-        torch.set_num_threads(1)
+    if not torch.cuda.is_available():
+        _column_loops_on_one_thread()
     model = AutoModelForCausalLM.from_pretrained(spec["source"], dtype="auto")
     tokenizer: Any = AutoTokenizer.from_pretrained(spec["source"])
     kwargs: dict[str, Any] = {}

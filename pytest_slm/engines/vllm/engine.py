@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,12 +47,13 @@ class VLLMEngine:
     kind = "vllm"
 
     #: the module :meth:`preload` imports (its import time is recorded only if this process had not)
-    preload_module = "vllm"
+    preload_module = "vllm.entrypoints.llm"
 
     @classmethod
     def preload(cls) -> None:
-        """Import vLLM (seconds on its own), so the engine's load time does not include it."""
-        import vllm  # noqa: F401
+        """Import vLLM and its ``LLM`` entry point (seconds each on a CPU: ``import vllm`` alone leaves the
+        entry point to be imported on first use, which then counted in the engine's load time)."""
+        from vllm import LLM  # noqa: F401
 
     @classmethod
     def unsupported_reason(cls, precision: Precision, device: DeviceChoice, checkpoint: Path | None) -> str | None:
@@ -84,7 +86,15 @@ class VLLMEngine:
         kwargs = vllm_args.engine_kwargs(spec, checkpoint, settings, on_cuda=self.on_cuda)
         self.engine_args = vllm_args.reported_args(kwargs)
         self.llm: Any = None
+        started_at = time.time()  # wall clock: compared with the worker processes' own stamps
         self.llm = LLM(**kwargs)
+        ready_at = time.time()
+        try:
+            worker = self.llm.collective_rpc("slm_startup")[0]
+        except Exception as exc:  # a fact only: never lose the engine over it
+            worker = {"error": repr(exc)}
+        #: where the load went (:func:`pytest_slm.engines.vllm.facts.load_breakdown`)
+        self.load_breakdown = vllm_facts.load_breakdown(started_at, ready_at, worker)
 
     # -- generation -----------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], sampling: Samplings) -> BatchOutput:
@@ -148,6 +158,7 @@ class VLLMEngine:
         )
         desc["device_choice"] = self.device.describe()
         desc["environment"] = self.environment
+        desc["load_breakdown"] = self.load_breakdown
         if not self.on_cuda and self.spec.precision.name in CPU_FALLBACK_NOTES:
             desc["fallback"] = CPU_FALLBACK_NOTES[self.spec.precision.name]
         if execution_note(self.spec.precision):

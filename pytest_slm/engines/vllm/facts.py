@@ -94,3 +94,26 @@ def describe(llm: Any, *, on_cuda: bool, device_name: str | None, engine_args: M
         "max_model_len": cfg.max_model_len,
         "engine_args": dict(engine_args),
     }
+
+
+def load_breakdown(started_at: float, ready_at: float, worker: Mapping[str, Any]) -> dict[str, Any]:
+    """Where an engine's load went, from the wall-clock times around ``LLM(...)`` in this process and the
+    first worker's start-up facts (``SlmWorkerExtension.slm_startup``): ``start_s`` (configuration,
+    tokenizer, the engine-core and worker processes started and vLLM imported in them), ``weights_s``
+    (as vLLM logged it), ``after_weights_s`` (KV cache sized and allocated, profiling, compilation or
+    warm-up, the handshake back) and the compile cache's state. A part that cannot be told is left out."""
+    out: dict[str, Any] = {
+        "total_s": round(ready_at - started_at, 3),
+        "compile_cache": worker.get("compile_cache", "unknown"),
+    }
+    up = worker.get("worker_started_at")
+    if isinstance(up, float) and started_at <= up <= ready_at:
+        out["start_s"] = round(up - started_at, 3)
+    if isinstance(worker.get("weights_s"), float):
+        out["weights_s"] = round(worker["weights_s"], 3)
+    done = worker.get("weights_done_at")
+    if isinstance(done, float) and started_at <= done <= ready_at:
+        out["after_weights_s"] = round(ready_at - done, 3)
+    if isinstance(worker.get("compile_s"), float):
+        out["compile_s"] = round(worker["compile_s"], 3)
+    return out

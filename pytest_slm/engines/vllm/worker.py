@@ -1,13 +1,71 @@
 """Runs inside vLLM's worker processes (loaded through ``worker_extension_cls``).
 
 Exposes the facts only the worker knows (memory held by weights and KV cache, peak
-allocation, which kernels the linear layers use) as plain dicts over ``collective_rpc``,
-without enabling vLLM's insecure pickling of callables.
+allocation, which kernels the linear layers use, where its start-up went) as plain dicts over
+``collective_rpc``, without enabling vLLM's insecure pickling of callables.
+
+vLLM imports this module in each worker before the worker loads the model, so the time of that
+import marks the worker as up, and a handler on vLLM's logger catches the figures vLLM logs while the
+worker loads: weight loading and, where it compiles, the graph compilation or its load from the cache.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from typing import Any
+
+#: wall-clock time this module was imported: the worker process is up and has imported vLLM
+STARTED_AT = time.time()
+#: what vLLM logs while a worker starts, and the key each figure is kept under
+STARTUP_LOG_LINES = (
+    ("weights_s", re.compile(r"Loading weights took ([\d.]+) seconds")),  # the CPU and default loaders
+    ("weights_s", re.compile(r"Model loading took .* and ([\d.]+) seconds")),  # the CUDA model runner
+    ("compile_warm_s", re.compile(r"Directly load the compiled graph.* took ([\d.]+) s")),
+    ("compile_cold_s", re.compile(r"Compiling a graph for .* takes ([\d.]+) s")),
+)
+
+
+class StartupLog(logging.Handler):
+    """Keeps the start-up figures vLLM logs in this process: key -> (seconds summed, time of the last)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict[str, tuple[float, float]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record that cannot format itself is vLLM's business, never ours
+            return
+        for key, pattern in STARTUP_LOG_LINES:
+            found = pattern.search(message)
+            if found:
+                seconds, _ = self.seen.get(key, (0.0, 0.0))
+                self.seen[key] = (seconds + float(found.group(1)), record.created)
+
+
+STARTUP_LOG = StartupLog()
+logging.getLogger("vllm").addHandler(STARTUP_LOG)
+
+
+def startup_facts(seen: dict[str, tuple[float, float]], started_at: float, eager: bool) -> dict[str, Any]:
+    """The worker's start-up as :meth:`SlmWorkerExtension.slm_startup` reports it: when it was up, how long
+    the weights took and when they were done, and the compile cache's state (``off`` in eager mode,
+    ``cold`` when a graph was compiled, ``warm`` when all came from the cache, else ``unknown``)."""
+    out: dict[str, Any] = {"worker_started_at": started_at}
+    if "weights_s" in seen:
+        out["weights_s"], out["weights_done_at"] = seen["weights_s"]
+    if eager:
+        out["compile_cache"] = "off"
+    elif "compile_cold_s" in seen:
+        out["compile_cache"], out["compile_s"] = "cold", seen["compile_cold_s"][0]
+    elif "compile_warm_s" in seen:
+        out["compile_cache"], out["compile_s"] = "warm", seen["compile_warm_s"][0]
+    else:
+        out["compile_cache"] = "unknown"
+    return out
 
 
 def _nbytes(obj: Any) -> int:
@@ -40,6 +98,15 @@ class SlmWorkerExtension:
             out["cuda_peak_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
             out["cuda_peak_reserved_bytes"] = int(torch.cuda.max_memory_reserved())
         return out
+
+    def slm_startup(self) -> dict[str, Any]:
+        """Where this worker's start-up went (see :func:`startup_facts`)."""
+        config: Any = getattr(self, "vllm_config", None)
+        mode = getattr(getattr(config, "compilation_config", None), "mode", None)
+        eager = bool(getattr(getattr(config, "model_config", None), "enforce_eager", False)) or (
+            mode is not None and int(mode) == 0
+        )
+        return startup_facts(dict(STARTUP_LOG.seen), STARTED_AT, eager)
 
     def slm_kernels(self) -> dict[str, Any]:
         """Which quantization method / scheme / kernel each kind of linear layer uses."""
