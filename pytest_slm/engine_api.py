@@ -56,7 +56,7 @@ class EngineSpec:
     kv_cache_dtype: str = "auto"
     name: str | None = None  # a config entry's name; None: derived from ``model``
     engine_args: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    #: the model's config entry (a :class:`pytest_slm.modelconfig.ModelEntry`), carried for the loading
+    #: the model's config entry (a :class:`pytest_slm.configs.schema.ModelEntry`), carried for the loading
     #: pipeline and the shard planner; no engine reads it, and naming its type would tie this module to
     #: the configs above it
     model_config: Any = field(default=None, hash=False, compare=False, repr=False)

@@ -56,7 +56,7 @@ GATED: tuple[str, ...] = (
 DIAGNOSTICS: tuple[str, ...] = (
     "*.items_per_s",  # speed of an accuracy run: depends on few-shot context building, not on serving
     "*.retention",  # asserted by the retention test against its floor, not against a baseline
-    "goodput_*",  # an SLO's key may hold a dot (goodput_ttft0.5_tpot0.03_rps): see the README
+    "goodput_*",  # an SLO's key may hold a dot (goodput_ttft0.5_tpot0.03_rps): see docs/gates.md
 )
 
 #: deterministic for a given stack: compared exactly (equal passes, a change beyond tau is real)

@@ -129,7 +129,7 @@ def test_throughput_saturation_and_harness(bench_run) -> None:  # type: ignore[n
     knee = metric(doc, "test_saturation_curve", "saturation_knee_requests")
     curve = knee["info"]["curve"]
     assert set(curve) == {"1", "2", "4", "8", "16", "32", "64"} and curve["32"] > 3 * curve["1"]
-    # the README's promise: the default offline batch (32 distinct prompts) reaches the knee on this CPU
+    # docs/benches.md's promise: the default offline batch (32 distinct prompts) reaches the knee on this CPU
     assert knee["info"]["offline_saturated"] is True, curve
     for name in ("harness_offline_ratio", "harness_streaming_tpot_ratio"):
         ratio = metric(doc, "test_harness_overhead", name)

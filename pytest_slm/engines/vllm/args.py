@@ -50,7 +50,7 @@ def engine_kwargs(spec: EngineSpec, checkpoint: Checkpoint, settings: Settings, 
     else:
         kwargs["enforce_eager"] = True  # compilation costs 60-80 s per start on CPU
         kwargs["max_model_len"] = settings.max_model_len or CPU_DEFAULT_MAX_MODEL_LEN
-    # the model's config entry (parallel layout, dtype, trust_remote_code, ...): see pytest_slm.modelconfig
+    # the model's config entry (parallel layout, dtype, trust_remote_code, ...): see pytest_slm.configs.matrix
     kwargs.update(spec.engine_args)
     return kwargs
 
