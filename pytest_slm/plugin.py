@@ -209,13 +209,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if spec is not None:
             item.add_marker(pytest.mark.xdist_group(spec.model_name))
     keep, drop = _outside_matrix(config, items)
+    earlier = config.stash[stash.GATE].earlier_run
+    # on-request tests are left out unless asked for; a confirmation reruns every test the earlier run left
+    # unsettled whether or not this command line asks for its kind (a failed self-check must not go green)
+    rerun = earlier.tests if earlier is not None else {}
     left_out = not_requested(config.stash[stash.SETTINGS])
-    marked = {m: [i for i in keep if i.get_closest_marker(m)] for m in left_out}
+    marked = {
+        m: [i for i in keep if i.get_closest_marker(m) and strip_xdist_group(i.nodeid) not in rerun] for m in left_out
+    }
     config.stash[stash.LEFT_OUT_ON_REQUEST] = {m: len(found) for m, found in marked.items() if found}
     out = {id(i) for found in marked.values() for i in found}
     drop += [i for i in keep if id(i) in out]
     keep = [i for i in keep if id(i) not in out]
-    earlier = config.stash[stash.GATE].earlier_run
     if earlier is not None:  # --slm-confirm: only what the earlier run left unsettled
         drop += [i for i in keep if strip_xdist_group(i.nodeid) not in earlier.tests]
         keep = [i for i in keep if strip_xdist_group(i.nodeid) in earlier.tests]

@@ -66,3 +66,34 @@ def test_what_is_requested_is_read_from_the_settings_alone() -> None:
     assert set(not_requested(replace(quick, self_check=True))) == {"slm_serving"}
     assert set(not_requested(replace(quick, sources={"request_rate": "--slm-request-rate"}))) == {"slm_self_check"}
     assert not_requested(replace(quick, profile="full")) == {}
+
+
+FAILING_SELF_CHECK = """
+import pytest
+
+
+@pytest.mark.slm_self_check
+def test_harness_check(slm_engine, slm):
+    slm.record("harness_offline_ratio", 0.5, unit="1", higher_is_better=True)
+    assert False, "the harness distorts"
+
+
+def test_fine(slm_engine, slm):
+    slm.record("x_s", 1.0, unit="s", higher_is_better=False)
+"""
+
+
+def test_a_confirmation_reruns_a_failed_self_check_it_was_not_asked_for(slm_pytester: SlmPytester, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The confirmation reruns what the earlier run left unsettled, whatever its own command line asks for: a
+    self-check that failed under --slm-self-check is not left out of a confirmation run without it (it would
+    then run nothing and exit 0)."""
+    slm_pytester.pytester.makepyfile(test_mine=FAILING_SELF_CHECK)
+    first = slm_pytester.run("--slm-self-check")
+    first.assert_outcomes(passed=1, failed=1)
+    saved = tmp_path / "first.json"
+    saved.write_text((slm_pytester.output / "results.json").read_text())
+    again = slm_pytester.run("--slm-confirm", str(saved))
+    again.assert_outcomes(failed=1, deselected=1)
+    assert "marked slm_self_check left out" not in again.stdout.str()
+    # and without the confirmation, the same command line leaves it out as the quick default does
+    slm_pytester.run().assert_outcomes(passed=1, deselected=1)
